@@ -1,0 +1,167 @@
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::{Error, Model, Result};
+
+/// Where a model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A file on disk.
+    Path(PathBuf),
+    /// The model file's bytes, already in memory.
+    Bytes(Vec<u8>),
+}
+
+impl ModelSource {
+    /// A short description for error messages: the path, or `<N bytes>`.
+    pub fn origin(&self) -> String {
+        match self {
+            ModelSource::Path(p) => p.display().to_string(),
+            ModelSource::Bytes(b) => format!("<{} bytes>", b.len()),
+        }
+    }
+
+    /// Reads the whole model into memory (a copy only for [`ModelSource::Path`]).
+    pub fn into_bytes(self) -> Result<Vec<u8>> {
+        match self {
+            ModelSource::Path(p) => std::fs::read(&p).map_err(|e| Error::io(p, e)),
+            ModelSource::Bytes(b) => Ok(b),
+        }
+    }
+
+    /// Guesses the format from the file extension or, for bytes, from the first bytes.
+    pub fn format(&self) -> ModelFormat {
+        match self {
+            ModelSource::Path(p) => match p
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+            {
+                Some(e) if e == "tflite" => ModelFormat::Tflite,
+                Some(e) if e == "nnef" || e == "tgz" => ModelFormat::Nnef,
+                Some(e) if e == "gguf" => ModelFormat::Gguf,
+                _ => ModelFormat::Onnx,
+            },
+            ModelSource::Bytes(b) => {
+                if b.starts_with(b"GGUF") {
+                    ModelFormat::Gguf
+                } else if b.len() >= 8 && &b[4..8] == b"TFL3" {
+                    ModelFormat::Tflite
+                } else {
+                    ModelFormat::Onnx
+                }
+            }
+        }
+    }
+}
+
+impl From<&Path> for ModelSource {
+    fn from(p: &Path) -> Self {
+        ModelSource::Path(p.to_path_buf())
+    }
+}
+
+impl From<PathBuf> for ModelSource {
+    fn from(p: PathBuf) -> Self {
+        ModelSource::Path(p)
+    }
+}
+
+impl From<&str> for ModelSource {
+    fn from(p: &str) -> Self {
+        ModelSource::Path(PathBuf::from(p))
+    }
+}
+
+impl From<Vec<u8>> for ModelSource {
+    fn from(b: Vec<u8>) -> Self {
+        ModelSource::Bytes(b)
+    }
+}
+
+/// Model file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelFormat {
+    /// ONNX protobuf.
+    Onnx,
+    /// TensorFlow Lite flatbuffer.
+    Tflite,
+    /// NNEF (tract's archive format).
+    Nnef,
+    /// GGUF (LLM weights; loaded by `edgeai-llm`, not by graph backends).
+    Gguf,
+}
+
+impl fmt::Display for ModelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ModelFormat::Onnx => "ONNX",
+            ModelFormat::Tflite => "TFLite",
+            ModelFormat::Nnef => "NNEF",
+            ModelFormat::Gguf => "GGUF",
+        })
+    }
+}
+
+/// Graph optimisation level asked of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OptLevel {
+    /// No optimisation: load and run the graph as written.
+    None,
+    /// Cheap, always-safe rewrites (constant folding, redundant node removal).
+    Basic,
+    /// Everything the backend offers (operator fusion, layout changes). The default.
+    #[default]
+    All,
+}
+
+/// Options for [`Backend::load`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct LoadOptions {
+    /// Threads the backend may use for one run; `None` lets the backend decide.
+    pub threads: Option<usize>,
+    /// Graph optimisation level.
+    pub optimization: OptLevel,
+}
+
+impl LoadOptions {
+    /// Default options: backend-chosen thread count, full optimisation.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the thread count.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
+    }
+
+    /// Sets the optimisation level.
+    pub fn with_optimization(mut self, level: OptLevel) -> Self {
+        self.optimization = level;
+        self
+    }
+}
+
+/// What a backend can do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The model formats [`Backend::load`] accepts.
+    pub formats: Vec<ModelFormat>,
+    /// Whether models with symbolic (run-time) dimensions can be run.
+    pub symbolic_dims: bool,
+}
+
+/// A model-loading engine: tract, ONNX Runtime, candle, burn...
+pub trait Backend: Send + Sync {
+    /// Short lower-case name (`tract`, `ort`...).
+    fn name(&self) -> &'static str;
+
+    /// What this backend can load and run.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Loads a model. A file that is missing, corrupt, not in a supported format, or uses
+    /// operators the backend lacks is an `Err` that says which.
+    fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>>;
+}

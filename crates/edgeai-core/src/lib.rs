@@ -1,0 +1,41 @@
+//! # edgeai-core
+//!
+//! The common currency of the edgeai workspace:
+//!
+//! - [`Tensor`]: a host tensor (shape, [`DType`], contiguous storage) that converts to and
+//!   from [`ndarray::ArrayD`] without copying where the layout allows.
+//! - [`Model`]: a loaded, runnable model with named, typed input and output specs
+//!   ([`TensorSpec`], with symbolic dimensions). `Send + Sync`: one model serves many threads.
+//! - [`Backend`]: a factory that loads a [`ModelSource`] (path or bytes) with
+//!   [`LoadOptions`] (threads, optimisation level) into a `Box<dyn Model>`.
+//! - [`Error`]: the one error type; a wrong input names the input and what was expected.
+//!
+//! Backends (tract, ONNX Runtime, candle, burn) live in their own crates and implement these
+//! traits; `edgeai-vision` and `edgeai-llm` build on them and never on a backend directly.
+//!
+//! ```
+//! use edgeai_core::{DType, Tensor};
+//!
+//! let t = Tensor::from_vec(vec![2, 3], vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+//! assert_eq!(t.dtype(), DType::F32);
+//! assert_eq!(t.shape(), &[2, 3]);
+//! let view = t.view::<f32>().unwrap();
+//! assert_eq!(view[[1, 2]], 6.0);
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+mod error;
+mod model;
+pub mod paths;
+mod tensor;
+
+pub use backend::{Backend, Capabilities, LoadOptions, ModelFormat, ModelSource, OptLevel};
+pub use error::{Error, Result};
+pub use model::{validate_inputs, Dim, Model, TensorSpec};
+pub use tensor::{DType, Element, Tensor, TensorData};
+
+/// Re-exported so users convert tensors with the same `ndarray` version edgeai uses.
+pub use half;
+/// Re-exported so users convert tensors with the same `ndarray` version edgeai uses.
+pub use ndarray;

@@ -1,0 +1,87 @@
+//! # edgeai
+//!
+//! Run AI models on edge devices: face recognition and small-LLM chat, on the backend you
+//! pick at compile time.
+//!
+//! This facade re-exports the workspace crates and offers [`backend`] /
+//! [`default_backend`] over the backends compiled in. Cargo features pick them:
+//! `tract` (default, pure Rust), `ort` (ONNX Runtime), `candle`, `burn`, `full` (all).
+//!
+//! ```no_run
+//! use edgeai::core::{LoadOptions, Tensor};
+//!
+//! let backend = edgeai::default_backend()?;
+//! let model = backend.load("models/face/sface.onnx".into(), &LoadOptions::new().with_threads(2))?;
+//! let out = model.run(vec![Tensor::zeros(edgeai::core::DType::F32, vec![1, 3, 112, 112])?])?;
+//! println!("{:?}", out[0].shape());
+//! # Ok::<(), edgeai::core::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub use edgeai_core as core;
+pub use edgeai_llm as llm;
+pub use edgeai_vision as vision;
+
+#[cfg(feature = "burn")]
+pub use edgeai_backend_burn as backend_burn;
+#[cfg(feature = "candle")]
+pub use edgeai_backend_candle as backend_candle;
+#[cfg(feature = "ort")]
+pub use edgeai_backend_ort as backend_ort;
+#[cfg(feature = "tract")]
+pub use edgeai_backend_tract as backend_tract;
+
+use edgeai_core::{Backend, Error, Result};
+
+/// Names of the backends compiled into this build, in order of preference.
+pub fn available_backends() -> Vec<&'static str> {
+    let mut v = Vec::new();
+    #[cfg(feature = "tract")]
+    v.push("tract");
+    #[cfg(feature = "ort")]
+    v.push("ort");
+    #[cfg(feature = "candle")]
+    v.push("candle");
+    #[cfg(feature = "burn")]
+    v.push("burn");
+    v
+}
+
+/// The backend called `name`, if it was compiled in.
+///
+/// ```
+/// assert!(edgeai::backend("no-such-backend").is_err());
+/// ```
+pub fn backend(name: &str) -> Result<Box<dyn Backend>> {
+    match name {
+        #[cfg(feature = "tract")]
+        "tract" => Ok(Box::new(edgeai_backend_tract::TractBackend::new())),
+        #[cfg(feature = "ort")]
+        "ort" => Ok(Box::new(edgeai_backend_ort::OrtBackend::new())),
+        _ => Err(Error::BackendUnavailable {
+            backend: name.to_string(),
+            reason: format!(
+                "not compiled in (compiled: {}); enable the Cargo feature `{name}`",
+                if available_backends().is_empty() {
+                    "none".to_string()
+                } else {
+                    available_backends().join(", ")
+                }
+            ),
+        }),
+    }
+}
+
+/// The first compiled-in backend ([`available_backends`] order): tract in a default build.
+pub fn default_backend() -> Result<Box<dyn Backend>> {
+    let name =
+        available_backends()
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::BackendUnavailable {
+                backend: "default".into(),
+                reason: "no backend compiled in; enable a feature: tract, ort, candle or burn"
+                    .into(),
+            })?;
+    backend(name)
+}
