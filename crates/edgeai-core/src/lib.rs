@@ -28,11 +28,13 @@ mod backend;
 mod error;
 mod model;
 pub mod paths;
+pub mod quant;
 mod tensor;
 
 pub use backend::{Backend, Capabilities, LoadOptions, ModelFormat, ModelSource, OptLevel};
 pub use error::{Error, Result};
 pub use model::{validate_inputs, Dim, Model, TensorSpec};
+pub use quant::{GgmlType, KernelPath, QMatrix, Scratch};
 pub use tensor::{DType, Element, Tensor, TensorData};
 
 /// Re-exported so users convert tensors with the same `ndarray` version edgeai uses.

@@ -1,0 +1,178 @@
+//! Runtime selection of the kernel path (scalar or a SIMD instruction set).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::scalar;
+use crate::{Error, Result};
+
+/// An instruction-set path of the quantized kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelPath {
+    /// Portable Rust, the reference.
+    Scalar,
+    /// x86_64 AVX2 + FMA.
+    Avx2,
+    /// x86_64 AVX-VNNI (256-bit `vpdpbusd`).
+    AvxVnni,
+    /// x86_64 AVX-512 VNNI.
+    Avx512Vnni,
+    /// aarch64 NEON.
+    Neon,
+    /// aarch64 NEON + `sdot` (dotprod).
+    NeonDotprod,
+    /// aarch64 NEON + `smmla` (i8mm).
+    NeonI8mm,
+}
+
+impl KernelPath {
+    /// All paths, worst to best.
+    pub const ALL: [KernelPath; 7] = [
+        KernelPath::Scalar,
+        KernelPath::Neon,
+        KernelPath::NeonDotprod,
+        KernelPath::NeonI8mm,
+        KernelPath::Avx2,
+        KernelPath::AvxVnni,
+        KernelPath::Avx512Vnni,
+    ];
+
+    /// Lower-case name, as accepted by `EDGEAI_KERNEL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelPath::Scalar => "scalar",
+            KernelPath::Avx2 => "avx2",
+            KernelPath::AvxVnni => "avxvnni",
+            KernelPath::Avx512Vnni => "avx512vnni",
+            KernelPath::Neon => "neon",
+            KernelPath::NeonDotprod => "dotprod",
+            KernelPath::NeonI8mm => "i8mm",
+        }
+    }
+
+    /// Parses a name (case-insensitive; `-`/`_` ignored).
+    pub fn from_name(s: &str) -> Option<Self> {
+        let s: String = s
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let s = match s.as_str() {
+            "neondotprod" => "dotprod",
+            "neoni8mm" => "i8mm",
+            other => other,
+        }
+        .to_string();
+        Self::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    fn index(self) -> u8 {
+        Self::ALL.iter().position(|p| *p == self).unwrap_or(0) as u8
+    }
+}
+
+impl std::fmt::Display for KernelPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One kernel per operation, for one path.
+pub(crate) struct Kernels {
+    pub q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
+    pub q4_1: fn(&[BlockQ4_1], &[BlockQ8_0], &[f32]) -> f32,
+    pub q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub q4k: fn(&[BlockQ4K], &[BlockQ8K]) -> f32,
+    pub q6k: fn(&[BlockQ6K], &[BlockQ8K]) -> f32,
+    pub f32: fn(&[u8], &[f32]) -> f32,
+    pub f16: fn(&[u8], &[f32]) -> f32,
+    pub bf16: fn(&[u8], &[f32]) -> f32,
+    pub i8: fn(&[i8], &[i8]) -> i32,
+}
+
+static SCALAR: Kernels = Kernels {
+    q4_0: scalar::vec_dot_q4_0_q8_0,
+    q4_1: scalar::vec_dot_q4_1_q8_0,
+    q8_0: scalar::vec_dot_q8_0_q8_0,
+    q4k: scalar::vec_dot_q4k_q8k,
+    q6k: scalar::vec_dot_q6k_q8k,
+    f32: scalar::vec_dot_f32_bytes,
+    f16: scalar::vec_dot_f16_bytes,
+    bf16: scalar::vec_dot_bf16_bytes,
+    i8: scalar::dot_i8,
+};
+
+/// The kernel table of `p` if this CPU (and this build) supports it.
+fn table(p: KernelPath) -> Option<&'static Kernels> {
+    match p {
+        KernelPath::Scalar => Some(&SCALAR),
+        _ => None,
+    }
+}
+
+/// The paths this CPU and build support, worst to best.
+pub fn available_kernel_paths() -> Vec<KernelPath> {
+    KernelPath::ALL
+        .into_iter()
+        .filter(|p| table(*p).is_some())
+        .collect()
+}
+
+fn best() -> KernelPath {
+    available_kernel_paths()
+        .last()
+        .copied()
+        .unwrap_or(KernelPath::Scalar)
+}
+
+const UNSET: u8 = u8::MAX;
+static CURRENT: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The kernel path in use: the best this CPU supports, unless `EDGEAI_KERNEL` (read once, at
+/// first use) or [`force_kernel_path`] chose another.
+pub fn kernel_path() -> KernelPath {
+    let i = CURRENT.load(Ordering::Relaxed);
+    if i != UNSET {
+        return KernelPath::ALL[i as usize];
+    }
+    let mut p = best();
+    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
+        match KernelPath::from_name(&v) {
+            Some(want) if table(want).is_some() => p = want,
+            Some(want) => {
+                tracing::warn!("EDGEAI_KERNEL={v}: {want} not available on this CPU; using {p}")
+            }
+            None => tracing::warn!("EDGEAI_KERNEL={v}: unknown kernel path; using {p}"),
+        }
+    }
+    tracing::debug!(path = %p, "edgeai kernel path selected");
+    // Racing first users compute the same value; keep whichever was stored first.
+    let _ = CURRENT.compare_exchange(UNSET, p.index(), Ordering::Relaxed, Ordering::Relaxed);
+    KernelPath::ALL[CURRENT.load(Ordering::Relaxed) as usize]
+}
+
+/// Makes every later kernel call use `p`; an error if this CPU or build lacks it.
+pub fn force_kernel_path(p: KernelPath) -> Result<()> {
+    if table(p).is_none() {
+        return Err(Error::Kernel(format!(
+            "kernel path {p} is not available here (available: {})",
+            available_kernel_paths()
+                .iter()
+                .map(|p| p.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    CURRENT.store(p.index(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// The kernels of the current path.
+pub(crate) fn current() -> &'static Kernels {
+    table(kernel_path()).unwrap_or(&SCALAR)
+}
+
+/// The kernels of path `p`, or an error if unavailable.
+pub(crate) fn kernels(p: KernelPath) -> Result<&'static Kernels> {
+    table(p).ok_or_else(|| Error::Kernel(format!("kernel path {p} is not available here")))
+}

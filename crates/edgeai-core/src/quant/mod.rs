@@ -1,0 +1,485 @@
+//! Quantized weight formats (ggml/GGUF compatible) and the matrix-vector kernels that use them.
+//!
+//! - [`GgmlType`]: the tensor types of GGUF files that edgeai can run.
+//! - Block structs ([`BlockQ4_0`], [`BlockQ4_1`], [`BlockQ8_0`], [`BlockQ4K`], [`BlockQ6K`],
+//!   [`BlockQ8K`]), byte-compatible with ggml, with `quantize_row_*` / `dequantize_row_*`
+//!   free functions per format.
+//! - [`QMatrix`]: a borrowed row-major weight matrix (e.g. a slice of a memory-mapped GGUF
+//!   file) with [`QMatrix::matvec`] / [`QMatrix::matmul`]: activations are quantized on the fly
+//!   into a reusable [`Scratch`] (Q8_0 for the 32-blocks, Q8_K for the K-quants), then integer
+//!   dot products run on the best [`KernelPath`] of this CPU, multi-threaded over output rows.
+//! - [`int8`]: per-row symmetric int8 matrices for embedding galleries.
+//!
+//! The kernel path is detected once at first use; `EDGEAI_KERNEL=scalar|avx2|neon|...`
+//! overrides it, and [`force_kernel_path`] changes it at run time.
+//!
+//! ```
+//! use edgeai_core::quant::{GgmlType, QMatrix, Scratch, quantize_row_q8_0, blocks_as_bytes, BlockQ8_0};
+//!
+//! let (rows, cols) = (4, 64);
+//! let w: Vec<f32> = (0..rows * cols).map(|i| (i % 7) as f32 - 3.0).collect();
+//! let mut blocks = vec![BlockQ8_0::default(); rows * cols / 32];
+//! quantize_row_q8_0(&w, &mut blocks);
+//! let m = QMatrix::new(GgmlType::Q8_0, rows, cols, blocks_as_bytes(&blocks)).unwrap();
+//! let x = vec![1.0f32; cols];
+//! let mut y = vec![0.0; rows];
+//! m.matvec(&x, &mut y, &mut Scratch::new()).unwrap();
+//! let want: f32 = w[..cols].iter().sum();
+//! assert!((y[0] - want).abs() < 0.5);
+//! ```
+
+mod blocks;
+mod dispatch;
+pub mod int8;
+pub mod scalar;
+mod threads;
+
+pub use blocks::{
+    blocks_as_bytes, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4k,
+    dequantize_row_q6k, dequantize_row_q8_0, dequantize_row_q8k, get_scale_min_k4,
+    quantize_row_q4_0, quantize_row_q4_1, quantize_row_q4k, quantize_row_q6k, quantize_row_q8_0,
+    quantize_row_q8k, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
+};
+pub use dispatch::{available_kernel_paths, force_kernel_path, kernel_path, KernelPath};
+pub use threads::{num_threads, set_num_threads};
+
+use crate::{Error, Result};
+use blocks::as_blocks;
+use dispatch::Kernels;
+
+/// A GGUF tensor type that edgeai's kernels understand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(non_camel_case_types)]
+pub enum GgmlType {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// 4-bit, 32 per block, scale.
+    Q4_0,
+    /// 4-bit, 32 per block, scale and min.
+    Q4_1,
+    /// 8-bit, 32 per block, scale.
+    Q8_0,
+    /// 4-bit K-quant, 256 per block.
+    Q4K,
+    /// 6-bit K-quant, 256 per block.
+    Q6K,
+    /// 8-bit K-quant (activations), 256 per block.
+    Q8K,
+}
+
+impl GgmlType {
+    /// All supported types.
+    pub const ALL: [GgmlType; 9] = [
+        GgmlType::F32,
+        GgmlType::F16,
+        GgmlType::BF16,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+        GgmlType::Q8K,
+    ];
+
+    /// The type for a ggml type id (`ggml_type` enum value), if supported.
+    pub fn from_ggml_id(id: u32) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.ggml_id() == id)
+    }
+
+    /// The ggml type id.
+    pub fn ggml_id(self) -> u32 {
+        match self {
+            GgmlType::F32 => 0,
+            GgmlType::F16 => 1,
+            GgmlType::BF16 => 30,
+            GgmlType::Q4_0 => 2,
+            GgmlType::Q4_1 => 3,
+            GgmlType::Q8_0 => 8,
+            GgmlType::Q4K => 12,
+            GgmlType::Q6K => 14,
+            GgmlType::Q8K => 15,
+        }
+    }
+
+    /// Weights per block (1 for the float types).
+    pub fn block_len(self) -> usize {
+        match self {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => QK,
+            GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8K => QK_K,
+        }
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            GgmlType::F32 => 4,
+            GgmlType::F16 | GgmlType::BF16 => 2,
+            GgmlType::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
+            GgmlType::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+            GgmlType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
+            GgmlType::Q4K => std::mem::size_of::<BlockQ4K>(),
+            GgmlType::Q6K => std::mem::size_of::<BlockQ6K>(),
+            GgmlType::Q8K => std::mem::size_of::<BlockQ8K>(),
+        }
+    }
+
+    /// Bytes of one row of `cols` weights; an error if `cols` is not a multiple of
+    /// [`block_len`](Self::block_len) or the size overflows.
+    pub fn row_bytes(self, cols: usize) -> Result<usize> {
+        if !cols.is_multiple_of(self.block_len()) {
+            return Err(Error::Kernel(format!(
+                "{} rows must be a multiple of {} wide, got {cols}",
+                self.name(),
+                self.block_len()
+            )));
+        }
+        (cols / self.block_len())
+            .checked_mul(self.block_bytes())
+            .ok_or_else(|| Error::Kernel(format!("{} row of {cols} overflows", self.name())))
+    }
+
+    /// The ggml name (`"Q4_1"`, `"Q4_K"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            GgmlType::F32 => "F32",
+            GgmlType::F16 => "F16",
+            GgmlType::BF16 => "BF16",
+            GgmlType::Q4_0 => "Q4_0",
+            GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q8_0 => "Q8_0",
+            GgmlType::Q4K => "Q4_K",
+            GgmlType::Q6K => "Q6_K",
+            GgmlType::Q8K => "Q8_K",
+        }
+    }
+}
+
+impl std::fmt::Display for GgmlType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Reusable buffers for the quantized activations of [`QMatrix::matvec`] / [`QMatrix::matmul`].
+///
+/// Keep one per calling thread and pass it to every call: it grows to the largest size asked
+/// for and never shrinks, so the hot path does not allocate.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    q8: Vec<BlockQ8_0>,
+    q8_sums: Vec<f32>,
+    q8k: Vec<BlockQ8K>,
+}
+
+impl Scratch {
+    /// Empty buffers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Quantizes `x` (rows of `cols`) to Q8_0 (+ per-block `d * sum(q)`).
+    fn quantize_q8_0(&mut self, x: &[f32]) -> (&[BlockQ8_0], &[f32]) {
+        let nb = x.len() / QK;
+        if self.q8.len() < nb {
+            self.q8.resize(nb, BlockQ8_0::default());
+            self.q8_sums.resize(nb, 0.0);
+        }
+        quantize_row_q8_0(x, &mut self.q8[..nb]);
+        for (s, b) in self.q8_sums[..nb].iter_mut().zip(&self.q8[..nb]) {
+            let qs = b.qs;
+            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+            *s = b.d.to_f32() * sum as f32;
+        }
+        (&self.q8[..nb], &self.q8_sums[..nb])
+    }
+
+    /// Quantizes `x` to Q8_K.
+    fn quantize_q8k(&mut self, x: &[f32]) -> &[BlockQ8K] {
+        let nb = x.len() / QK_K;
+        if self.q8k.len() < nb {
+            self.q8k.resize(nb, BlockQ8K::default());
+        }
+        quantize_row_q8k(x, &mut self.q8k[..nb]);
+        &self.q8k[..nb]
+    }
+}
+
+/// A borrowed row-major weight matrix: `rows` output features, each `cols` wide, stored in any
+/// [`GgmlType`] (e.g. a slice of a memory-mapped GGUF file). No copy; any alignment.
+///
+/// A GGUF tensor with ggml shape `[ne0, ne1]` is a `QMatrix` with `cols = ne0`, `rows = ne1`.
+#[derive(Clone, Copy, Debug)]
+pub struct QMatrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &'a [u8],
+}
+
+/// Work (weights) below which a call runs on the caller's thread only.
+const PAR_MIN_WEIGHTS: usize = 1 << 16;
+
+impl<'a> QMatrix<'a> {
+    /// Wraps `data`; an error unless `data.len() == rows * ty.row_bytes(cols)`, or if `ty` is
+    /// [`GgmlType::Q8K`] (an activation-only format).
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<Self> {
+        if ty == GgmlType::Q8K {
+            return Err(Error::Kernel(
+                "Q8_K is an activation format, not a weight format".into(),
+            ));
+        }
+        let row_bytes = ty.row_bytes(cols)?;
+        let want = row_bytes
+            .checked_mul(rows)
+            .ok_or_else(|| Error::Kernel(format!("{ty} matrix {rows}x{cols} overflows")))?;
+        if data.len() != want {
+            return Err(Error::Kernel(format!(
+                "{ty} matrix {rows}x{cols} needs {want} bytes, got {}",
+                data.len()
+            )));
+        }
+        Ok(Self {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data,
+        })
+    }
+
+    /// The storage type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Number of rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (input features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// All bytes.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The bytes of row `r`; an empty slice if `r >= rows`.
+    pub fn row_bytes(&self, r: usize) -> &'a [u8] {
+        if r >= self.rows {
+            return &[];
+        }
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Dequantizes row `r` into `out` (`cols` long).
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()> {
+        if r >= self.rows {
+            return Err(Error::Kernel(format!(
+                "row {r} out of range ({} rows)",
+                self.rows
+            )));
+        }
+        if out.len() != self.cols {
+            return Err(Error::Kernel(format!(
+                "dequantize_row: output has {} elements, row has {}",
+                out.len(),
+                self.cols
+            )));
+        }
+        dequantize_bytes(self.ty, self.row_bytes(r), out);
+        Ok(())
+    }
+
+    /// The whole matrix as `f32`, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        if self.cols > 0 {
+            for (r, o) in out.chunks_exact_mut(self.cols).enumerate() {
+                dequantize_bytes(self.ty, self.row_bytes(r), o);
+            }
+        }
+        out
+    }
+
+    /// `y[r] = sum_c W[r,c] * x[c]` on the current [`kernel_path`]; activations are quantized
+    /// on the fly (Q8_0 for the 32-block types, Q8_K for the K-quants; float weights use `x`
+    /// as is).
+    pub fn matvec(&self, x: &[f32], y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
+        self.matmul_on(dispatch::current(), x, 1, y, scratch)
+    }
+
+    /// [`matvec`](Self::matvec) on an explicit kernel path (an error if this CPU lacks it);
+    /// for tests and benchmarks.
+    pub fn matvec_with(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        self.matmul_on(dispatch::kernels(path)?, x, 1, y, scratch)
+    }
+
+    /// `x`: `n` rows of `cols` (row-major); `y`: `n` rows of `rows` (row-major). Each weight
+    /// row is reused across the `n` activations while it is in cache.
+    pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
+        self.matmul_on(dispatch::current(), x, n, y, scratch)
+    }
+
+    /// [`matmul`](Self::matmul) on an explicit kernel path (an error if this CPU lacks it).
+    pub fn matmul_with(
+        &self,
+        path: KernelPath,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        self.matmul_on(dispatch::kernels(path)?, x, n, y, scratch)
+    }
+
+    fn matmul_on(
+        &self,
+        k: &'static Kernels,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        if Some(x.len()) != n.checked_mul(cols) {
+            return Err(Error::Kernel(format!(
+                "{}x{cols} {} matmul: input has {} elements, expected {n} x {cols}",
+                rows,
+                self.ty,
+                x.len()
+            )));
+        }
+        if Some(y.len()) != n.checked_mul(rows) {
+            return Err(Error::Kernel(format!(
+                "{rows}x{cols} {} matmul: output has {} elements, expected {n} x {rows}",
+                self.ty,
+                y.len()
+            )));
+        }
+        if n == 0 || rows == 0 {
+            return Ok(());
+        }
+        if cols == 0 {
+            y.fill(0.0);
+            return Ok(());
+        }
+        let work = rows.saturating_mul(cols).saturating_mul(n);
+        let out = threads::OutPtr::new(y);
+        let rb = self.row_bytes;
+        let data = self.data;
+        let w_row = move |r: usize| &data[r * rb..(r + 1) * rb];
+        match self.ty {
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
+                let (q8, sums) = scratch.quantize_q8_0(x);
+                let nbr = cols / QK;
+                let act = |t: usize| (&q8[t * nbr..(t + 1) * nbr], &sums[t * nbr..(t + 1) * nbr]);
+                match self.ty {
+                    GgmlType::Q4_0 => threads::for_rows(rows, n, work, out, |r, t| {
+                        (k.q4_0)(as_blocks(w_row(r)), act(t).0)
+                    }),
+                    GgmlType::Q4_1 => threads::for_rows(rows, n, work, out, |r, t| {
+                        let (a, s) = act(t);
+                        (k.q4_1)(as_blocks(w_row(r)), a, s)
+                    }),
+                    _ => threads::for_rows(rows, n, work, out, |r, t| {
+                        (k.q8_0)(as_blocks(w_row(r)), act(t).0)
+                    }),
+                }
+            }
+            GgmlType::Q4K | GgmlType::Q6K => {
+                let q8 = scratch.quantize_q8k(x);
+                let nbr = cols / QK_K;
+                let act = |t: usize| &q8[t * nbr..(t + 1) * nbr];
+                if self.ty == GgmlType::Q4K {
+                    threads::for_rows(rows, n, work, out, |r, t| {
+                        (k.q4k)(as_blocks(w_row(r)), act(t))
+                    })
+                } else {
+                    threads::for_rows(rows, n, work, out, |r, t| {
+                        (k.q6k)(as_blocks(w_row(r)), act(t))
+                    })
+                }
+            }
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => {
+                let f = match self.ty {
+                    GgmlType::F32 => k.f32,
+                    GgmlType::F16 => k.f16,
+                    _ => k.bf16,
+                };
+                threads::for_rows(rows, n, work, out, |r, t| {
+                    f(w_row(r), &x[t * cols..(t + 1) * cols])
+                })
+            }
+            GgmlType::Q8K => {
+                return Err(Error::Kernel("Q8_K is not a weight format".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Dequantizes one row's bytes (`out.len()` weights).
+fn dequantize_bytes(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
+    match ty {
+        GgmlType::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        GgmlType::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        GgmlType::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        GgmlType::Q4_0 => dequantize_row_q4_0(as_blocks(bytes), out),
+        GgmlType::Q4_1 => dequantize_row_q4_1(as_blocks(bytes), out),
+        GgmlType::Q8_0 => dequantize_row_q8_0(as_blocks(bytes), out),
+        GgmlType::Q4K => dequantize_row_q4k(as_blocks(bytes), out),
+        GgmlType::Q6K => dequantize_row_q6k(as_blocks(bytes), out),
+        GgmlType::Q8K => {
+            // Q8_K is 4-byte aligned, so decode field by field from bytes.
+            for (blk, o) in bytes.chunks_exact(292).zip(out.chunks_exact_mut(QK_K)) {
+                let d = f32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+                for (v, &q) in o.iter_mut().zip(&blk[4..4 + QK_K]) {
+                    *v = d * (q as i8) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// Dequantizes `out.len()` weights of type `ty` from raw bytes (e.g. a GGUF tensor that is not
+/// a 2-D matrix). An error if the byte count does not match.
+pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
+    let need = ty.row_bytes(out.len())?;
+    if bytes.len() != need {
+        return Err(Error::Kernel(format!(
+            "{ty}: {} weights need {need} bytes, got {}",
+            out.len(),
+            bytes.len()
+        )));
+    }
+    dequantize_bytes(ty, bytes, out);
+    Ok(())
+}

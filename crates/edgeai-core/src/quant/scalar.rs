@@ -1,0 +1,156 @@
+//! Scalar dot-product kernels: the reference every SIMD path is tested against.
+//!
+//! Each function returns `sum_blocks (float scale of block) * (exact integer dot of block)`,
+//! accumulated in block order in `f32`. The SIMD twins compute the same integer dots exactly
+//! and differ only in the order of the final `f32` accumulation.
+
+#![allow(clippy::needless_range_loop)] // index loops mirror ggml's reference code
+
+use super::blocks::{
+    get_scale_min_k4, q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0,
+};
+
+/// Q4_0 weights · Q8_0 activations.
+pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (qs, ys) = (a.qs, b.qs);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += ((qs[j] & 0xF) as i32 - 8) * ys[j] as i32;
+            sumi += ((qs[j] >> 4) as i32 - 8) * ys[j + 16] as i32;
+        }
+        sumf += sumi as f32 * (a.d.to_f32() * b.d.to_f32());
+    }
+    sumf
+}
+
+/// Q4_1 weights · Q8_0 activations; `ys[i]` = `d8 * sum(q8)` of activation block `i`
+/// (the Q8_1 trick: the min term is `m * ys[i]`).
+pub fn vec_dot_q4_1_q8_0(x: &[BlockQ4_1], y: &[BlockQ8_0], ysum: &[f32]) -> f32 {
+    let mut sumf = 0f32;
+    for ((a, b), &s) in x.iter().zip(y).zip(ysum) {
+        let (qs, ys) = (a.qs, b.qs);
+        let mut sumi = 0i32;
+        for j in 0..16 {
+            sumi += (qs[j] & 0xF) as i32 * ys[j] as i32;
+            sumi += (qs[j] >> 4) as i32 * ys[j + 16] as i32;
+        }
+        sumf += sumi as f32 * (a.d.to_f32() * b.d.to_f32()) + a.m.to_f32() * s;
+    }
+    sumf
+}
+
+/// Q8_0 weights · Q8_0 activations.
+pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (qa, qb) = (a.qs, b.qs);
+        let sumi: i32 = qa
+            .iter()
+            .zip(qb.iter())
+            .map(|(&p, &q)| p as i32 * q as i32)
+            .sum();
+        sumf += sumi as f32 * (a.d.to_f32() * b.d.to_f32());
+    }
+    sumf
+}
+
+/// Decoded Q4_K scales and mins of one block.
+#[inline]
+pub(crate) fn q4k_scales_mins(scales: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    let mut sc = [0u8; 8];
+    let mut m = [0u8; 8];
+    for j in 0..8 {
+        (sc[j], m[j]) = get_scale_min_k4(j, scales);
+    }
+    (sc, m)
+}
+
+/// Q4_K weights · Q8_K activations.
+pub fn vec_dot_q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let (sc, m) = q4k_scales_mins(&a.scales);
+        let qs = a.qs;
+        let mut sumi = 0i32;
+        for j in 0..4 {
+            let q = &qs[32 * j..32 * j + 32];
+            let y0 = &b.qs[64 * j..64 * j + 32];
+            let y1 = &b.qs[64 * j + 32..64 * j + 64];
+            let mut s1 = 0i32;
+            let mut s2 = 0i32;
+            for l in 0..32 {
+                s1 += (q[l] & 0xF) as i32 * y0[l] as i32;
+                s2 += (q[l] >> 4) as i32 * y1[l] as i32;
+            }
+            sumi += sc[2 * j] as i32 * s1 + sc[2 * j + 1] as i32 * s2;
+        }
+        let mut summ = 0i32;
+        for k in 0..8 {
+            summ += m[k] as i32 * (b.bsums[2 * k] as i32 + b.bsums[2 * k + 1] as i32);
+        }
+        let d = a.d.to_f32() * b.d;
+        let dmin = a.dmin.to_f32() * b.d;
+        sumf += d * sumi as f32 - dmin * summ as f32;
+    }
+    sumf
+}
+
+/// Q6_K weights · Q8_K activations.
+pub fn vec_dot_q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut sumf = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let q = q6k_quants(a);
+        let sc = a.scales;
+        let mut sumi = 0i32;
+        for k in 0..16 {
+            let mut s = 0i32;
+            for l in 16 * k..16 * k + 16 {
+                s += q[l] as i32 * b.qs[l] as i32;
+            }
+            sumi += sc[k] as i32 * s;
+        }
+        sumf += (a.d.to_f32() * b.d) * sumi as f32;
+    }
+    sumf
+}
+
+/// f32 · f32 (weights given as little-endian bytes, any alignment).
+pub fn vec_dot_f32_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = w.chunks_exact(32).zip(x.chunks_exact(8));
+    let done = chunks.len() * 8;
+    for (wb, xs) in chunks {
+        for i in 0..8 {
+            let v = f32::from_le_bytes([wb[4 * i], wb[4 * i + 1], wb[4 * i + 2], wb[4 * i + 3]]);
+            acc[i] += v * xs[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (wb, &xv) in w[done * 4..].chunks_exact(4).zip(&x[done..]) {
+        s += f32::from_le_bytes([wb[0], wb[1], wb[2], wb[3]]) * xv;
+    }
+    s
+}
+
+/// f16 · f32 (weights given as little-endian bytes).
+pub fn vec_dot_f16_bytes(w: &[u8], x: &[f32]) -> f32 {
+    w.chunks_exact(2)
+        .zip(x)
+        .map(|(b, &xv)| half::f16::from_le_bytes([b[0], b[1]]).to_f32() * xv)
+        .sum()
+}
+
+/// bf16 · f32 (weights given as little-endian bytes).
+pub fn vec_dot_bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
+    w.chunks_exact(2)
+        .zip(x)
+        .map(|(b, &xv)| half::bf16::from_le_bytes([b[0], b[1]]).to_f32() * xv)
+        .sum()
+}
+
+/// Exact `i8` dot product over `min(a.len(), b.len())` elements.
+pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    a.iter().zip(b).map(|(&p, &q)| p as i32 * q as i32).sum()
+}

@@ -1,0 +1,124 @@
+//! The kernels' thread pool: one rayon pool, created lazily, rebuilt only when the requested
+//! size changes.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+static REQUESTED: AtomicUsize = AtomicUsize::new(0);
+static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+
+/// Sets the number of kernel threads (0 = available parallelism). Takes effect at the next
+/// kernel call; the pool is rebuilt once if the size changed.
+pub fn set_num_threads(n: usize) {
+    REQUESTED.store(n, Ordering::Relaxed);
+}
+
+/// The number of threads the kernels use.
+pub fn num_threads() -> usize {
+    match REQUESTED.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
+    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((size, p)) = guard.as_ref() {
+        if *size == n {
+            return Some(p.clone());
+        }
+    }
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("edgeai-kernel-{i}"))
+        .build()
+    {
+        Ok(p) => {
+            let p = Arc::new(p);
+            tracing::debug!(threads = n, "edgeai kernel thread pool created");
+            *guard = Some((n, p.clone()));
+            Some(p)
+        }
+        Err(e) => {
+            tracing::warn!("cannot create kernel thread pool ({e}); running single-threaded");
+            None
+        }
+    }
+}
+
+/// Runs `f` on the kernel pool (or inline when single-threaded / tiny work).
+pub(crate) fn run<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> R {
+    let n = num_threads();
+    if n <= 1 || work < super::PAR_MIN_WEIGHTS {
+        return f();
+    }
+    match pool(n) {
+        Some(p) => p.install(f),
+        None => f(),
+    }
+}
+
+/// An output matrix (`n` rows of `rows`) written by disjoint output-row chunks in parallel.
+pub(crate) struct OutPtr<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _life: PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: OutPtr is only used by `for_rows`, where every task writes a disjoint set of indices
+// (its own chunk of output rows), so sharing the pointer between threads cannot race.
+unsafe impl Send for OutPtr<'_> {}
+// SAFETY: see above.
+unsafe impl Sync for OutPtr<'_> {}
+
+impl<'a> OutPtr<'a> {
+    pub(crate) fn new(y: &'a mut [f32]) -> Self {
+        Self {
+            ptr: y.as_mut_ptr(),
+            len: y.len(),
+            _life: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn write(&self, i: usize, v: f32) {
+        if i < self.len {
+            // SAFETY: i < len, the pointer comes from a live `&'a mut [f32]` held for 'a, and
+            // no two tasks write the same index (see the Send/Sync comment).
+            unsafe { *self.ptr.add(i) = v };
+        }
+    }
+}
+
+/// `y[t * rows + r] = f(r, t)` for all `r < rows`, `t < n`, parallel over chunks of `r`.
+pub(crate) fn for_rows(
+    rows: usize,
+    n: usize,
+    work: usize,
+    out: OutPtr<'_>,
+    f: impl Fn(usize, usize) -> f32 + Sync,
+) {
+    let threads = num_threads();
+    let chunk_rows = |r0: usize, r1: usize| {
+        for r in r0..r1 {
+            for t in 0..n {
+                out.write(t * rows + r, f(r, t));
+            }
+        }
+    };
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
+        chunk_rows(0, rows);
+        return;
+    }
+    // ~4 chunks per thread for load balance, at least 8 rows each.
+    let chunk = rows.div_ceil(threads * 4).max(8);
+    let nchunks = rows.div_ceil(chunk);
+    run(work, || {
+        (0..nchunks)
+            .into_par_iter()
+            .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
+    });
+}
