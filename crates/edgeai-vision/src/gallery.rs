@@ -1,0 +1,614 @@
+//! A persistent face gallery: named identities with one or more embeddings, stored in SQLite
+//! (WAL mode, busy timeout, versioned schema), searched in memory.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use tracing::{debug, info};
+
+use crate::embed::{cosine, SFACE_COSINE_THRESHOLD};
+use crate::index::{EmbeddingIndex, Match, SearchPrecision};
+use crate::{Result, VisionError};
+
+/// The schema version this build writes and the newest it reads.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// `PRAGMA application_id` of edgeai galleries ("EAIG").
+const APPLICATION_ID: i64 = 0x4541_4947;
+
+/// Gallery settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GalleryConfig {
+    /// Embedding dimension of a new gallery (an existing gallery keeps its own).
+    pub dim: usize,
+    /// Cosine similarity at or above which two faces are the same person.
+    pub threshold: f32,
+    /// Search precision.
+    pub precision: SearchPrecision,
+    /// Search threads.
+    pub threads: usize,
+    /// How long to wait for another process's write lock before failing.
+    pub busy_timeout: Duration,
+}
+
+impl Default for GalleryConfig {
+    /// SFace: 128-d, the OpenCV zoo cosine threshold 0.363, f32, one thread, 5 s.
+    fn default() -> Self {
+        GalleryConfig {
+            dim: 128,
+            threshold: SFACE_COSINE_THRESHOLD,
+            precision: SearchPrecision::F32,
+            threads: 1,
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The answer of [`Gallery::identify`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Identification {
+    /// Up to k identities, best first, whatever their score.
+    pub candidates: Vec<Match>,
+    /// The threshold applied.
+    pub threshold: f32,
+}
+
+impl Identification {
+    /// The best candidate if it reaches the threshold; `None` means "unknown person".
+    pub fn best(&self) -> Option<&Match> {
+        self.candidates
+            .first()
+            .filter(|m| m.score >= self.threshold)
+    }
+
+    /// True when no candidate reaches the threshold.
+    pub fn is_unknown(&self) -> bool {
+        self.best().is_none()
+    }
+}
+
+/// The answer of [`Gallery::verify`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Verification {
+    /// Cosine similarity of the two embeddings.
+    pub score: f32,
+    /// The threshold applied.
+    pub threshold: f32,
+    /// `score >= threshold`.
+    pub same_person: bool,
+}
+
+/// Whether two embeddings are the same person under `threshold` (cosine similarity).
+pub fn verify(a: &[f32], b: &[f32], threshold: f32) -> Result<Verification> {
+    if a.len() != b.len() || a.is_empty() {
+        return Err(VisionError::InvalidEmbedding(format!(
+            "cannot compare embeddings of dimensions {} and {}",
+            a.len(),
+            b.len()
+        )));
+    }
+    if a.iter().chain(b).any(|x| !x.is_finite()) {
+        return Err(VisionError::InvalidEmbedding(
+            "a value is not finite".into(),
+        ));
+    }
+    let score = cosine(a, b);
+    Ok(Verification {
+        score,
+        threshold,
+        same_person: score >= threshold,
+    })
+}
+
+/// A named-identity face gallery backed by a SQLite file (or memory).
+///
+/// Every enrolment is one transaction: after [`Gallery::enroll`] returns, the identity
+/// survives a crash of the process; before, none of its embeddings are stored. The file uses
+/// WAL journaling so readers in other processes are not blocked by a writer.
+pub struct Gallery {
+    conn: Connection,
+    path: Option<PathBuf>,
+    index: EmbeddingIndex,
+    config: GalleryConfig,
+}
+
+impl std::fmt::Debug for Gallery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gallery")
+            .field("path", &self.path)
+            .field("index", &self.index)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+fn not_gallery(path: &Path, reason: impl Into<String>) -> VisionError {
+    VisionError::NotAGallery {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+fn is_not_a_database(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase
+    )
+}
+
+fn encode(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode(blob: &[u8], dim: usize) -> Option<Vec<f32>> {
+    if blob.len() != dim * 4 {
+        return None;
+    }
+    Some(
+        blob.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )
+}
+
+const SCHEMA: &str = "
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE gallery_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE identities (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE embeddings (
+    id INTEGER PRIMARY KEY,
+    identity_id INTEGER NOT NULL REFERENCES identities(id) ON DELETE CASCADE,
+    vector BLOB NOT NULL
+);
+CREATE INDEX embeddings_identity ON embeddings(identity_id);
+";
+
+impl Gallery {
+    /// Opens the gallery at `path`, creating it if the file does not exist (the folder must).
+    ///
+    /// Errors, without modifying the file, when it is not an edgeai gallery (another SQLite
+    /// database, or not SQLite at all) or was written with a newer schema.
+    pub fn open(path: impl AsRef<Path>, config: GalleryConfig) -> Result<Self> {
+        let path = path.as_ref();
+        // Refuse non-SQLite files before SQLite touches them.
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.is_dir() {
+                return Err(not_gallery(path, "it is a directory"));
+            }
+            if meta.len() > 0 {
+                let mut head = [0u8; 16];
+                let n = std::io::Read::read(
+                    &mut std::fs::File::open(path).map_err(|e| VisionError::io(path, e))?,
+                    &mut head,
+                )
+                .map_err(|e| VisionError::io(path, e))?;
+                if n < 16 || &head != b"SQLite format 3\0" {
+                    return Err(not_gallery(path, "not a SQLite database"));
+                }
+            }
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
+            if is_not_a_database(&e) {
+                not_gallery(path, "not a SQLite database")
+            } else {
+                VisionError::Database(e)
+            }
+        })?;
+        Self::init(conn, Some(path.to_path_buf()), config)
+    }
+
+    /// A gallery that lives in memory only (tests, benchmarks, throw-away sessions).
+    pub fn open_in_memory(config: GalleryConfig) -> Result<Self> {
+        Self::init(Connection::open_in_memory()?, None, config)
+    }
+
+    fn init(mut conn: Connection, path: Option<PathBuf>, config: GalleryConfig) -> Result<Self> {
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+        conn.busy_timeout(config.busy_timeout)?;
+        let map_nadb = |e: rusqlite::Error| {
+            if is_not_a_database(&e) {
+                not_gallery(&shown, "not a SQLite database")
+            } else {
+                VisionError::Database(e)
+            }
+        };
+        // Read-only inspection first: a foreign file is left exactly as it was.
+        let tables: Vec<String> = {
+            let mut st = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .map_err(map_nadb)?;
+            let rows = st
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(map_nadb)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_nadb)?
+        };
+        if tables.is_empty() {
+            Self::create_schema(&mut conn, &config)?;
+        } else if !tables.iter().any(|t| t == "schema_version") {
+            return Err(not_gallery(
+                &shown,
+                format!(
+                    "a SQLite database without edgeai's tables (has: {})",
+                    tables.join(", ")
+                ),
+            ));
+        }
+        let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        if app_id != APPLICATION_ID {
+            return Err(not_gallery(
+                &shown,
+                format!("application id {app_id:#x}, not edgeai's {APPLICATION_ID:#x}"),
+            ));
+        }
+        let version: Option<i64> = conn
+            .query_row("SELECT max(version) FROM schema_version", [], |r| r.get(0))
+            .optional()?
+            .flatten();
+        match version {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(VisionError::NewerSchema {
+                    path: shown,
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            Some(v) if v == SCHEMA_VERSION => {}
+            other => {
+                return Err(not_gallery(
+                    &shown,
+                    format!("unknown schema version {other:?}"),
+                ))
+            }
+        }
+        if path.is_some() {
+            let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                debug!(mode, "WAL journaling not available");
+            }
+        }
+        // FULL: a commit is on disk when `enroll` returns (also across power loss).
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        let dim: usize = conn
+            .query_row(
+                "SELECT value FROM gallery_meta WHERE key = 'dim'",
+                [],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| not_gallery(&shown, "no embedding dimension recorded"))?;
+        let mut index = EmbeddingIndex::new(dim)?;
+        index.set_threads(config.threads)?;
+        {
+            let mut st = conn.prepare(
+                "SELECT i.name, e.vector FROM embeddings e JOIN identities i ON i.id = e.identity_id
+                 ORDER BY i.id, e.id",
+            )?;
+            let mut rows = st.query([])?;
+            while let Some(row) = rows.next()? {
+                let name: String = row.get(0)?;
+                let blob: Vec<u8> = row.get(1)?;
+                let v = decode(&blob, dim).ok_or_else(|| {
+                    VisionError::InvalidEmbedding(format!(
+                        "stored embedding of `{name}` has {} bytes, expected {}",
+                        blob.len(),
+                        dim * 4
+                    ))
+                })?;
+                index.add(&name, &[v])?;
+            }
+        }
+        info!(
+            path = %shown.display(),
+            identities = index.len(),
+            embeddings = index.embeddings(),
+            "gallery opened"
+        );
+        Ok(Gallery {
+            conn,
+            path,
+            index,
+            config,
+        })
+    }
+
+    fn create_schema(conn: &mut Connection, config: &GalleryConfig) -> Result<()> {
+        if config.dim == 0 {
+            return Err(VisionError::InvalidArgument("embedding dimension 0".into()));
+        }
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // Another process may have created it while we waited for the lock.
+        let exists: i64 = tx.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )?;
+        if exists == 0 {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT INTO schema_version (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )?;
+            tx.execute(
+                "INSERT INTO gallery_meta (key, value) VALUES ('dim', ?1)",
+                [config.dim.to_string()],
+            )?;
+            tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The file, or `None` for an in-memory gallery.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &GalleryConfig {
+        &self.config
+    }
+
+    /// Changes threshold, precision and threads (the dimension is fixed by the file).
+    pub fn set_config(&mut self, config: GalleryConfig) -> Result<()> {
+        self.index.set_threads(config.threads)?;
+        self.conn.busy_timeout(config.busy_timeout)?;
+        self.config = GalleryConfig {
+            dim: self.index.dim(),
+            ..config
+        };
+        Ok(())
+    }
+
+    /// The in-memory search index.
+    pub fn index(&self) -> &EmbeddingIndex {
+        &self.index
+    }
+
+    /// Number of identities.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// True when nobody is enrolled.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Enrols `embeddings` (one per photo) under `name`, adding to the identity if it exists.
+    /// All-or-nothing: one transaction; on error nothing is stored.
+    pub fn enroll(&mut self, name: &str, embeddings: &[Vec<f32>]) -> Result<()> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(VisionError::InvalidArgument("empty identity name".into()));
+        }
+        if embeddings.is_empty() {
+            return Err(VisionError::InvalidArgument(format!(
+                "no embeddings to enrol for `{name}`"
+            )));
+        }
+        let normed = embeddings
+            .iter()
+            .map(|e| self.index.normalized(e))
+            .collect::<Result<Vec<_>>>()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO identities (name, created_at) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+            params![name, now],
+        )?;
+        let id: i64 = tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })?;
+        {
+            let mut st =
+                tx.prepare_cached("INSERT INTO embeddings (identity_id, vector) VALUES (?1, ?2)")?;
+            for v in &normed {
+                st.execute(params![id, encode(v)])?;
+            }
+        }
+        tx.commit()?;
+        self.index.add(name, &normed)?;
+        debug!(name, embeddings = normed.len(), "enrolled");
+        Ok(())
+    }
+
+    /// Removes identity `name`; returns whether it existed.
+    pub fn remove(&mut self, name: &str) -> Result<bool> {
+        let n = self
+            .conn
+            .execute("DELETE FROM identities WHERE name = ?1", [name.trim()])?;
+        self.index.remove(name.trim())?;
+        Ok(n > 0)
+    }
+
+    /// `(name, embedding count)` per identity, in enrolment order.
+    pub fn list(&self) -> Vec<(String, usize)> {
+        self.index
+            .identities()
+            .map(|(n, c)| (n.to_string(), c))
+            .collect()
+    }
+
+    /// The `k` best identities for `embedding`; [`Identification::best`] applies the
+    /// threshold.
+    pub fn identify(&self, embedding: &[f32], k: usize) -> Result<Identification> {
+        Ok(Identification {
+            candidates: self.index.search(embedding, k, self.config.precision)?,
+            threshold: self.config.threshold,
+        })
+    }
+
+    /// Whether two embeddings are the same person under this gallery's threshold.
+    pub fn verify(&self, a: &[f32], b: &[f32]) -> Result<Verification> {
+        verify(a, b, self.config.threshold)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn temp_path(tag: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!(
+            "edgeai-vision-{tag}-{}-{:?}.sqlite",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_file(&p);
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+        p
+    }
+
+    fn e(i: usize) -> Vec<f32> {
+        let mut v = vec![0.01f32; 8];
+        v[i % 8] = 1.0;
+        v
+    }
+
+    fn cfg() -> GalleryConfig {
+        GalleryConfig {
+            dim: 8,
+            threshold: 0.5,
+            ..GalleryConfig::default()
+        }
+    }
+
+    #[test]
+    fn enroll_identify_verify_remove_and_reopen() {
+        let p = temp_path("roundtrip");
+        {
+            let mut g = Gallery::open(&p, cfg()).unwrap();
+            g.enroll("alice", &[e(0), e(1)]).unwrap();
+            g.enroll("bob", &[e(2)]).unwrap();
+            g.enroll("carol", &[e(3)]).unwrap();
+            g.enroll("alice", &[e(4)]).unwrap();
+            let id = g.identify(&e(1), 2).unwrap();
+            assert_eq!(id.best().unwrap().name, "alice");
+            assert_eq!(id.candidates.len(), 2);
+            let unknown = g.identify(&e(6), 3).unwrap();
+            assert!(unknown.is_unknown(), "{unknown:?}");
+            assert!(g.verify(&e(0), &e(0)).unwrap().same_person);
+            assert!(!g.verify(&e(0), &e(1)).unwrap().same_person);
+            assert!(g.remove("carol").unwrap());
+            assert!(!g.remove("carol").unwrap());
+        }
+        let g = Gallery::open(&p, cfg()).unwrap();
+        assert_eq!(
+            g.list(),
+            vec![("alice".to_string(), 3), ("bob".to_string(), 1)]
+        );
+        assert_eq!(g.identify(&e(4), 1).unwrap().best().unwrap().name, "alice");
+        let mode: String = g
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn bad_enrolments_store_nothing() {
+        let mut g = Gallery::open_in_memory(cfg()).unwrap();
+        g.enroll("alice", &[e(0)]).unwrap();
+        assert!(g.enroll("", &[e(0)]).is_err());
+        assert!(g.enroll("bob", &[]).is_err());
+        // the second embedding has the wrong dimension: the first is not stored either
+        assert!(g.enroll("bob", &[e(1), vec![1.0; 3]]).is_err());
+        assert!(g.enroll("bob", &[vec![0.0; 8]]).is_err());
+        assert!(g.enroll("bob", &[vec![f32::NAN; 8]]).is_err());
+        assert_eq!(g.list(), vec![("alice".to_string(), 1)]);
+        let n: i64 = g
+            .conn
+            .query_row("SELECT count(*) FROM embeddings", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn foreign_files_are_refused_untouched() {
+        let p = temp_path("foreign-text");
+        std::fs::write(&p, b"just some text, definitely not sqlite").unwrap();
+        let err = Gallery::open(&p, cfg()).unwrap_err();
+        assert!(matches!(err, VisionError::NotAGallery { .. }), "{err}");
+        assert!(err.to_string().contains("not a SQLite database"), "{err}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            b"just some text, definitely not sqlite"
+        );
+
+        let p = temp_path("foreign-db");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute_batch("CREATE TABLE songs (title TEXT); INSERT INTO songs VALUES ('x');")
+                .unwrap();
+        }
+        let before = std::fs::read(&p).unwrap();
+        let err = Gallery::open(&p, cfg()).unwrap_err();
+        assert!(err.to_string().contains("without edgeai's tables"), "{err}");
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            before,
+            "the foreign database was modified"
+        );
+    }
+
+    #[test]
+    fn newer_schema_is_refused_and_data_kept() {
+        let p = temp_path("newer");
+        {
+            let mut g = Gallery::open(&p, cfg()).unwrap();
+            g.enroll("alice", &[e(0)]).unwrap();
+        }
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute("UPDATE schema_version SET version = 99", [])
+                .unwrap();
+        }
+        let err = Gallery::open(&p, cfg()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                VisionError::NewerSchema {
+                    found: 99,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade edgeai"), "{err}");
+        {
+            let c = Connection::open(&p).unwrap();
+            c.execute("UPDATE schema_version SET version = 1", [])
+                .unwrap();
+        }
+        let g = Gallery::open(&p, cfg()).unwrap();
+        assert_eq!(g.list(), vec![("alice".to_string(), 1)]);
+    }
+
+    #[test]
+    fn existing_gallery_keeps_its_dimension() {
+        let p = temp_path("dim");
+        drop(Gallery::open(&p, cfg()).unwrap());
+        let g = Gallery::open(&p, GalleryConfig { dim: 128, ..cfg() }).unwrap();
+        assert_eq!(g.index().dim(), 8);
+    }
+}
