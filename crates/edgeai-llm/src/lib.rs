@@ -2,4 +2,107 @@
 //!
 //! Small-LLM inference on the `edgeai-core` quantized kernels: GGUF loading, tokenization,
 //! a Llama-family decoder with a KV cache, sampling and chat templates.
+//!
+//! - [`gguf`]: GGUF v2/v3 reader (memory-mapped, bounds-checked).
+//! - [`tokenizer`]: byte-level BPE from GGUF metadata or `tokenizer.json`.
+//! - [`llama`]: the native decoder ([`LlamaModel`] weights, [`LlamaEngine`] state).
+//! - [`engine::LanguageModel`]: the engine trait (also implemented by candle's engine).
+//! - [`sampler`]: llama.cpp-ordered sampler chain.
+//! - [`generate`]: streaming generation with stop strings, and multi-turn [`Chat`].
+//! - [`chat`]: chat templates (ChatML).
+//!
+//! ```no_run
+//! use edgeai_llm::{generate::GenerateOptions, Llm};
+//!
+//! let mut llm = Llm::open("models/llm/SmolLM2-135M-Instruct.Q4_1.gguf", &Default::default())?;
+//! let out = llm.complete("The capital of France is", &GenerateOptions::default())?;
+//! println!("{}", out.text);
+//! # Ok::<(), edgeai_llm::Error>(())
+//! ```
 #![warn(missing_docs)]
+
+pub mod chat;
+pub mod engine;
+mod error;
+pub mod generate;
+pub mod gguf;
+pub mod llama;
+pub mod sampler;
+pub mod tokenizer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use chat::{ChatTemplate, Message, Role};
+pub use engine::LanguageModel;
+pub use error::{Error, Result};
+pub use generate::{Chat, GenerateOptions, Generation, StopReason};
+pub use llama::{EngineOptions, LlamaConfig, LlamaEngine, LlamaModel};
+pub use sampler::{Sampler, SamplerConfig};
+pub use tokenizer::Tokenizer;
+
+/// A ready-to-use native LLM: model state, tokenizer and chat template.
+pub struct Llm {
+    /// The engine (model + KV cache).
+    pub engine: LlamaEngine,
+    /// The tokenizer from the same GGUF.
+    pub tokenizer: Tokenizer,
+    /// The chat template, when the GGUF has a supported one.
+    pub template: Option<ChatTemplate>,
+}
+
+impl std::fmt::Debug for Llm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Llm").field("engine", &self.engine).finish()
+    }
+}
+
+impl Llm {
+    /// Loads a llama GGUF with its tokenizer and chat template.
+    pub fn open(path: impl AsRef<Path>, opts: &EngineOptions) -> Result<Self> {
+        let model = LlamaModel::open(path)?;
+        Self::from_model(model, opts)
+    }
+
+    /// Wraps an already loaded model (a new KV cache; weights shared).
+    pub fn from_model(model: Arc<LlamaModel>, opts: &EngineOptions) -> Result<Self> {
+        let tokenizer = Tokenizer::from_gguf(model.gguf())?;
+        let template = match model.gguf().get_str("tokenizer.chat_template") {
+            Some(t) => match ChatTemplate::detect(t) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("{e}; chat needs an explicit template");
+                    None
+                }
+            },
+            None => None,
+        };
+        let engine = LlamaEngine::new(model, opts)?;
+        Ok(Self {
+            engine,
+            tokenizer,
+            template,
+        })
+    }
+
+    /// Continues `prompt` from an empty context.
+    pub fn complete(&mut self, prompt: &str, opts: &GenerateOptions) -> Result<Generation> {
+        self.engine.reset();
+        let tokens = self.tokenizer.encode(prompt)?;
+        generate::generate(
+            &mut self.engine,
+            &self.tokenizer,
+            &tokens,
+            opts,
+            &mut |_| true,
+        )
+    }
+
+    /// A new conversation with the model's template (ChatML if it has none we recognise).
+    pub fn chat(&self, system: Option<&str>) -> Chat {
+        Chat::new(
+            self.template.clone().unwrap_or_else(ChatTemplate::chatml),
+            system,
+        )
+    }
+}

@@ -1,0 +1,722 @@
+//! The Llama-family decoder on `edgeai-core`'s quantized kernels.
+//!
+//! - Weights stay in the GGUF memory map; each matrix is a [`QMatrix`] view.
+//! - Token embedding: one row of `token_embd.weight` dequantized per token.
+//! - RMSNorm, RoPE in llama.cpp's "normal" layout: GGUF stores Q/K rows permuted so that the
+//!   rotation acts on consecutive pairs `(x[2i], x[2i+1])` with angle `pos * theta^(-2i/d)`.
+//! - Grouped-query attention (query head `h` reads KV head `h / (n_head / n_kv_head)`),
+//!   parallel over heads; SwiGLU FFN; output projection tied to the embedding when
+//!   `output.weight` is absent.
+//! - [`LlamaEngine`] holds an f32 KV cache preallocated for its context length and every
+//!   activation buffer, so decoding allocates nothing per token. Prompts are processed in
+//!   batches with [`QMatrix::matmul`]; single tokens with [`QMatrix::matvec`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgeai_core::quant::{self, GgmlType, QMatrix, Scratch};
+use rayon::prelude::*;
+
+use crate::engine::LanguageModel;
+use crate::gguf::GgufFile;
+use crate::{Error, Result};
+
+/// Hyper-parameters read from the GGUF metadata.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlamaConfig {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Embedding width.
+    pub dim: usize,
+    /// Query heads.
+    pub n_head: usize,
+    /// Key/value heads.
+    pub n_kv_head: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// FFN hidden width.
+    pub ffn_dim: usize,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Training context length.
+    pub context_length: usize,
+    /// RoPE base.
+    pub rope_theta: f32,
+    /// Rotated dimensions per head.
+    pub rope_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_eps: f32,
+}
+
+impl LlamaConfig {
+    /// Reads the `{arch}.*` keys of a llama-architecture GGUF.
+    pub fn from_gguf(g: &GgufFile) -> Result<Self> {
+        let arch = g.get_str("general.architecture").unwrap_or("");
+        if arch != "llama" {
+            return Err(Error::Unsupported(format!(
+                "architecture `{arch}` (only `llama` is implemented)"
+            )));
+        }
+        let u = |k: &str| -> Result<usize> {
+            let v = g.require_u64(&format!("llama.{k}"))?;
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v > 0 && v < 1 << 24)
+                .ok_or_else(|| Error::Metadata {
+                    key: format!("llama.{k}"),
+                    reason: format!("{v} is out of range"),
+                })
+        };
+        let dim = u("embedding_length")?;
+        let n_head = u("attention.head_count")?;
+        let n_kv_head = match g.get("llama.attention.head_count_kv") {
+            Some(_) => u("attention.head_count_kv")?,
+            None => n_head,
+        };
+        if dim % n_head != 0 || n_head % n_kv_head != 0 {
+            return Err(Error::Unsupported(format!(
+                "dim {dim}, {n_head} heads, {n_kv_head} KV heads do not divide"
+            )));
+        }
+        let head_dim = dim / n_head;
+        let rope_dim = match g.get("llama.rope.dimension_count") {
+            Some(_) => u("rope.dimension_count")?,
+            None => head_dim,
+        };
+        if rope_dim > head_dim || rope_dim % 2 != 0 {
+            return Err(Error::Unsupported(format!(
+                "rope dimension {rope_dim} with head dim {head_dim}"
+            )));
+        }
+        let embd = g
+            .tensor("token_embd.weight")
+            .ok_or_else(|| Error::Unsupported("tensor `token_embd.weight` missing".into()))?;
+        let vocab = embd.matrix_shape().0;
+        Ok(Self {
+            n_layer: u("block_count")?,
+            dim,
+            n_head,
+            n_kv_head,
+            head_dim,
+            ffn_dim: u("feed_forward_length")?,
+            vocab,
+            context_length: u("context_length")?,
+            rope_theta: g.opt_f64("llama.rope.freq_base")?.unwrap_or(10_000.0) as f32,
+            rope_dim,
+            rms_eps: g
+                .opt_f64("llama.attention.layer_norm_rms_epsilon")?
+                .unwrap_or(1e-5) as f32,
+        })
+    }
+
+    /// Width of the K (and V) projections.
+    pub fn kv_dim(&self) -> usize {
+        self.n_kv_head * self.head_dim
+    }
+
+    /// Bytes of an f32 KV cache for `ctx` tokens.
+    pub fn kv_cache_bytes(&self, ctx: usize) -> usize {
+        2 * self.n_layer * ctx * self.kv_dim() * 4
+    }
+}
+
+/// A weight matrix: a range of the GGUF's bytes.
+#[derive(Clone, Copy, Debug)]
+struct QWeight {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    start: usize,
+    len: usize,
+}
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: QWeight,
+    wk: QWeight,
+    wv: QWeight,
+    wo: QWeight,
+    ffn_norm: Vec<f32>,
+    w_gate: QWeight,
+    w_up: QWeight,
+    w_down: QWeight,
+}
+
+/// Loaded weights (shared, read-only): create any number of [`LlamaEngine`]s from one.
+pub struct LlamaModel {
+    gguf: GgufFile,
+    cfg: LlamaConfig,
+    layers: Vec<Layer>,
+    tok_embd: QWeight,
+    output_norm: Vec<f32>,
+    output: QWeight,
+}
+
+impl std::fmt::Debug for LlamaModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaModel")
+            .field("origin", &self.gguf.origin())
+            .field("config", &self.cfg)
+            .finish()
+    }
+}
+
+impl LlamaModel {
+    /// Memory-maps and loads a llama GGUF.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self::from_gguf(GgufFile::open(path)?)?))
+    }
+
+    /// Loads from a parsed GGUF (takes ownership of its map).
+    pub fn from_gguf(gguf: GgufFile) -> Result<Self> {
+        let cfg = LlamaConfig::from_gguf(&gguf)?;
+        let mat = |name: &str, rows: usize, cols: usize| -> Result<QWeight> {
+            let t = gguf
+                .tensor(name)
+                .ok_or_else(|| Error::Unsupported(format!("tensor `{name}` missing")))?;
+            if t.matrix_shape() != (rows, cols) || t.dims.len() != 2 {
+                return Err(Error::Unsupported(format!(
+                    "tensor `{name}` has dims {:?}, expected [{cols}, {rows}]",
+                    t.dims
+                )));
+            }
+            let start = (gguf.data_offset() + t.offset) as usize;
+            // Validates the byte length once; calls rebuild the view cheaply.
+            QMatrix::new(t.ty, rows, cols, gguf.tensor_data(t))?;
+            Ok(QWeight {
+                ty: t.ty,
+                rows,
+                cols,
+                start,
+                len: t.size,
+            })
+        };
+        let vec = |name: &str, n: usize| -> Result<Vec<f32>> {
+            let t = gguf
+                .tensor(name)
+                .ok_or_else(|| Error::Unsupported(format!("tensor `{name}` missing")))?;
+            if t.elements() != n as u64 {
+                return Err(Error::Unsupported(format!(
+                    "tensor `{name}` has dims {:?}, expected [{n}]",
+                    t.dims
+                )));
+            }
+            let m = QMatrix::new(t.ty, 1, n, gguf.tensor_data(t))?;
+            let mut out = vec![0f32; n];
+            m.dequantize_row(0, &mut out)?;
+            Ok(out)
+        };
+        let (d, kv, f) = (cfg.dim, cfg.kv_dim(), cfg.ffn_dim);
+        let mut layers = Vec::with_capacity(cfg.n_layer);
+        for l in 0..cfg.n_layer {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: vec(&n("attn_norm"), d)?,
+                wq: mat(&n("attn_q"), d, d)?,
+                wk: mat(&n("attn_k"), kv, d)?,
+                wv: mat(&n("attn_v"), kv, d)?,
+                wo: mat(&n("attn_output"), d, d)?,
+                ffn_norm: vec(&n("ffn_norm"), d)?,
+                w_gate: mat(&n("ffn_gate"), f, d)?,
+                w_up: mat(&n("ffn_up"), f, d)?,
+                w_down: mat(&n("ffn_down"), d, f)?,
+            });
+        }
+        let tok_embd = mat("token_embd.weight", cfg.vocab, d)?;
+        let output = if gguf.tensor("output.weight").is_some() {
+            mat("output.weight", cfg.vocab, d)?
+        } else {
+            tok_embd
+        };
+        let output_norm = vec("output_norm.weight", d)?;
+        tracing::info!(
+            origin = gguf.origin(),
+            layers = cfg.n_layer,
+            dim = cfg.dim,
+            vocab = cfg.vocab,
+            tied = gguf.tensor("output.weight").is_none(),
+            "llama model loaded"
+        );
+        Ok(Self {
+            gguf,
+            cfg,
+            layers,
+            tok_embd,
+            output_norm,
+            output,
+        })
+    }
+
+    /// Hyper-parameters.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// The underlying GGUF (metadata, tokenizer).
+    pub fn gguf(&self) -> &GgufFile {
+        &self.gguf
+    }
+
+    fn m(&self, w: &QWeight) -> Result<QMatrix<'_>> {
+        let bytes = self
+            .gguf
+            .bytes()
+            .get(w.start..w.start + w.len)
+            .ok_or_else(|| Error::Unsupported("weight outside the file".into()))?;
+        Ok(QMatrix::new(w.ty, w.rows, w.cols, bytes)?)
+    }
+}
+
+/// Options of a [`LlamaEngine`].
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Context length of the KV cache (capped at the model's training context).
+    pub context_length: usize,
+    /// Most prompt tokens processed per batch.
+    pub batch: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            context_length: 2048,
+            batch: 64,
+        }
+    }
+}
+
+/// RMSNorm of `x` times `w` into `out`.
+pub fn rmsnorm(out: &mut [f32], x: &[f32], w: &[f32], eps: f32) {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let inv = 1.0 / (ss + eps).sqrt();
+    for ((o, &xv), &wv) in out.iter_mut().zip(x).zip(w) {
+        *o = xv * inv * wv;
+    }
+}
+
+/// Rotates consecutive pairs of every head of `x` (`n_heads * head_dim`) by the angles whose
+/// cosines / sines are `cos` / `sin` (`rope_dim / 2` each) — llama.cpp's "normal" RoPE.
+pub fn rope_normal(x: &mut [f32], head_dim: usize, cos: &[f32], sin: &[f32]) {
+    for head in x.chunks_exact_mut(head_dim) {
+        for (i, (&c, &s)) in cos.iter().zip(sin).enumerate() {
+            let (a, b) = (head[2 * i], head[2 * i + 1]);
+            head[2 * i] = a * c - b * s;
+            head[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+/// `cos` / `sin` tables, `ctx` rows of `rope_dim / 2`.
+fn rope_tables(ctx: usize, rope_dim: usize, theta: f32) -> (Vec<f32>, Vec<f32>) {
+    let half = rope_dim / 2;
+    let mut cos = Vec::with_capacity(ctx * half);
+    let mut sin = Vec::with_capacity(ctx * half);
+    for p in 0..ctx {
+        for i in 0..half {
+            let freq = (theta as f64).powf(-2.0 * i as f64 / rope_dim as f64);
+            let a = p as f64 * freq;
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
+        }
+    }
+    (cos, sin)
+}
+
+fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// Activation buffers for up to `batch` tokens.
+struct Buffers {
+    x: Vec<f32>,
+    xb: Vec<f32>,
+    xb2: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    att_heads: Vec<f32>,
+    scores: Vec<f32>,
+    hb: Vec<f32>,
+    hb2: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+/// The native engine: a model plus its KV cache and buffers.
+pub struct LlamaEngine {
+    model: Arc<LlamaModel>,
+    ctx: usize,
+    batch: usize,
+    pos: usize,
+    k_cache: Vec<f32>,
+    v_cache: Vec<f32>,
+    rope_cos: Vec<f32>,
+    rope_sin: Vec<f32>,
+    buf: Buffers,
+    scratch: Scratch,
+    pool: Option<(usize, rayon::ThreadPool)>,
+}
+
+impl std::fmt::Debug for LlamaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaEngine")
+            .field("ctx", &self.ctx)
+            .field("pos", &self.pos)
+            .finish()
+    }
+}
+
+impl LlamaEngine {
+    /// An engine with its cache and buffers preallocated.
+    pub fn new(model: Arc<LlamaModel>, opts: &EngineOptions) -> Result<Self> {
+        let c = model.config().clone();
+        if opts.context_length == 0 || opts.batch == 0 {
+            return Err(Error::InvalidArgument(
+                "context length and batch must be > 0".into(),
+            ));
+        }
+        let ctx = opts.context_length.min(c.context_length);
+        let batch = opts.batch.min(ctx);
+        let kv = ctx * c.n_layer * c.kv_dim();
+        let (rope_cos, rope_sin) = rope_tables(ctx, c.rope_dim, c.rope_theta);
+        tracing::debug!(
+            ctx,
+            batch,
+            kv_mib = c.kv_cache_bytes(ctx) >> 20,
+            "llama engine"
+        );
+        Ok(Self {
+            ctx,
+            batch,
+            pos: 0,
+            k_cache: vec![0.0; kv],
+            v_cache: vec![0.0; kv],
+            rope_cos,
+            rope_sin,
+            buf: Buffers {
+                x: vec![0.0; batch * c.dim],
+                xb: vec![0.0; batch * c.dim],
+                xb2: vec![0.0; batch * c.dim],
+                q: vec![0.0; batch * c.dim],
+                k: vec![0.0; batch * c.kv_dim()],
+                v: vec![0.0; batch * c.kv_dim()],
+                att_heads: vec![0.0; batch * c.dim],
+                scores: vec![0.0; c.n_head * ctx],
+                hb: vec![0.0; batch * c.ffn_dim],
+                hb2: vec![0.0; batch * c.ffn_dim],
+                logits: vec![0.0; c.vocab],
+            },
+            scratch: Scratch::new(),
+            pool: None,
+            model,
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<LlamaModel> {
+        &self.model
+    }
+
+    fn check(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("forward: no tokens".into()));
+        }
+        let needed = self.pos + tokens.len();
+        if needed > self.ctx {
+            return Err(Error::ContextOverflow {
+                needed,
+                capacity: self.ctx,
+            });
+        }
+        let vocab = self.model.cfg.vocab;
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(Error::TokenOutOfRange { id, vocab });
+        }
+        Ok(())
+    }
+
+    fn ensure_pool(&mut self) {
+        let n = quant::num_threads();
+        if n <= 1 {
+            self.pool = None;
+            return;
+        }
+        if self.pool.as_ref().is_some_and(|(size, _)| *size == n) {
+            return;
+        }
+        self.pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .thread_name(|i| format!("edgeai-attn-{i}"))
+            .build()
+            .ok()
+            .map(|p| (n, p));
+    }
+
+    /// Runs the blocks on `tokens` (at most `batch`), leaving the final hidden states in
+    /// `buf.x`.
+    fn run_batch(&mut self, tokens: &[u32]) -> Result<()> {
+        let model = Arc::clone(&self.model);
+        let c = &model.cfg;
+        let n = tokens.len();
+        let (dim, kv_dim, hd, ffn) = (c.dim, c.kv_dim(), c.head_dim, c.ffn_dim);
+        let pos0 = self.pos;
+        let half = c.rope_dim / 2;
+        let group = c.n_head / c.n_kv_head;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let ctx = self.ctx;
+        let b = &mut self.buf;
+        let sc = &mut self.scratch;
+
+        let embd = model.m(&model.tok_embd)?;
+        for (i, &t) in tokens.iter().enumerate() {
+            embd.dequantize_row(t as usize, &mut b.x[i * dim..(i + 1) * dim])?;
+        }
+        let mm = |w: &QWeight, x: &[f32], y: &mut [f32], sc: &mut Scratch| -> Result<()> {
+            let m = model.m(w)?;
+            if n == 1 {
+                m.matvec(x, y, sc)?;
+            } else {
+                m.matmul(x, n, y, sc)?;
+            }
+            Ok(())
+        };
+
+        for (l, layer) in model.layers.iter().enumerate() {
+            // Attention.
+            for i in 0..n {
+                let r = i * dim..(i + 1) * dim;
+                rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.attn_norm, c.rms_eps);
+            }
+            let xb = &b.xb[..n * dim];
+            mm(&layer.wq, xb, &mut b.q[..n * dim], sc)?;
+            mm(&layer.wk, xb, &mut b.k[..n * kv_dim], sc)?;
+            mm(&layer.wv, xb, &mut b.v[..n * kv_dim], sc)?;
+            let base = l * ctx * kv_dim;
+            for i in 0..n {
+                let p = pos0 + i;
+                let (cos, sin) = (
+                    &self.rope_cos[p * half..(p + 1) * half],
+                    &self.rope_sin[p * half..(p + 1) * half],
+                );
+                rope_normal(&mut b.q[i * dim..(i + 1) * dim], hd, cos, sin);
+                rope_normal(&mut b.k[i * kv_dim..(i + 1) * kv_dim], hd, cos, sin);
+                let dst = base + p * kv_dim;
+                self.k_cache[dst..dst + kv_dim].copy_from_slice(&b.k[i * kv_dim..(i + 1) * kv_dim]);
+                self.v_cache[dst..dst + kv_dim].copy_from_slice(&b.v[i * kv_dim..(i + 1) * kv_dim]);
+            }
+            let kc = &self.k_cache[base..base + ctx * kv_dim];
+            let vc = &self.v_cache[base..base + ctx * kv_dim];
+            let q = &b.q[..n * dim];
+            // One task per head: att_heads is head-major [head][token][hd].
+            let head_task = |h: usize, out: &mut [f32], scores: &mut [f32]| {
+                let kvo = (h / group) * hd;
+                for i in 0..n {
+                    let p = pos0 + i;
+                    let qh = &q[i * dim + h * hd..i * dim + (h + 1) * hd];
+                    let s = &mut scores[..=p];
+                    let mut max = f32::NEG_INFINITY;
+                    for (t, sv) in s.iter_mut().enumerate() {
+                        let kt = &kc[t * kv_dim + kvo..t * kv_dim + kvo + hd];
+                        let d: f32 = qh.iter().zip(kt).map(|(a, b)| a * b).sum();
+                        *sv = d * scale;
+                        max = max.max(*sv);
+                    }
+                    let mut sum = 0.0;
+                    for sv in s.iter_mut() {
+                        *sv = (*sv - max).exp();
+                        sum += *sv;
+                    }
+                    let inv = 1.0 / sum;
+                    let o = &mut out[i * hd..(i + 1) * hd];
+                    o.fill(0.0);
+                    for (t, &w) in s.iter().enumerate() {
+                        let vt = &vc[t * kv_dim + kvo..t * kv_dim + kvo + hd];
+                        let w = w * inv;
+                        for (ov, &vv) in o.iter_mut().zip(vt) {
+                            *ov += w * vv;
+                        }
+                    }
+                }
+            };
+            let att = &mut b.att_heads[..c.n_head * n * hd];
+            let scores = &mut b.scores[..c.n_head * ctx];
+            let work = n * (pos0 + n) * dim;
+            match &self.pool {
+                Some((_, pool)) if work >= 1 << 15 => pool.install(|| {
+                    att.par_chunks_mut(n * hd)
+                        .zip(scores.par_chunks_mut(ctx))
+                        .enumerate()
+                        .for_each(|(h, (o, s))| head_task(h, o, s))
+                }),
+                _ => att
+                    .chunks_mut(n * hd)
+                    .zip(scores.chunks_mut(ctx))
+                    .enumerate()
+                    .for_each(|(h, (o, s))| head_task(h, o, s)),
+            }
+            // Back to token-major in xb.
+            for h in 0..c.n_head {
+                for i in 0..n {
+                    b.xb[i * dim + h * hd..i * dim + (h + 1) * hd]
+                        .copy_from_slice(&att[(h * n + i) * hd..(h * n + i + 1) * hd]);
+                }
+            }
+            mm(&layer.wo, &b.xb[..n * dim], &mut b.xb2[..n * dim], sc)?;
+            for (x, &o) in b.x[..n * dim].iter_mut().zip(&b.xb2[..n * dim]) {
+                *x += o;
+            }
+            // FFN.
+            for i in 0..n {
+                let r = i * dim..(i + 1) * dim;
+                rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.ffn_norm, c.rms_eps);
+            }
+            let xb = &b.xb[..n * dim];
+            mm(&layer.w_gate, xb, &mut b.hb[..n * ffn], sc)?;
+            mm(&layer.w_up, xb, &mut b.hb2[..n * ffn], sc)?;
+            for (g, &u) in b.hb[..n * ffn].iter_mut().zip(&b.hb2[..n * ffn]) {
+                *g = silu(*g) * u;
+            }
+            mm(&layer.w_down, &b.hb[..n * ffn], &mut b.xb2[..n * dim], sc)?;
+            for (x, &o) in b.x[..n * dim].iter_mut().zip(&b.xb2[..n * dim]) {
+                *x += o;
+            }
+        }
+        self.pos += n;
+        Ok(())
+    }
+
+    /// Final norm + output projection of hidden row `i` of `buf.x` into `out`.
+    fn logits_of_row(&mut self, i: usize, out: &mut [f32]) -> Result<()> {
+        let c = &self.model.cfg;
+        let dim = c.dim;
+        let x = &self.buf.x[i * dim..(i + 1) * dim];
+        let xb = &mut self.buf.xb[..dim];
+        rmsnorm(xb, x, &self.model.output_norm, c.rms_eps);
+        self.model
+            .m(&self.model.output)?
+            .matvec(xb, out, &mut self.scratch)?;
+        Ok(())
+    }
+}
+
+impl LanguageModel for LlamaEngine {
+    fn name(&self) -> &str {
+        "edgeai"
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.cfg.vocab
+    }
+
+    fn context_length(&self) -> usize {
+        self.ctx
+    }
+
+    fn position(&self) -> usize {
+        self.pos
+    }
+
+    fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    fn truncate(&mut self, len: usize) -> Result<()> {
+        if len > self.pos {
+            return Err(Error::InvalidArgument(format!(
+                "truncate to {len} tokens, only {} present",
+                self.pos
+            )));
+        }
+        self.pos = len;
+        Ok(())
+    }
+
+    fn forward(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        self.check(tokens)?;
+        self.ensure_pool();
+        let mut last = 0;
+        for chunk in tokens.chunks(self.batch) {
+            self.run_batch(chunk)?;
+            last = chunk.len() - 1;
+        }
+        let mut logits = std::mem::take(&mut self.buf.logits);
+        let r = self.logits_of_row(last, &mut logits);
+        self.buf.logits = logits;
+        r?;
+        Ok(&self.buf.logits)
+    }
+
+    fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.check(tokens)?;
+        self.ensure_pool();
+        let vocab = self.model.cfg.vocab;
+        let mut out = vec![0f32; tokens.len() * vocab];
+        let mut done = 0;
+        for chunk in tokens.chunks(self.batch) {
+            self.run_batch(chunk)?;
+            for i in 0..chunk.len() {
+                let row = done + i;
+                self.logits_of_row(i, &mut out[row * vocab..(row + 1) * vocab])?;
+            }
+            done += chunk.len();
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rope_rotates_consecutive_pairs() {
+        let hd = 4;
+        let mut x = vec![1.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 2.0];
+        let (cos, sin) = rope_tables(3, hd, 10_000.0);
+        // Position 2: angles 2 * 1 and 2 * 10000^(-1/2) = 0.02.
+        let p = 2;
+        rope_normal(&mut x, hd, &cos[p * 2..p * 2 + 2], &sin[p * 2..p * 2 + 2]);
+        let (a0, a1) = (2.0f32, 0.02f32);
+        let want = [
+            a0.cos(),
+            a0.sin(),
+            -a1.sin(),
+            a1.cos(),
+            2.0 * a0.cos(),
+            2.0 * a0.sin(),
+            -2.0 * a1.sin(),
+            2.0 * a1.cos(),
+        ];
+        for (g, w) in x.iter().zip(want) {
+            assert!((g - w).abs() < 1e-5, "{x:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn rope_scores_depend_on_relative_position_only() {
+        let hd = 8;
+        let (cos, sin) = rope_tables(64, hd, 10_000.0);
+        let q0: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.37).sin()).collect();
+        let k0: Vec<f32> = (0..hd).map(|i| (i as f32 * 0.91).cos()).collect();
+        let at = |v: &[f32], p: usize| {
+            let mut v = v.to_vec();
+            rope_normal(&mut v, hd, &cos[p * 4..p * 4 + 4], &sin[p * 4..p * 4 + 4]);
+            v
+        };
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let s1 = dot(&at(&q0, 10), &at(&k0, 7));
+        let s2 = dot(&at(&q0, 40), &at(&k0, 37));
+        assert!((s1 - s2).abs() < 1e-4, "{s1} vs {s2}");
+        let s3 = dot(&at(&q0, 40), &at(&k0, 30));
+        assert!((s1 - s3).abs() > 1e-3);
+    }
+
+    #[test]
+    fn rmsnorm_unit_rms() {
+        let x = [3.0f32, -4.0];
+        let mut o = [0.0; 2];
+        rmsnorm(&mut o, &x, &[1.0, 2.0], 0.0);
+        let rms = (12.5f32).sqrt();
+        assert!((o[0] - 3.0 / rms).abs() < 1e-6);
+        assert!((o[1] + 8.0 / rms).abs() < 1e-6);
+    }
+}
