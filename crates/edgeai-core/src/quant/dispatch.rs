@@ -102,11 +102,62 @@ static SCALAR: Kernels = Kernels {
     i8: scalar::dot_i8,
 };
 
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86_table {
+    ($m:ident) => {
+        Kernels {
+            q4_0: super::x86::$m::vec_dot_q4_0_q8_0,
+            q4_1: super::x86::$m::vec_dot_q4_1_q8_0,
+            q8_0: super::x86::$m::vec_dot_q8_0_q8_0,
+            q4k: super::x86::common::vec_dot_q4k_q8k,
+            q6k: super::x86::common::vec_dot_q6k_q8k,
+            f32: super::x86::common::vec_dot_f32_bytes,
+            f16: super::x86::common::vec_dot_f16_bytes,
+            bf16: super::x86::common::vec_dot_bf16_bytes,
+            i8: super::x86::common::dot_i8,
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+static AVX2: Kernels = x86_table!(avx2);
+#[cfg(target_arch = "x86_64")]
+static AVXVNNI: Kernels = x86_table!(avxvnni);
+#[cfg(target_arch = "x86_64")]
+static AVX512VNNI: Kernels = x86_table!(avx512vnni);
+
 /// The kernel table of `p` if this CPU (and this build) supports it.
 fn table(p: KernelPath) -> Option<&'static Kernels> {
+    use std::sync::OnceLock;
+    // Feature detection once per path.
+    static DETECTED: OnceLock<[bool; 7]> = OnceLock::new();
+    let det = DETECTED.get_or_init(|| KernelPath::ALL.map(detect));
+    if !det[p.index() as usize] {
+        return None;
+    }
     match p {
         KernelPath::Scalar => Some(&SCALAR),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => Some(&AVX2),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::AvxVnni => Some(&AVXVNNI),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512Vnni => Some(&AVX512VNNI),
         _ => None,
+    }
+}
+
+/// Whether this CPU and build can run path `p`.
+fn detect(p: KernelPath) -> bool {
+    match p {
+        KernelPath::Scalar => true,
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx2 => super::x86::has_avx2(),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::AvxVnni => super::x86::has_avxvnni(),
+        #[cfg(target_arch = "x86_64")]
+        KernelPath::Avx512Vnni => super::x86::has_avx512vnni(),
+        _ => false,
     }
 }
 

@@ -33,6 +33,8 @@ mod dispatch;
 pub mod int8;
 pub mod scalar;
 mod threads;
+#[cfg(target_arch = "x86_64")]
+mod x86;
 
 pub use blocks::{
     blocks_as_bytes, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4k,

@@ -151,6 +151,9 @@ pub fn vec_dot_bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
 }
 
 /// Exact `i8` dot product over `min(a.len(), b.len())` elements.
+/// (Sums wrap on `i32` overflow, like the SIMD twins: exact up to 131072 elements.)
 pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    a.iter().zip(b).map(|(&p, &q)| p as i32 * q as i32).sum()
+    a.iter()
+        .zip(b)
+        .fold(0i32, |s, (&p, &q)| s.wrapping_add(p as i32 * q as i32))
 }

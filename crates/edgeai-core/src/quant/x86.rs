@@ -1,0 +1,346 @@
+//! x86_64 kernels: AVX2+FMA (+F16C), and AVX-VNNI / AVX-512-VNNI variants that replace the
+//! `maddubs`+`madd` pair of the 32-block kernels by one `vpdpbusd`.
+//!
+//! Integer dot products are exact: `maddubs` never saturates here (|weight| <= 128 unsigned
+//! after the sign trick, |activation| <= 127 because our Q8 quantizers clamp to -127..=127,
+//! so a pair sums to at most 2*128*127 = 32512). Only the order of the final f32 accumulation
+//! differs from the scalar twin.
+//!
+//! Every `pub(crate) fn` here is a safe wrapper installed in the dispatch table only after
+//! runtime detection of its features; the `unsafe` inner functions carry the
+//! `#[target_feature]` attributes.
+
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::x86_64::*;
+
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::scalar::q4k_scales_mins;
+
+/// Runtime check for the AVX2 path.
+pub(crate) fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2")
+        && is_x86_feature_detected!("fma")
+        && is_x86_feature_detected!("f16c")
+}
+
+/// Runtime check for the AVX-VNNI path.
+pub(crate) fn has_avxvnni() -> bool {
+    has_avx2() && is_x86_feature_detected!("avxvnni")
+}
+
+/// Runtime check for the AVX-512 VNNI path (used at 256-bit width: `vpdpbusd ymm`).
+pub(crate) fn has_avx512vnni() -> bool {
+    has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+}
+
+#[inline(always)]
+unsafe fn hsum_f32(v: __m256) -> f32 {
+    let lo = _mm256_castps256_ps128(v);
+    let hi = _mm256_extractf128_ps::<1>(v);
+    let s = _mm_add_ps(lo, hi);
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    let lo = _mm256_castsi256_si128(v);
+    let hi = _mm256_extracti128_si256::<1>(v);
+    let s = _mm_add_epi32(lo, hi);
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    _mm_cvtsi128_si32(s)
+}
+
+/// 16 packed bytes -> 32 nibbles (low nibbles in the low 128 bits, high nibbles above).
+#[inline(always)]
+unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
+    let tmp = _mm_loadu_si128(p.cast());
+    let both = _mm256_set_m128i(_mm_srli_epi16::<4>(tmp), tmp);
+    _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+}
+
+/// Stamps out the 32-block kernels for one instruction set; `$dot` is the u8 x i8 -> i32x8
+/// pairwise multiply-add.
+macro_rules! block32_kernels {
+    ($feat:literal, $m:ident, $dot:ident) => {
+        pub(crate) mod $m {
+            use super::*;
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                let off = _mm256_set1_epi8(8);
+                for (a, b) in x.iter().zip(y) {
+                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
+                    let qx = _mm256_sub_epi8(unpack_nibbles(a.qs.as_ptr()), off);
+                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                    // sign trick: |x| (unsigned) times y with x's sign.
+                    let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                }
+                hsum_f32(acc)
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_1(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                let mut summ = 0f32;
+                for ((a, b), &sy) in x.iter().zip(y).zip(s) {
+                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
+                    summ += a.m.to_f32() * sy;
+                    let qx = unpack_nibbles(a.qs.as_ptr());
+                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                    let p = $dot(qx, qy);
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                }
+                hsum_f32(acc) + summ
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                for (a, b) in x.iter().zip(y) {
+                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
+                    let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
+                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                    let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                }
+                hsum_f32(acc)
+            }
+
+            pub(crate) fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: installed in the dispatch table only after runtime detection of
+                // this module's target features.
+                unsafe { q4_0(x, y) }
+            }
+            pub(crate) fn vec_dot_q4_1_q8_0(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q4_1(x, y, s) }
+            }
+            pub(crate) fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q8_0(x, y) }
+            }
+        }
+    };
+}
+
+#[inline(always)]
+unsafe fn dot_avx2(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+}
+
+#[inline(always)]
+unsafe fn dot_avxvnni(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), x, y)
+}
+
+#[inline(always)]
+unsafe fn dot_avx512vnni(x: __m256i, y: __m256i) -> __m256i {
+    _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
+}
+
+block32_kernels!("avx2,fma,f16c", avx2, dot_avx2);
+block32_kernels!("avx2,fma,f16c,avxvnni", avxvnni, dot_avxvnni);
+block32_kernels!(
+    "avx2,fma,f16c,avx512vnni,avx512vl",
+    avx512vnni,
+    dot_avx512vnni
+);
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = 0f32;
+    let mask = _mm256_set1_epi8(0x0F);
+    for (a, b) in x.iter().zip(y) {
+        let (sc, m) = q4k_scales_mins(&a.scales);
+        let mut summ = 0i32;
+        for k in 0..8 {
+            summ += m[k] as i32 * (b.bsums[2 * k] as i32 + b.bsums[2 * k + 1] as i32);
+        }
+        accm += a.dmin.to_f32() * b.d * summ as f32;
+        let mut sumi = _mm256_setzero_si256();
+        let qs = a.qs.as_ptr();
+        let ys = b.qs.as_ptr();
+        for j in 0..4 {
+            let q = _mm256_loadu_si256(qs.add(32 * j).cast());
+            let lo = _mm256_and_si256(q, mask);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), mask);
+            let y0 = _mm256_loadu_si256(ys.add(64 * j).cast());
+            let y1 = _mm256_loadu_si256(ys.add(64 * j + 32).cast());
+            let p0 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, y0),
+                _mm256_set1_epi16(sc[2 * j] as i16),
+            );
+            let p1 = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, y1),
+                _mm256_set1_epi16(sc[2 * j + 1] as i16),
+            );
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
+        }
+        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32(acc) - accm
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m2 = _mm256_set1_epi8(3);
+    let m32 = _mm256_set1_epi8(32);
+    for (a, b) in x.iter().zip(y) {
+        let sc = a.scales;
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let ql = a.ql.as_ptr().add(64 * h);
+            let qh = _mm256_loadu_si256(a.qh.as_ptr().add(32 * h).cast());
+            let ql0 = _mm256_loadu_si256(ql.cast());
+            let ql1 = _mm256_loadu_si256(ql.add(32).cast());
+            let q = [
+                _mm256_or_si256(
+                    _mm256_and_si256(ql0, m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(ql1, m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), m2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), m2)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), m2)),
+                ),
+            ];
+            for (k, qk) in q.iter().enumerate() {
+                let yv = _mm256_loadu_si256(b.qs.as_ptr().add(128 * h + 32 * k).cast());
+                let p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(*qk, yv), _mm256_maddubs_epi16(m32, yv));
+                let s = 8 * h + 2 * k;
+                let scv = _mm256_set_m128i(
+                    _mm_set1_epi16(sc[s + 1] as i16),
+                    _mm_set1_epi16(sc[s] as i16),
+                );
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
+            }
+        }
+        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_f32(acc)
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 4).min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for k in 0..4 {
+            let a = _mm256_loadu_ps(wp.add(4 * (i + 8 * k)).cast());
+            let b = _mm256_loadu_ps(xp.add(i + 8 * k));
+            acc[k] = _mm256_fmadd_ps(a, b, acc[k]);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        let a = _mm256_loadu_ps(wp.add(4 * i).cast());
+        acc[0] = _mm256_fmadd_ps(a, _mm256_loadu_ps(xp.add(i)), acc[0]);
+        i += 8;
+    }
+    let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut sum = hsum_f32(s);
+    sum += super::scalar::vec_dot_f32_bytes(&w[4 * i..4 * n], &x[i..n]);
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f16_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 2];
+    let mut i = 0;
+    while i + 16 <= n {
+        for k in 0..2 {
+            let a = _mm256_cvtph_ps(_mm_loadu_si128(wp.add(2 * (i + 8 * k)).cast()));
+            acc[k] = _mm256_fmadd_ps(a, _mm256_loadu_ps(xp.add(i + 8 * k)), acc[k]);
+        }
+        i += 16;
+    }
+    let mut sum = hsum_f32(_mm256_add_ps(acc[0], acc[1]));
+    sum += super::scalar::vec_dot_f16_bytes(&w[2 * i..2 * n], &x[i..n]);
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut i = 0;
+    while i + 8 <= n {
+        let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(wp.add(2 * i).cast()));
+        let a = _mm256_castsi256_ps(_mm256_slli_epi32::<16>(h));
+        acc = _mm256_fmadd_ps(a, _mm256_loadu_ps(xp.add(i)), acc);
+        i += 8;
+    }
+    let mut sum = hsum_f32(acc);
+    sum += super::scalar::vec_dot_bf16_bytes(&w[2 * i..2 * n], &x[i..n]);
+    sum
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8_dot(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let mut acc = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 16 <= n {
+        // Widening to i16 keeps -128 * -128 exact (no sign trick).
+        let va = _mm256_cvtepi8_epi16(_mm_loadu_si128(ap.add(i).cast()));
+        let vb = _mm256_cvtepi8_epi16(_mm_loadu_si128(bp.add(i).cast()));
+        acc = _mm256_add_epi32(acc, _mm256_madd_epi16(va, vb));
+        i += 16;
+    }
+    hsum_i32(acc).wrapping_add(super::scalar::dot_i8(&a[i..n], &b[i..n]))
+}
+
+/// Safe wrappers for the AVX2 kernels shared by all x86 paths.
+pub(crate) mod common {
+    use super::*;
+
+    pub(crate) fn vec_dot_q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+        // SAFETY: installed in a dispatch table only after AVX2+FMA+F16C were detected.
+        unsafe { q4k(x, y) }
+    }
+    pub(crate) fn vec_dot_q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+        // SAFETY: as above.
+        unsafe { q6k(x, y) }
+    }
+    pub(crate) fn vec_dot_f32_bytes(w: &[u8], x: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { f32_bytes(w, x) }
+    }
+    pub(crate) fn vec_dot_f16_bytes(w: &[u8], x: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { f16_bytes(w, x) }
+    }
+    pub(crate) fn vec_dot_bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { bf16_bytes(w, x) }
+    }
+    pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+        // SAFETY: as above.
+        unsafe { i8_dot(a, b) }
+    }
+}

@@ -1,0 +1,299 @@
+//! Every SIMD kernel path available on this machine against the scalar reference, on random
+//! raw blocks (every bit pattern of the quants, including -128 in Q8_0 weights), random and
+//! edge-case scales (zero, subnormal f16, large) and activations (zeros, +-extremes, huge).
+//!
+//! Tolerance: the integer dot products are exact on every path; only the order of the final
+//! f32 accumulation differs, so `|simd - scalar| <= 1e-5 * sum_c |w_c * xq_c|` (L1 mass of the
+//! products with the quantized activations). With power-of-two scales and integer activations
+//! every partial sum is exactly representable, and the test then demands bit equality.
+
+use edgeai_core::half::f16;
+use edgeai_core::quant::*;
+use proptest::prelude::*;
+
+const TYPES: [GgmlType; 8] = [
+    GgmlType::Q4_0,
+    GgmlType::Q4_1,
+    GgmlType::Q8_0,
+    GgmlType::Q4K,
+    GgmlType::Q6K,
+    GgmlType::F32,
+    GgmlType::F16,
+    GgmlType::BF16,
+];
+
+fn simd_paths() -> Vec<KernelPath> {
+    available_kernel_paths()
+        .into_iter()
+        .filter(|p| *p != KernelPath::Scalar)
+        .collect()
+}
+
+/// Byte offsets of the f16 scale fields in one block.
+fn scale_offsets(ty: GgmlType) -> &'static [usize] {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_1 | GgmlType::Q4K => &[0, 2],
+        GgmlType::Q6K => &[208],
+        _ => &[],
+    }
+}
+
+/// A scale: zero, f16 subnormal, small, ordinary or large, either sign.
+fn scale_strategy() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        Just(0.0f32),
+        (1u16..1024).prop_map(|m| f16::from_bits(m).to_f32()), // subnormals
+        -1.0e-3f32..1.0e-3,
+        -2.0f32..2.0,
+        -3000.0f32..3000.0,
+    ]
+}
+
+/// Builds `rows` x `cols` weights of `ty` from random bytes, with the given scales.
+fn weights(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    bytes: &[u8],
+    scales: &[f32],
+    float_w: &[f32],
+) -> Vec<u8> {
+    match ty {
+        GgmlType::F32 => return float_w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        GgmlType::F16 => {
+            return float_w
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect()
+        }
+        GgmlType::BF16 => {
+            return float_w
+                .iter()
+                .flat_map(|v| edgeai_core::half::bf16::from_f32(*v).to_le_bytes())
+                .collect()
+        }
+        _ => {}
+    }
+    let n = rows * ty.row_bytes(cols).unwrap();
+    let mut out: Vec<u8> = bytes.iter().cycle().take(n).copied().collect();
+    let mut si = 0;
+    for blk in out.chunks_exact_mut(ty.block_bytes()) {
+        for &o in scale_offsets(ty) {
+            let s = f16::from_f32(scales[si % scales.len()]);
+            blk[o..o + 2].copy_from_slice(&s.to_le_bytes());
+            si += 1;
+        }
+    }
+    out
+}
+
+fn activation_strategy(len: usize) -> impl Strategy<Value = Vec<f32>> {
+    prop_oneof![
+        1 => Just(vec![0.0f32; len]),
+        4 => proptest::collection::vec(-1.0f32..1.0, len),
+        1 => proptest::collection::vec(prop_oneof![Just(-1.0e5f32), Just(1.0e5), Just(0.0), -1.0e5f32..1.0e5], len),
+        1 => proptest::collection::vec(prop_oneof![Just(-1.0e-30f32), Just(1.0e-30), -1.0e-6f32..1.0e-6], len),
+    ]
+}
+
+/// L1 mass of the products with the activations as the kernel quantizes them.
+fn mass(m: &QMatrix, x: &[f32]) -> Vec<f64> {
+    let cols = m.cols();
+    let xq: Vec<f32> = match m.ty() {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
+            let mut b = vec![BlockQ8_0::default(); cols / 32];
+            quantize_row_q8_0(x, &mut b);
+            let mut o = vec![0f32; cols];
+            dequantize_row_q8_0(&b, &mut o);
+            o
+        }
+        GgmlType::Q4K | GgmlType::Q6K => {
+            let mut b = vec![BlockQ8K::default(); cols / 256];
+            quantize_row_q8k(x, &mut b);
+            let mut o = vec![0f32; cols];
+            dequantize_row_q8k(&b, &mut o);
+            o
+        }
+        _ => x.to_vec(),
+    };
+    let w = m.dequantize();
+    w.chunks(cols.max(1))
+        .map(|row| {
+            row.iter()
+                .zip(&xq)
+                .map(|(a, b)| (*a as f64 * *b as f64).abs())
+                .sum()
+        })
+        .collect()
+}
+
+/// (type, rows, cols, tokens, raw bytes, scales, float weights, activations)
+type Case = (
+    GgmlType,
+    usize,
+    usize,
+    usize,
+    Vec<u8>,
+    Vec<f32>,
+    Vec<f32>,
+    Vec<f32>,
+);
+
+fn case() -> impl Strategy<Value = Case> {
+    (0..TYPES.len(), 1usize..24, 1usize..4, 1usize..4).prop_flat_map(|(ti, rows, nblk, n)| {
+        let ty = TYPES[ti];
+        let cols = if ty.block_len() == 1 {
+            32 * nblk + 7
+        } else {
+            ty.block_len().max(32) * nblk
+        };
+        (
+            Just(ty),
+            Just(rows),
+            Just(cols),
+            Just(n),
+            proptest::collection::vec(any::<u8>(), 64..512),
+            proptest::collection::vec(scale_strategy(), 1..8),
+            proptest::collection::vec(-10.0f32..10.0, rows * cols),
+            activation_strategy(n * cols),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn simd_matches_scalar((ty, rows, cols, n, bytes, scales, fw, x) in case()) {
+        let data = weights(ty, rows, cols, &bytes, &scales, &fw);
+        let m = QMatrix::new(ty, rows, cols, &data).unwrap();
+        let mut s = Scratch::new();
+        let mut want = vec![0f32; n * rows];
+        m.matmul_with(KernelPath::Scalar, &x, n, &mut want, &mut s).unwrap();
+        let masses: Vec<Vec<f64>> = (0..n).map(|t| mass(&m, &x[t * cols..(t + 1) * cols])).collect();
+        for p in simd_paths() {
+            let mut got = vec![0f32; n * rows];
+            m.matmul_with(p, &x, n, &mut got, &mut s).unwrap();
+            for t in 0..n {
+                for r in 0..rows {
+                    let (g, w) = (got[t * rows + r], want[t * rows + r]);
+                    let tol = 1e-5 * masses[t][r];
+                    prop_assert!(
+                        ((g - w) as f64).abs() <= tol,
+                        "{p} {ty} {rows}x{cols} token {t} row {r}: simd {g} scalar {w} tol {tol}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Power-of-two scales and integer activations (one +-127 per block, so the activation
+    /// scale is exactly 1): every path must give bit-identical results.
+    #[test]
+    fn simd_exact_on_representable_data(
+        ti in 0usize..5, rows in 1usize..9, nblk in 1usize..3,
+        bytes in proptest::collection::vec(any::<u8>(), 64..512),
+        exps in proptest::collection::vec(-6i32..1, 1..8),
+        xi in proptest::collection::vec(-9i32..=9, 512),
+        neg in any::<bool>(),
+    ) {
+        let ty = TYPES[ti];
+        let cols = ty.block_len() * nblk;
+        let scales: Vec<f32> = exps.iter().map(|&e| 2f32.powi(e)).collect();
+        let data = weights(ty, rows, cols, &bytes, &scales, &[]);
+        let m = QMatrix::new(ty, rows, cols, &data).unwrap();
+        let mut x: Vec<f32> = xi.iter().cycle().take(cols).map(|&v| v as f32).collect();
+        let blk = if ty.block_len() == 256 { 256 } else { 32 };
+        for b in x.chunks_mut(blk) {
+            b[0] = if neg { -127.0 } else { 127.0 };
+        }
+        let mut s = Scratch::new();
+        let mut want = vec![0f32; rows];
+        m.matvec_with(KernelPath::Scalar, &x, &mut want, &mut s).unwrap();
+        // Every product is a multiple of 2^min_exp; demand that a bound on any partial sum
+        // fits the 24-bit mantissa at that granularity, so every summation order is exact.
+        let per_elem = match ty {
+            GgmlType::Q4_0 => 8.0,
+            GgmlType::Q4_1 => 16.0,
+            GgmlType::Q8_0 => 128.0,
+            GgmlType::Q4K => 63.0 * 15.0 + 63.0,
+            _ => 128.0 * 32.0,
+        };
+        let max_scale = scales.iter().fold(0f32, |a, v| a.max(v.abs())) as f64;
+        let bound = max_scale * per_elem * x.iter().map(|v| v.abs() as f64).sum::<f64>();
+        let min_exp = *exps.iter().min().unwrap();
+        prop_assume!(bound * 2f64.powi(-min_exp) < (1u64 << 24) as f64);
+        for p in simd_paths() {
+            let mut got = vec![0f32; rows];
+            m.matvec_with(p, &x, &mut got, &mut s).unwrap();
+            prop_assert_eq!(&got, &want, "{} {}", p, ty);
+        }
+    }
+
+    #[test]
+    fn dot_i8_exact(a in proptest::collection::vec(any::<i8>(), 0..700), b in proptest::collection::vec(any::<i8>(), 0..700)) {
+        let want = scalar::dot_i8(&a, &b);
+        let naive: i64 = a.iter().zip(&b).map(|(&p, &q)| p as i64 * q as i64).sum();
+        prop_assert_eq!(want as i64, naive);
+        for p in simd_paths() {
+            prop_assert_eq!(int8::dot_i8_with(p, &a, &b).unwrap(), want, "{}", p);
+        }
+    }
+}
+
+#[test]
+fn saturation_extremes_are_exact() {
+    // All-(-128) Q8_0 weights against +-127 activations, and 4-bit extremes.
+    let cols = 256;
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+    ] {
+        for fill in [0x80u8, 0xFF, 0x00, 0x7F] {
+            let data = weights(ty, 3, cols, &[fill], &[1.0], &[]);
+            let m = QMatrix::new(ty, 3, cols, &data).unwrap();
+            for xv in [127.0f32, -127.0] {
+                let x = vec![xv; cols];
+                let mut s = Scratch::new();
+                let mut want = vec![0f32; 3];
+                m.matvec_with(KernelPath::Scalar, &x, &mut want, &mut s)
+                    .unwrap();
+                for p in simd_paths() {
+                    let mut got = vec![0f32; 3];
+                    m.matvec_with(p, &x, &mut got, &mut s).unwrap();
+                    assert_eq!(got, want, "{p} {ty} fill {fill:#x} x {xv}");
+                }
+            }
+        }
+    }
+    let a = vec![-128i8; 1000];
+    for p in simd_paths() {
+        assert_eq!(int8::dot_i8_with(p, &a, &a).unwrap(), 1000 * 128 * 128);
+    }
+}
+
+#[test]
+fn best_path_is_selected() {
+    let p = kernel_path();
+    let forced = std::env::var("EDGEAI_KERNEL").is_ok();
+    eprintln!(
+        "kernel path: {p}; available: {:?}",
+        available_kernel_paths()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if !forced && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        assert_ne!(p, KernelPath::Scalar);
+    }
+    #[cfg(target_arch = "aarch64")]
+    if !forced && std::arch::is_aarch64_feature_detected!("dotprod") {
+        assert!(
+            matches!(p, KernelPath::NeonDotprod | KernelPath::NeonI8mm),
+            "{p}"
+        );
+    }
+    let _ = forced;
+}
