@@ -1,7 +1,192 @@
 //! # edgeai-backend-candle
 //!
-//! The candle backend. It will hold (a later issue): ONNX graphs through `candle-onnx`'s
-//! evaluator behind the `Backend` / `Model` traits, and the candle-transformers quantized
-//! llama engine behind the `edgeai-llm` engine trait, used to cross-check the native decoder.
-//! For now the crate compiles and offers nothing, so that the `candle` feature builds.
+//! The candle backend. It holds the candle-transformers quantized llama engine behind the
+//! `edgeai-llm` engine trait ([`CandleLlama`]), used to cross-check and benchmark the native
+//! decoder on the same GGUF. (ONNX graphs through `candle-onnx` are a later issue.)
+//!
+//! ```no_run
+//! use edgeai_backend_candle::CandleLlama;
+//! use edgeai_llm::LanguageModel;
+//!
+//! let mut m = CandleLlama::open("models/llm/SmolLM2-135M-Instruct.Q4_1.gguf", 512, 2)?;
+//! let logits = m.forward(&[504, 3575, 282])?;
+//! assert_eq!(logits.len(), m.vocab_size());
+//! # Ok::<(), edgeai_llm::Error>(())
+//! ```
 #![warn(missing_docs)]
+
+use std::path::Path;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use edgeai_llm::{Error as LlmError, LanguageModel, Result as LlmResult};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// candle failed.
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Reading the file failed.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<Error> for LlmError {
+    fn from(e: Error) -> Self {
+        LlmError::Engine {
+            engine: "candle".into(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn candle_err(e: candle_core::Error) -> LlmError {
+    Error::Candle(e).into()
+}
+
+/// candle-transformers' quantized llama (`ModelWeights::from_gguf`) as a [`LanguageModel`].
+///
+/// Runs on the CPU inside its own rayon pool of the requested size, so thread counts are
+/// comparable with the native engine's.
+pub struct CandleLlama {
+    model: ModelWeights,
+    vocab: usize,
+    ctx: usize,
+    history: Vec<u32>,
+    logits: Vec<f32>,
+    pool: rayon::ThreadPool,
+}
+
+impl std::fmt::Debug for CandleLlama {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandleLlama")
+            .field("vocab", &self.vocab)
+            .field("ctx", &self.ctx)
+            .field("pos", &self.history.len())
+            .finish()
+    }
+}
+
+impl CandleLlama {
+    /// Loads a llama GGUF with candle (weights are read into memory), with a context of
+    /// `context_length` tokens (at most candle's 4096) and `threads` CPU threads (0 = all).
+    pub fn open(path: impl AsRef<Path>, context_length: usize, threads: usize) -> LlmResult<Self> {
+        let path = path.as_ref();
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let content = gguf_file::Content::read(&mut file).map_err(candle_err)?;
+        let vocab = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|t| t.shape.dims()[0])
+            .ok_or_else(|| LlmError::Unsupported("tensor `token_embd.weight` missing".into()))?;
+        let model =
+            ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(candle_err)?;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("candle-{i}"))
+            .build()
+            .map_err(|e| LlmError::Engine {
+                engine: "candle".into(),
+                reason: format!("thread pool: {e}"),
+            })?;
+        Ok(Self {
+            model,
+            vocab,
+            ctx: context_length.clamp(1, MAX_SEQ_LEN),
+            history: Vec::new(),
+            logits: Vec::new(),
+            pool,
+        })
+    }
+}
+
+impl LanguageModel for CandleLlama {
+    fn name(&self) -> &str {
+        "candle"
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    fn context_length(&self) -> usize {
+        self.ctx
+    }
+
+    fn position(&self) -> usize {
+        self.history.len()
+    }
+
+    fn reset(&mut self) {
+        self.model.clear_kv_cache();
+        self.history.clear();
+    }
+
+    fn truncate(&mut self, len: usize) -> LlmResult<()> {
+        if len > self.history.len() {
+            return Err(LlmError::InvalidArgument(format!(
+                "truncate to {len} tokens, only {} present",
+                self.history.len()
+            )));
+        }
+        if len == self.history.len() {
+            return Ok(());
+        }
+        // candle's cache cannot be cut: rebuild it from the kept tokens.
+        let keep: Vec<u32> = self.history[..len].to_vec();
+        self.reset();
+        if !keep.is_empty() {
+            self.forward(&keep)?;
+        }
+        Ok(())
+    }
+
+    fn forward(&mut self, tokens: &[u32]) -> LlmResult<&[f32]> {
+        if tokens.is_empty() {
+            return Err(LlmError::InvalidArgument("forward: no tokens".into()));
+        }
+        let needed = self.history.len() + tokens.len();
+        if needed > self.ctx {
+            return Err(LlmError::ContextOverflow {
+                needed,
+                capacity: self.ctx,
+            });
+        }
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
+            return Err(LlmError::TokenOutOfRange {
+                id,
+                vocab: self.vocab,
+            });
+        }
+        let pos = self.history.len();
+        let model = &mut self.model;
+        let logits = self
+            .pool
+            .install(|| -> candle_core::Result<Vec<f32>> {
+                let x = Tensor::new(tokens, &Device::Cpu)?.unsqueeze(0)?;
+                model.forward(&x, pos)?.squeeze(0)?.to_vec1::<f32>()
+            })
+            .map_err(candle_err)?;
+        self.history.extend_from_slice(tokens);
+        self.logits = logits;
+        Ok(&self.logits)
+    }
+}

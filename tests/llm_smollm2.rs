@@ -1,7 +1,8 @@
-//! Real-model tests of the tokenizer and decoder (skipped when the model is not fetched).
+//! SmolLM2 on the native decoder: tokenizer, greedy answers, chat, streaming, stop strings,
+//! seeded sampling, context overflow (skipped when the model is not fetched).
 
-use edgeai_llm::generate::{generate, GenerateOptions};
-use edgeai_llm::{EngineOptions, LanguageModel, Llm, Message, SamplerConfig};
+use edgeai::llm::generate::{generate, GenerateOptions};
+use edgeai::llm::{EngineOptions, LanguageModel, Llm, Message, SamplerConfig, StopReason};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -133,9 +134,62 @@ fn batched_prefill_matches_token_by_token() {
     let long = vec![5u32; 600];
     assert!(matches!(
         llm.engine.forward(&long),
-        Err(edgeai_llm::Error::ContextOverflow { .. })
+        Err(edgeai::llm::Error::ContextOverflow { .. })
     ));
     assert_eq!(llm.engine.position(), pos);
     assert!(llm.engine.forward(&[u32::MAX]).is_err());
-    let _ = generate;
+}
+
+#[test]
+fn streaming_stop_strings_and_budget() {
+    let Some(mut llm) = llm() else { return };
+    let prompt = llm.tokenizer.encode("The capital of France is").unwrap();
+    let opts = GenerateOptions {
+        max_tokens: 32,
+        stop: vec![".\n".into()],
+        sampler: SamplerConfig::greedy(),
+    };
+    let mut pieces = Vec::new();
+    let g = generate(&mut llm.engine, &llm.tokenizer, &prompt, &opts, &mut |p| {
+        pieces.push(p.to_string());
+        true
+    })
+    .unwrap();
+    // Greedy continues " Paris.\n\n...": ".\n" spans the "." and "\n" tokens.
+    assert_eq!(g.stop_reason, StopReason::StopString);
+    assert_eq!(g.text, " Paris");
+    assert_eq!(pieces.concat(), g.text);
+    llm.engine.reset();
+    let opts = GenerateOptions {
+        max_tokens: 3,
+        sampler: SamplerConfig::greedy(),
+        ..Default::default()
+    };
+    let g = generate(&mut llm.engine, &llm.tokenizer, &prompt, &opts, &mut |_| true).unwrap();
+    assert_eq!(g.stop_reason, StopReason::MaxTokens);
+    assert_eq!(g.tokens.len(), 3);
+    assert_eq!(llm.engine.position(), prompt.len() + 2);
+}
+
+#[test]
+fn same_seed_same_text() {
+    let Some(mut llm) = llm() else { return };
+    let run = |llm: &mut Llm, seed| {
+        let opts = GenerateOptions {
+            max_tokens: 24,
+            sampler: SamplerConfig {
+                temperature: 1.0,
+                seed,
+                ..SamplerConfig::default()
+            },
+            ..Default::default()
+        };
+        llm.complete("Once upon a time", &opts).unwrap().text
+    };
+    let a = run(&mut llm, 1);
+    let b = run(&mut llm, 1);
+    let c = run(&mut llm, 2);
+    eprintln!("{a:?} / {c:?}");
+    assert_eq!(a, b);
+    assert_ne!(a, c);
 }
