@@ -1,0 +1,114 @@
+//! LLM throughput on SmolLM2-135M-Instruct Q4_1: prefill of 64 and 256 tokens and
+//! single-token decode, with 1 and 2 threads; the native engine, and candle's quantized llama
+//! on the same GGUF when built with `--features candle`.
+//!
+//! ```text
+//! cargo bench --bench llm                       # edgeai only
+//! cargo bench --features candle --bench llm     # edgeai and candle
+//! ```
+//!
+//! Decode is timed per token at positions 64..192 (the prompt that fills the first 64 is
+//! untimed). Criterion's throughput line reads as tokens per second.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel};
+
+const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
+const CTX: usize = 512;
+const DECODE_FROM: usize = 64;
+const DECODE_TO: usize = 192;
+
+fn tokens(n: usize) -> Vec<u32> {
+    // A fixed, ordinary token sequence (ids of common words, repeated).
+    let base = [504u32, 3575, 282, 4649, 314, 7042, 30, 198, 1068, 253, 1345, 2155];
+    base.iter().copied().cycle().take(n).collect()
+}
+
+/// Engines under test, each with a thread count; candle's pool is fixed at creation.
+fn engines(threads: usize) -> Vec<Box<dyn LanguageModel>> {
+    let path = edgeai::core::paths::model_path(MODEL).expect("model checked by caller");
+    let model = LlamaModel::open(&path).expect("load model");
+    let mut v: Vec<Box<dyn LanguageModel>> = vec![Box::new(
+        LlamaEngine::new(
+            model,
+            &EngineOptions {
+                context_length: CTX,
+                batch: 64,
+            },
+        )
+        .expect("engine"),
+    )];
+    #[cfg(feature = "candle")]
+    v.push(Box::new(
+        edgeai::backend_candle::CandleLlama::open(&path, CTX, threads).expect("candle"),
+    ));
+    let _ = threads;
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    if edgeai::core::paths::model_path(MODEL).is_none() {
+        eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
+        return;
+    }
+    for threads in [1usize, 2] {
+        edgeai::core::quant::set_num_threads(threads);
+        let mut engines = engines(threads);
+        for n in [64usize, 256] {
+            let mut g = c.benchmark_group(format!("llm_prefill_{n}"));
+            g.sample_size(10)
+                .warm_up_time(Duration::from_secs(1))
+                .measurement_time(Duration::from_secs(8))
+                .throughput(Throughput::Elements(n as u64));
+            let toks = tokens(n);
+            for e in engines.iter_mut() {
+                let id = BenchmarkId::new(e.name().to_string(), format!("{threads}t"));
+                g.bench_function(id, |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            e.reset();
+                            let t = Instant::now();
+                            std::hint::black_box(e.forward(&toks).expect("prefill"));
+                            total += t.elapsed();
+                        }
+                        total
+                    })
+                });
+            }
+            g.finish();
+        }
+        let mut g = c.benchmark_group("llm_decode");
+        g.sample_size(10)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(8))
+            .throughput(Throughput::Elements(1));
+        let prompt = tokens(DECODE_FROM);
+        for e in engines.iter_mut() {
+            let id = BenchmarkId::new(e.name().to_string(), format!("{threads}t"));
+            e.reset();
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for i in 0..iters {
+                        if e.position() < DECODE_FROM || e.position() >= DECODE_TO {
+                            e.reset();
+                            e.forward(&prompt).expect("prompt");
+                        }
+                        let tok = 1000 + (i % 1000) as u32;
+                        let t = Instant::now();
+                        std::hint::black_box(e.forward(&[tok]).expect("decode"));
+                        total += t.elapsed();
+                    }
+                    total
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

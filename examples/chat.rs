@@ -1,0 +1,210 @@
+//! Chat with a small LLM (SmolLM2 by default) on edgeai's own kernels.
+//!
+//! ```text
+//! cargo run --release --example chat                          # interactive
+//! cargo run --release --example chat -- --prompt "Hi there"   # one shot
+//! cargo run --release --features candle --example chat -- --engine candle --prompt "Hi"
+//! ```
+//!
+//! Options: `--model PATH --prompt TEXT --system TEXT --seed N --temperature T --top-k K
+//! --top-p P --min-p P --repeat-penalty R --max-tokens N --threads N --ctx N --engine
+//! edgeai|candle`. Interactive commands: `/reset` starts over, `/quit` (or EOF) exits.
+//! Prefill and decode speeds are printed to stderr at the end.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use edgeai::llm::generate::{Chat, GenerateOptions};
+use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer};
+
+const DEFAULT_MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+struct Args {
+    model: Option<PathBuf>,
+    prompt: Option<String>,
+    system: Option<String>,
+    sampler: SamplerConfig,
+    max_tokens: usize,
+    threads: usize,
+    ctx: usize,
+    engine: String,
+}
+
+const USAGE: &str = "usage: chat [--model PATH] [--prompt TEXT] [--system TEXT] [--seed N] \
+[--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--max-tokens N] \
+[--threads N] [--ctx N] [--engine edgeai|candle]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        model: None,
+        prompt: None,
+        system: None,
+        sampler: SamplerConfig::default(),
+        max_tokens: 256,
+        threads: 0,
+        ctx: 2048,
+        engine: "edgeai".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            return Err(USAGE.into());
+        }
+        let val = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let num = |what: &str| format!("{flag}: `{val}` is not a valid {what}");
+        match flag.as_str() {
+            "--model" => a.model = Some(val.into()),
+            "--prompt" => a.prompt = Some(val),
+            "--system" => a.system = Some(val),
+            "--seed" => a.sampler.seed = val.parse().map_err(|_| num("integer"))?,
+            "--temperature" => a.sampler.temperature = val.parse().map_err(|_| num("number"))?,
+            "--top-k" => a.sampler.top_k = val.parse().map_err(|_| num("integer"))?,
+            "--top-p" => a.sampler.top_p = val.parse().map_err(|_| num("number"))?,
+            "--min-p" => a.sampler.min_p = val.parse().map_err(|_| num("number"))?,
+            "--repeat-penalty" => {
+                a.sampler.repeat_penalty = val.parse().map_err(|_| num("number"))?
+            }
+            "--max-tokens" => a.max_tokens = val.parse().map_err(|_| num("integer"))?,
+            "--threads" => a.threads = val.parse().map_err(|_| num("integer"))?,
+            "--ctx" => a.ctx = val.parse().map_err(|_| num("integer"))?,
+            "--engine" => a.engine = val,
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+#[derive(Default)]
+struct Totals {
+    prompt_tokens: usize,
+    prefill_secs: f64,
+    gen_tokens: usize,
+    decode_secs: f64,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+    let path = match args.model.clone() {
+        Some(p) => p,
+        None => edgeai::core::paths::model_path(DEFAULT_MODEL).ok_or_else(|| {
+            format!("{DEFAULT_MODEL} not found: run scripts/fetch-models or pass --model")
+        })?,
+    };
+    edgeai::core::quant::set_num_threads(args.threads);
+    let threads = edgeai::core::quant::num_threads();
+
+    let model = LlamaModel::open(&path)?;
+    let tokenizer = Tokenizer::from_gguf(model.gguf())?;
+    let template = match model.gguf().get_str("tokenizer.chat_template") {
+        Some(t) => edgeai::llm::ChatTemplate::detect(t)?,
+        None => edgeai::llm::ChatTemplate::chatml(),
+    };
+    let mut engine: Box<dyn LanguageModel> = match args.engine.as_str() {
+        "edgeai" => Box::new(LlamaEngine::new(
+            model,
+            &EngineOptions {
+                context_length: args.ctx,
+                ..Default::default()
+            },
+        )?),
+        #[cfg(feature = "candle")]
+        "candle" => Box::new(edgeai::backend_candle::CandleLlama::open(
+            &path, args.ctx, threads,
+        )?),
+        other => {
+            return Err(format!(
+                "engine `{other}` is not available (edgeai{})",
+                if cfg!(feature = "candle") {
+                    ", candle"
+                } else {
+                    "; build with --features candle for candle"
+                }
+            )
+            .into())
+        }
+    };
+    eprintln!(
+        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}",
+        path.display(),
+        engine.name(),
+        engine.context_length(),
+        edgeai::core::quant::kernel_path().name()
+    );
+    let opts = GenerateOptions {
+        max_tokens: args.max_tokens,
+        stop: Vec::new(),
+        sampler: args.sampler.clone(),
+    };
+    let mut chat = Chat::new(template, args.system.as_deref());
+    let mut totals = Totals::default();
+    let mut turn = |chat: &mut Chat,
+                    engine: &mut dyn LanguageModel,
+                    text: &str,
+                    totals: &mut Totals|
+     -> Result<(), Box<dyn std::error::Error>> {
+        let mut out = std::io::stdout().lock();
+        let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
+            let _ = out.write_all(piece.as_bytes());
+            let _ = out.flush();
+            true
+        })?;
+        writeln!(out)?;
+        totals.prompt_tokens += g.prompt_tokens;
+        totals.prefill_secs += g.prefill_secs;
+        totals.gen_tokens += g.tokens.len();
+        totals.decode_secs += g.decode_secs;
+        tracing::debug!(reason = ?g.stop_reason, "turn done");
+        Ok(())
+    };
+
+    if let Some(p) = &args.prompt {
+        turn(&mut chat, engine.as_mut(), p, &mut totals)?;
+    } else {
+        eprintln!("type a message (/reset to start over, /quit to exit)");
+        let stdin = std::io::stdin();
+        loop {
+            eprint!("> ");
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line)? == 0 {
+                break;
+            }
+            let line = line.trim();
+            match line {
+                "" => continue,
+                "/quit" | "/exit" => break,
+                "/reset" => {
+                    chat.clear();
+                    engine.reset();
+                    continue;
+                }
+                _ => {}
+            }
+            if let Err(e) = turn(&mut chat, engine.as_mut(), line, &mut totals) {
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    eprintln!(
+        "prefill: {} tokens in {:.3} s ({:.1} tok/s) | decode: {} tokens in {:.3} s ({:.1} tok/s)",
+        totals.prompt_tokens,
+        totals.prefill_secs,
+        rate(totals.prompt_tokens, totals.prefill_secs),
+        totals.gen_tokens,
+        totals.decode_secs,
+        rate(totals.gen_tokens, totals.decode_secs)
+    );
+    Ok(())
+}
