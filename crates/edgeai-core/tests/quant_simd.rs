@@ -162,7 +162,11 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases natively; PROPTEST_CASES overrides (scripts/test-aarch64 uses fewer under qemu).
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn simd_matches_scalar((ty, rows, cols, n, bytes, scales, fw, x) in case()) {

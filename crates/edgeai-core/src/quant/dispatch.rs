@@ -126,6 +126,28 @@ static AVXVNNI: Kernels = x86_table!(avxvnni);
 #[cfg(target_arch = "x86_64")]
 static AVX512VNNI: Kernels = x86_table!(avx512vnni);
 
+#[cfg(target_arch = "aarch64")]
+macro_rules! neon_table {
+    ($m:ident) => {
+        Kernels {
+            q4_0: super::neon::$m::vec_dot_q4_0_q8_0,
+            q4_1: super::neon::$m::vec_dot_q4_1_q8_0,
+            q8_0: super::neon::$m::vec_dot_q8_0_q8_0,
+            q4k: super::neon::$m::vec_dot_q4k_q8k,
+            q6k: super::neon::$m::vec_dot_q6k_q8k,
+            f32: super::neon::common::vec_dot_f32_bytes,
+            f16: scalar::vec_dot_f16_bytes,
+            bf16: super::neon::common::vec_dot_bf16_bytes,
+            i8: super::neon::$m::dot_i8,
+        }
+    };
+}
+
+#[cfg(target_arch = "aarch64")]
+static NEON: Kernels = neon_table!(plain);
+#[cfg(target_arch = "aarch64")]
+static NEON_DOTPROD: Kernels = neon_table!(dotprod);
+
 /// The kernel table of `p` if this CPU (and this build) supports it.
 fn table(p: KernelPath) -> Option<&'static Kernels> {
     use std::sync::OnceLock;
@@ -143,6 +165,10 @@ fn table(p: KernelPath) -> Option<&'static Kernels> {
         KernelPath::AvxVnni => Some(&AVXVNNI),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512Vnni => Some(&AVX512VNNI),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon => Some(&NEON),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::NeonDotprod => Some(&NEON_DOTPROD),
         _ => None,
     }
 }
@@ -157,6 +183,10 @@ fn detect(p: KernelPath) -> bool {
         KernelPath::AvxVnni => super::x86::has_avxvnni(),
         #[cfg(target_arch = "x86_64")]
         KernelPath::Avx512Vnni => super::x86::has_avx512vnni(),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::Neon => super::neon::has_neon(),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::NeonDotprod => super::neon::has_dotprod(),
         _ => false,
     }
 }

@@ -31,6 +31,8 @@
 mod blocks;
 mod dispatch;
 pub mod int8;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 pub mod scalar;
 mod threads;
 #[cfg(target_arch = "x86_64")]

@@ -34,6 +34,13 @@ pub(crate) fn has_avx512vnni() -> bool {
     has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
 }
 
+/// f16 -> f32 with the F16C instruction (callers enable `f16c`); `half`'s conversion checks
+/// CPU features at run time on every call, which is measurable per block.
+#[inline(always)]
+unsafe fn h2f(h: half::f16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h.to_bits() as i32)))
+}
+
 #[inline(always)]
 unsafe fn hsum_f32(v: __m256) -> f32 {
     let lo = _mm256_castps256_ps128(v);
@@ -74,7 +81,7 @@ macro_rules! block32_kernels {
                 let mut acc = _mm256_setzero_ps();
                 let off = _mm256_set1_epi8(8);
                 for (a, b) in x.iter().zip(y) {
-                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
+                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
                     let qx = _mm256_sub_epi8(unpack_nibbles(a.qs.as_ptr()), off);
                     let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
                     // sign trick: |x| (unsigned) times y with x's sign.
@@ -89,8 +96,8 @@ macro_rules! block32_kernels {
                 let mut acc = _mm256_setzero_ps();
                 let mut summ = 0f32;
                 for ((a, b), &sy) in x.iter().zip(y).zip(s) {
-                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
-                    summ += a.m.to_f32() * sy;
+                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
+                    summ += h2f(a.m) * sy;
                     let qx = unpack_nibbles(a.qs.as_ptr());
                     let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
                     let p = $dot(qx, qy);
@@ -103,7 +110,7 @@ macro_rules! block32_kernels {
             unsafe fn q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
                 let mut acc = _mm256_setzero_ps();
                 for (a, b) in x.iter().zip(y) {
-                    let d = _mm256_set1_ps(a.d.to_f32() * b.d.to_f32());
+                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
                     let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
                     let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
                     let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
@@ -163,7 +170,7 @@ unsafe fn q4k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
         for k in 0..8 {
             summ += m[k] as i32 * (b.bsums[2 * k] as i32 + b.bsums[2 * k + 1] as i32);
         }
-        accm += a.dmin.to_f32() * b.d * summ as f32;
+        accm += h2f(a.dmin) * b.d * summ as f32;
         let mut sumi = _mm256_setzero_si256();
         let qs = a.qs.as_ptr();
         let ys = b.qs.as_ptr();
@@ -183,7 +190,7 @@ unsafe fn q4k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
             );
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p0, p1));
         }
-        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        let d = _mm256_set1_ps(h2f(a.d) * b.d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32(acc) - accm
@@ -233,7 +240,7 @@ unsafe fn q6k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
                 sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, scv));
             }
         }
-        let d = _mm256_set1_ps(a.d.to_f32() * b.d);
+        let d = _mm256_set1_ps(h2f(a.d) * b.d);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
     }
     hsum_f32(acc)

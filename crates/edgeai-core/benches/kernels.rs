@@ -1,0 +1,185 @@
+//! Quantized GEMV/GEMM kernels: edgeai (best path and scalar) vs candle-core on the same
+//! weights and thread count, plus copy/triad memory-bandwidth references.
+//!
+//! Run: `cargo bench -p edgeai-core --bench kernels` (filter e.g. `-- gemv/Q4_1`). Throughput is reported as
+//! weight bytes per second for the matrix kernels and bytes moved for copy/triad.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
+use candle_core::{Device, Module, Tensor};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use edgeai_core::quant::*;
+use rayon::prelude::*;
+
+fn randv(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn quantize(ty: GgmlType, w: &[f32]) -> Vec<u8> {
+    match ty {
+        GgmlType::Q4_1 => {
+            let mut b = vec![BlockQ4_1::default(); w.len() / 32];
+            quantize_row_q4_1(w, &mut b);
+            blocks_as_bytes(&b).to_vec()
+        }
+        GgmlType::Q8_0 => {
+            let mut b = vec![BlockQ8_0::default(); w.len() / 32];
+            quantize_row_q8_0(w, &mut b);
+            blocks_as_bytes(&b).to_vec()
+        }
+        GgmlType::Q4K => {
+            let mut b = vec![BlockQ4K::default(); w.len() / 256];
+            quantize_row_q4k(w, &mut b);
+            blocks_as_bytes(&b).to_vec()
+        }
+        _ => unreachable!(),
+    }
+}
+
+fn candle_type(ty: GgmlType) -> GgmlDType {
+    match ty {
+        GgmlType::Q4_1 => GgmlDType::Q4_1,
+        GgmlType::Q8_0 => GgmlDType::Q8_0,
+        _ => GgmlDType::Q4K,
+    }
+}
+
+/// (rows, cols): the SmolLM2-135M projection shapes. Q4_K needs cols % 256 == 0, so its
+/// 576-wide shapes use 512 columns instead.
+fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
+    let c = if ty == GgmlType::Q4K { 512 } else { 576 };
+    vec![(576, c), (1536, c), (576, 1536), (49152, c)]
+}
+
+fn bench_matrix(c: &mut Criterion) {
+    let threads = candle_core::utils::get_num_threads();
+    set_num_threads(threads);
+    eprintln!(
+        "kernel path {:?}, {threads} threads (edgeai and candle)",
+        kernel_path()
+    );
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K] {
+        for (rows, cols) in shapes(ty) {
+            let w = randv(rows * cols, 1);
+            let raw = quantize(ty, &w);
+            drop(w);
+            let m = QMatrix::new(ty, rows, cols, &raw).unwrap();
+            let qt =
+                qtensor_from_ggml(candle_type(ty), &raw, vec![rows, cols], &Device::Cpu).unwrap();
+            let cm = QMatMul::from_qtensor(qt).unwrap();
+            let shape = format!("{rows}x{cols}");
+
+            // GEMV (one token).
+            let x = randv(cols, 2);
+            let xt = Tensor::from_vec(x.clone(), (1, cols), &Device::Cpu).unwrap();
+            let mut y = vec![0f32; rows];
+            let mut s = Scratch::new();
+            let mut g = c.benchmark_group(format!("gemv/{}", ty.name()));
+            g.throughput(Throughput::Bytes(raw.len() as u64));
+            g.bench_function(BenchmarkId::new("edgeai", &shape), |b| {
+                b.iter(|| m.matvec(black_box(&x), &mut y, &mut s).unwrap())
+            });
+            g.bench_function(BenchmarkId::new("edgeai-scalar", &shape), |b| {
+                b.iter(|| {
+                    m.matvec_with(KernelPath::Scalar, black_box(&x), &mut y, &mut s)
+                        .unwrap()
+                })
+            });
+            g.bench_function(BenchmarkId::new("candle", &shape), |b| {
+                b.iter(|| cm.forward(black_box(&xt)).unwrap())
+            });
+            g.finish();
+
+            // GEMM, 64 tokens (prompt processing), on the smaller shapes.
+            if rows * cols <= 1536 * 576 {
+                let n = 64;
+                let x = randv(n * cols, 3);
+                let xt = Tensor::from_vec(x.clone(), (n, cols), &Device::Cpu).unwrap();
+                let mut y = vec![0f32; n * rows];
+                let mut g = c.benchmark_group(format!("gemm64/{}", ty.name()));
+                g.throughput(Throughput::Bytes(raw.len() as u64));
+                g.bench_function(BenchmarkId::new("edgeai", &shape), |b| {
+                    b.iter(|| m.matmul(black_box(&x), n, &mut y, &mut s).unwrap())
+                });
+                g.bench_function(BenchmarkId::new("candle", &shape), |b| {
+                    b.iter(|| cm.forward(black_box(&xt)).unwrap())
+                });
+                g.finish();
+            }
+        }
+    }
+}
+
+/// Copy and triad over 64 MiB arrays (far beyond the caches): single-threaded and on all
+/// threads. Throughput counts bytes read + written (no write-allocate traffic).
+fn bench_bandwidth(c: &mut Criterion) {
+    let n = 16 << 20; // f32 elements: 64 MiB per array
+    let a = vec![1.0f32; n];
+    let b = vec![2.0f32; n];
+    let mut d = vec![0.0f32; n];
+    let threads = candle_core::utils::get_num_threads();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let chunk = n / threads;
+    let mut g = c.benchmark_group("bandwidth");
+    g.throughput(Throughput::Bytes((n * 4 * 2) as u64));
+    g.bench_function("copy/1-thread", |bch| {
+        bch.iter(|| d.copy_from_slice(black_box(&a)))
+    });
+    g.bench_function(format!("copy/{threads}-threads"), |bch| {
+        bch.iter(|| {
+            pool.install(|| {
+                d.par_chunks_mut(chunk)
+                    .zip(a.par_chunks(chunk))
+                    .for_each(|(o, i)| o.copy_from_slice(i))
+            })
+        })
+    });
+    g.throughput(Throughput::Bytes((n * 4 * 3) as u64));
+    g.bench_function("triad/1-thread", |bch| {
+        bch.iter(|| {
+            for ((o, x), y) in d.iter_mut().zip(&a).zip(&b) {
+                *o = x + 3.0 * y;
+            }
+        })
+    });
+    g.bench_function(format!("triad/{threads}-threads"), |bch| {
+        bch.iter(|| {
+            pool.install(|| {
+                d.par_chunks_mut(chunk)
+                    .zip(a.par_chunks(chunk))
+                    .zip(b.par_chunks(chunk))
+                    .for_each(|((o, x), y)| {
+                        for ((o, x), y) in o.iter_mut().zip(x).zip(y) {
+                            *o = x + 3.0 * y;
+                        }
+                    })
+            })
+        })
+    });
+    g.finish();
+    black_box(&d);
+}
+
+criterion_group! {
+    name = benches;
+    // The build machine is shared with other builders: short, small samples.
+    config = Criterion::default()
+        .measurement_time(Duration::from_secs(2))
+        .warm_up_time(Duration::from_millis(500))
+        .sample_size(10);
+    targets = bench_bandwidth, bench_matrix
+}
+criterion_main!(benches);

@@ -1,0 +1,275 @@
+//! aarch64 kernels: NEON (`smull` + pairwise add) and NEON + dotprod (`sdot`).
+//!
+//! All weights are widened to signed 8-bit lanes (nibbles minus offsets fit), so products
+//! need no sign tricks; integer dot products are exact (i16 products <= 128*128 = 16384,
+//! i32 accumulation). `sdot` is emitted with `asm!` because its intrinsic (`vdotq_s32`) is
+//! not yet stable Rust. Only the order of the final f32 accumulation differs from the scalar
+//! twin. Safe wrappers are installed in the dispatch table only after runtime detection.
+
+#![allow(clippy::needless_range_loop)]
+
+use std::arch::aarch64::*;
+
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::scalar::q4k_scales_mins;
+
+/// Runtime check for the NEON path (always true on aarch64 Linux, checked anyway).
+pub(crate) fn has_neon() -> bool {
+    std::arch::is_aarch64_feature_detected!("neon")
+}
+
+/// Runtime check for the dotprod path.
+pub(crate) fn has_dotprod() -> bool {
+    has_neon() && std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// `acc + dot4(a, b)` per i32 lane, plain NEON.
+#[inline(always)]
+unsafe fn dot_neon(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    let p0 = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    let p1 = vmull_high_s8(a, b);
+    vpadalq_s16(vpadalq_s16(acc, p0), p1)
+}
+
+/// `acc + dot4(a, b)` per i32 lane with `sdot` (caller enables `dotprod`).
+#[inline(always)]
+unsafe fn dot_sdot(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+    // SAFETY: register-only instruction; the enclosing function enables `dotprod` and is
+    // called only when the CPU has it.
+    std::arch::asm!(
+        "sdot {0:v}.4s, {1:v}.16b, {2:v}.16b",
+        inout(vreg) acc, in(vreg) a, in(vreg) b,
+        options(pure, nomem, nostack, preserves_flags)
+    );
+    acc
+}
+
+macro_rules! neon_kernels {
+    ($feat:literal, $m:ident, $dot:ident) => {
+        pub(crate) mod $m {
+            use super::*;
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = vdupq_n_f32(0.0);
+                let m4 = vdupq_n_u8(0x0F);
+                let off = vdupq_n_s8(8);
+                for (a, b) in x.iter().zip(y) {
+                    let v = vld1q_u8(a.qs.as_ptr());
+                    let lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, m4)), off);
+                    let hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), off);
+                    let y0 = vld1q_s8(b.qs.as_ptr());
+                    let y1 = vld1q_s8(b.qs.as_ptr().add(16));
+                    let p = $dot($dot(vdupq_n_s32(0), lo, y0), hi, y1);
+                    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), a.d.to_f32() * b.d.to_f32());
+                }
+                vaddvq_f32(acc)
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_1(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+                let mut acc = vdupq_n_f32(0.0);
+                let mut summ = 0f32;
+                let m4 = vdupq_n_u8(0x0F);
+                for ((a, b), &sy) in x.iter().zip(y).zip(s) {
+                    summ += a.m.to_f32() * sy;
+                    let v = vld1q_u8(a.qs.as_ptr());
+                    let lo = vreinterpretq_s8_u8(vandq_u8(v, m4));
+                    let hi = vreinterpretq_s8_u8(vshrq_n_u8::<4>(v));
+                    let y0 = vld1q_s8(b.qs.as_ptr());
+                    let y1 = vld1q_s8(b.qs.as_ptr().add(16));
+                    let p = $dot($dot(vdupq_n_s32(0), lo, y0), hi, y1);
+                    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), a.d.to_f32() * b.d.to_f32());
+                }
+                vaddvq_f32(acc) + summ
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = vdupq_n_f32(0.0);
+                for (a, b) in x.iter().zip(y) {
+                    let x0 = vld1q_s8(a.qs.as_ptr());
+                    let x1 = vld1q_s8(a.qs.as_ptr().add(16));
+                    let y0 = vld1q_s8(b.qs.as_ptr());
+                    let y1 = vld1q_s8(b.qs.as_ptr().add(16));
+                    let p = $dot($dot(vdupq_n_s32(0), x0, y0), x1, y1);
+                    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), a.d.to_f32() * b.d.to_f32());
+                }
+                vaddvq_f32(acc)
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+                let mut sumf = 0f32;
+                let m4 = vdupq_n_u8(0x0F);
+                for (a, b) in x.iter().zip(y) {
+                    let (sc, m) = q4k_scales_mins(&a.scales);
+                    let mut summ = 0i32;
+                    for k in 0..8 {
+                        summ += m[k] as i32 * (b.bsums[2 * k] as i32 + b.bsums[2 * k + 1] as i32);
+                    }
+                    let qs = a.qs.as_ptr();
+                    let ys = b.qs.as_ptr();
+                    let mut sumi = 0i32;
+                    for j in 0..4 {
+                        let q0 = vld1q_u8(qs.add(32 * j));
+                        let q1 = vld1q_u8(qs.add(32 * j + 16));
+                        let yp = ys.add(64 * j);
+                        let lo = $dot(
+                            $dot(
+                                vdupq_n_s32(0),
+                                vreinterpretq_s8_u8(vandq_u8(q0, m4)),
+                                vld1q_s8(yp),
+                            ),
+                            vreinterpretq_s8_u8(vandq_u8(q1, m4)),
+                            vld1q_s8(yp.add(16)),
+                        );
+                        let hi = $dot(
+                            $dot(
+                                vdupq_n_s32(0),
+                                vreinterpretq_s8_u8(vshrq_n_u8::<4>(q0)),
+                                vld1q_s8(yp.add(32)),
+                            ),
+                            vreinterpretq_s8_u8(vshrq_n_u8::<4>(q1)),
+                            vld1q_s8(yp.add(48)),
+                        );
+                        sumi += sc[2 * j] as i32 * vaddvq_s32(lo)
+                            + sc[2 * j + 1] as i32 * vaddvq_s32(hi);
+                    }
+                    let d = a.d.to_f32() * b.d;
+                    let dmin = a.dmin.to_f32() * b.d;
+                    sumf += d * sumi as f32 - dmin * summ as f32;
+                }
+                sumf
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q6k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+                let mut sumf = 0f32;
+                let m4 = vdupq_n_u8(0x0F);
+                let m2 = vdupq_n_u8(3);
+                let off = vdupq_n_s8(32);
+                for (a, b) in x.iter().zip(y) {
+                    let sc = a.scales;
+                    let mut sumi = 0i32;
+                    for h in 0..2 {
+                        let ql = a.ql.as_ptr().add(64 * h);
+                        let qh = a.qh.as_ptr().add(32 * h);
+                        for i in 0..2 {
+                            let l0 = vld1q_u8(ql.add(16 * i));
+                            let l1 = vld1q_u8(ql.add(32 + 16 * i));
+                            let hb = vld1q_u8(qh.add(16 * i));
+                            let q = [
+                                vorrq_u8(vandq_u8(l0, m4), vshlq_n_u8::<4>(vandq_u8(hb, m2))),
+                                vorrq_u8(
+                                    vandq_u8(l1, m4),
+                                    vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<2>(hb), m2)),
+                                ),
+                                vorrq_u8(
+                                    vshrq_n_u8::<4>(l0),
+                                    vshlq_n_u8::<4>(vandq_u8(vshrq_n_u8::<4>(hb), m2)),
+                                ),
+                                vorrq_u8(vshrq_n_u8::<4>(l1), vshlq_n_u8::<4>(vshrq_n_u8::<6>(hb))),
+                            ];
+                            for g in 0..4 {
+                                let e = 128 * h + 32 * g + 16 * i;
+                                let qs = vsubq_s8(vreinterpretq_s8_u8(q[g]), off);
+                                let p = $dot(vdupq_n_s32(0), qs, vld1q_s8(b.qs.as_ptr().add(e)));
+                                sumi += sc[e / 16] as i32 * vaddvq_s32(p);
+                            }
+                        }
+                    }
+                    sumf += (a.d.to_f32() * b.d) * sumi as f32;
+                }
+                sumf
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn i8_dot(a: &[i8], b: &[i8]) -> i32 {
+                let n = a.len().min(b.len());
+                let mut acc = vdupq_n_s32(0);
+                let mut i = 0;
+                while i + 16 <= n {
+                    acc = $dot(
+                        acc,
+                        vld1q_s8(a.as_ptr().add(i)),
+                        vld1q_s8(b.as_ptr().add(i)),
+                    );
+                    i += 16;
+                }
+                vaddvq_s32(acc).wrapping_add(crate::quant::scalar::dot_i8(&a[i..n], &b[i..n]))
+            }
+
+            pub(crate) fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: installed in the dispatch table only after runtime detection of
+                // this module's target features.
+                unsafe { q4_0(x, y) }
+            }
+            pub(crate) fn vec_dot_q4_1_q8_0(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q4_1(x, y, s) }
+            }
+            pub(crate) fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q8_0(x, y) }
+            }
+            pub(crate) fn vec_dot_q4k_q8k(x: &[BlockQ4K], y: &[BlockQ8K]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q4k(x, y) }
+            }
+            pub(crate) fn vec_dot_q6k_q8k(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
+                // SAFETY: as above.
+                unsafe { q6k(x, y) }
+            }
+            pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+                // SAFETY: as above.
+                unsafe { i8_dot(a, b) }
+            }
+        }
+    };
+}
+
+neon_kernels!("neon", plain, dot_neon);
+neon_kernels!("neon,dotprod", dotprod, dot_sdot);
+
+#[target_feature(enable = "neon")]
+unsafe fn f32_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 4).min(x.len());
+    let mut acc = [vdupq_n_f32(0.0); 4];
+    let mut i = 0;
+    while i + 16 <= n {
+        for k in 0..4 {
+            let a = vreinterpretq_f32_u8(vld1q_u8(w.as_ptr().add(4 * (i + 4 * k))));
+            acc[k] = vfmaq_f32(acc[k], a, vld1q_f32(x.as_ptr().add(i + 4 * k)));
+        }
+        i += 16;
+    }
+    let s = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
+    vaddvq_f32(s) + super::scalar::vec_dot_f32_bytes(&w[4 * i..4 * n], &x[i..n])
+}
+
+#[target_feature(enable = "neon")]
+unsafe fn bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
+    let n = (w.len() / 2).min(x.len());
+    let mut acc = vdupq_n_f32(0.0);
+    let mut i = 0;
+    while i + 4 <= n {
+        let h = vreinterpret_u16_u8(vld1_u8(w.as_ptr().add(2 * i)));
+        let a = vreinterpretq_f32_u32(vshll_n_u16::<16>(h));
+        acc = vfmaq_f32(acc, a, vld1q_f32(x.as_ptr().add(i)));
+        i += 4;
+    }
+    vaddvq_f32(acc) + super::scalar::vec_dot_bf16_bytes(&w[2 * i..2 * n], &x[i..n])
+}
+
+/// Float kernels shared by both NEON paths.
+pub(crate) mod common {
+    pub(crate) fn vec_dot_f32_bytes(w: &[u8], x: &[f32]) -> f32 {
+        // SAFETY: installed only after NEON was detected.
+        unsafe { super::f32_bytes(w, x) }
+    }
+    pub(crate) fn vec_dot_bf16_bytes(w: &[u8], x: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { super::bf16_bytes(w, x) }
+    }
+}
