@@ -337,6 +337,132 @@ mod tests {
         }
     }
 
+    /// A stand-in for YuNet: a fixed 640x640 input and hand-made head outputs.
+    struct FakeYuNet {
+        inputs: Vec<edgeai_core::TensorSpec>,
+        outputs: Vec<edgeai_core::TensorSpec>,
+    }
+
+    impl FakeYuNet {
+        fn new() -> Self {
+            let spec = |name: String, shape: Vec<usize>| edgeai_core::TensorSpec {
+                name,
+                dtype: DType::F32,
+                shape: Some(shape.into_iter().map(Dim::Fixed).collect()),
+            };
+            let mut outputs = Vec::new();
+            for (head, w) in [("cls", 1), ("obj", 1), ("bbox", 4), ("kps", 10)] {
+                for s in STRIDES {
+                    outputs.push(spec(
+                        format!("{head}_{s}"),
+                        vec![1, (640 / s) * (640 / s), w],
+                    ));
+                }
+            }
+            FakeYuNet {
+                inputs: vec![spec("input".into(), vec![1, 3, 640, 640])],
+                outputs,
+            }
+        }
+    }
+
+    impl Model for FakeYuNet {
+        fn backend(&self) -> &str {
+            "fake"
+        }
+        fn inputs(&self) -> &[edgeai_core::TensorSpec] {
+            &self.inputs
+        }
+        fn outputs(&self) -> &[edgeai_core::TensorSpec] {
+            &self.outputs
+        }
+        fn run(
+            &self,
+            inputs: Vec<edgeai_core::Tensor>,
+        ) -> edgeai_core::Result<Vec<edgeai_core::Tensor>> {
+            edgeai_core::validate_inputs(&self.inputs, &inputs)?;
+            // The input is BGR: the test image is pure red, so channel 2 holds 255.
+            let x = inputs[0].view::<f32>()?;
+            assert_eq!(x[[0, 2, 10, 10]], 255.0);
+            assert_eq!(x[[0, 0, 10, 10]], 0.0);
+            // Below the letterboxed image (320 rows) the padding is black.
+            assert_eq!(x[[0, 2, 400, 10]], 0.0);
+            self.outputs
+                .iter()
+                .map(|o| {
+                    let shape = o.fixed_shape().unwrap_or_default();
+                    let (cells, w) = (shape[1], shape[2]);
+                    let mut v = vec![0f32; cells * w];
+                    if o.name.ends_with("_16") {
+                        // cell (row 5, col 10) of the 40-column grid: a face
+                        let idx = 5 * 40 + 10;
+                        // cell (row 5, col 11): an overlapping, weaker duplicate
+                        let dup = idx + 1;
+                        match &o.name[..o.name.len() - 3] {
+                            "cls" | "obj" => {
+                                v[idx] = 0.81;
+                                v[dup] = 0.8;
+                                v[0] = 0.5; // below the threshold
+                            }
+                            "bbox" => {
+                                v[idx * 4..idx * 4 + 4].copy_from_slice(&[
+                                    0.5,
+                                    0.5,
+                                    4f32.ln(),
+                                    2f32.ln(),
+                                ]);
+                                v[dup * 4..dup * 4 + 4].copy_from_slice(&[
+                                    -0.3,
+                                    0.5,
+                                    4f32.ln(),
+                                    2f32.ln(),
+                                ]);
+                            }
+                            _ => {}
+                        }
+                    }
+                    edgeai_core::Tensor::from_vec(shape, v)
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn yunet_decodes_heads_and_maps_back_through_the_letterbox() {
+        let det = YuNet::new(Box::new(FakeYuNet::new()), YuNetConfig::default()).unwrap();
+        assert_eq!(det.fixed_input(), Some((640, 640)));
+        let red: Vec<u8> = (0..1280 * 640).flat_map(|_| [255u8, 0, 0]).collect();
+        let img = Image::from_rgb(1280, 640, red).unwrap();
+        let faces = det.detect(&img).unwrap();
+        assert_eq!(faces.len(), 1, "{faces:?}");
+        let f = faces[0];
+        assert!((f.score - 0.81).abs() < 1e-6);
+        // centre (10.5, 5.5) * 16 = (168, 88), size (4, 2) * 16, then / 0.5 (letterbox)
+        let want = BBox {
+            x: 272.0,
+            y: 144.0,
+            width: 128.0,
+            height: 64.0,
+        };
+        for (g, w) in [
+            (f.bbox.x, want.x),
+            (f.bbox.y, want.y),
+            (f.bbox.width, want.width),
+            (f.bbox.height, want.height),
+        ] {
+            assert!((g - w).abs() < 1e-3, "{:?} vs {want:?}", f.bbox);
+        }
+        assert_eq!(f.landmarks[0], (320.0, 160.0));
+    }
+
+    #[test]
+    fn yunet_rejects_models_without_its_heads() {
+        let mut m = FakeYuNet::new();
+        m.outputs.retain(|o| o.name != "kps_32");
+        let e = YuNet::new(Box::new(m), YuNetConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("no output `kps_32`"), "{e}");
+    }
+
     #[test]
     fn iou_of_known_boxes() {
         let a = BBox {
