@@ -141,7 +141,7 @@ type Case = (
 );
 
 fn case() -> impl Strategy<Value = Case> {
-    (0..TYPES.len(), 1usize..24, 1usize..4, 1usize..4).prop_flat_map(|(ti, rows, nblk, n)| {
+    (0..TYPES.len(), 1usize..24, 1usize..4, 1usize..7).prop_flat_map(|(ti, rows, nblk, n)| {
         let ty = TYPES[ti];
         let cols = if ty.block_len() == 1 {
             32 * nblk + 7

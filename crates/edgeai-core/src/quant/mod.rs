@@ -393,16 +393,65 @@ impl<'a> QMatrix<'a> {
                 let (q8, sums) = scratch.quantize_q8_0(x);
                 let nbr = cols / QK;
                 let act = |t: usize| (&q8[t * nbr..(t + 1) * nbr], &sums[t * nbr..(t + 1) * nbr]);
+                let act4 = |t0: usize| {
+                    let b = |k: usize| &q8[(t0 + k) * nbr..(t0 + k + 1) * nbr];
+                    let s = |k: usize| &sums[(t0 + k) * nbr..(t0 + k + 1) * nbr];
+                    ([b(0), b(1), b(2), b(3)], [s(0), s(1), s(2), s(3)])
+                };
+                // Generic over the 4-token kernel: fall back to 4 single-token calls.
+                let per4 = |single: &dyn Fn(usize) -> f32,
+                            four: Option<&dyn Fn() -> [f32; 4]>,
+                            t0: usize,
+                            cnt: usize| {
+                    match four {
+                        Some(f4) if cnt == 4 => f4(),
+                        _ => {
+                            let mut o = [0f32; 4];
+                            for (k, v) in o.iter_mut().enumerate().take(cnt) {
+                                *v = single(t0 + k);
+                            }
+                            o
+                        }
+                    }
+                };
                 match self.ty {
-                    GgmlType::Q4_0 => threads::for_rows(rows, n, work, out, |r, t| {
-                        (k.q4_0)(as_blocks(w_row(r)), act(t).0)
+                    GgmlType::Q4_0 => threads::for_rows4(rows, n, work, out, |r, t0, cnt| {
+                        let w = as_blocks(w_row(r));
+                        let f4 = k.q4_0_x4.map(|f| move || f(w, act4(t0).0));
+                        per4(
+                            &|t| (k.q4_0)(w, act(t).0),
+                            f4.as_ref().map(|f| f as &dyn Fn() -> [f32; 4]),
+                            t0,
+                            cnt,
+                        )
                     }),
-                    GgmlType::Q4_1 => threads::for_rows(rows, n, work, out, |r, t| {
-                        let (a, s) = act(t);
-                        (k.q4_1)(as_blocks(w_row(r)), a, s)
+                    GgmlType::Q4_1 => threads::for_rows4(rows, n, work, out, |r, t0, cnt| {
+                        let w = as_blocks(w_row(r));
+                        let f4 = k.q4_1_x4.map(|f| {
+                            move || {
+                                let (b, s) = act4(t0);
+                                f(w, b, s)
+                            }
+                        });
+                        per4(
+                            &|t| {
+                                let (a, s) = act(t);
+                                (k.q4_1)(w, a, s)
+                            },
+                            f4.as_ref().map(|f| f as &dyn Fn() -> [f32; 4]),
+                            t0,
+                            cnt,
+                        )
                     }),
-                    _ => threads::for_rows(rows, n, work, out, |r, t| {
-                        (k.q8_0)(as_blocks(w_row(r)), act(t).0)
+                    _ => threads::for_rows4(rows, n, work, out, |r, t0, cnt| {
+                        let w = as_blocks(w_row(r));
+                        let f4 = k.q8_0_x4.map(|f| move || f(w, act4(t0).0));
+                        per4(
+                            &|t| (k.q8_0)(w, act(t).0),
+                            f4.as_ref().map(|f| f as &dyn Fn() -> [f32; 4]),
+                            t0,
+                            cnt,
+                        )
                     }),
                 }
             }

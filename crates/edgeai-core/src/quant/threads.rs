@@ -122,3 +122,39 @@ pub(crate) fn for_rows(
             .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
     });
 }
+
+/// Like [`for_rows`], but `f(r, t0, cnt)` returns the outputs of tokens `t0..t0 + cnt`
+/// (`cnt <= 4`, in the first `cnt` lanes) so kernels can reuse a decoded weight block.
+pub(crate) fn for_rows4(
+    rows: usize,
+    n: usize,
+    work: usize,
+    out: OutPtr<'_>,
+    f: impl Fn(usize, usize, usize) -> [f32; 4] + Sync,
+) {
+    let threads = num_threads();
+    let chunk_rows = |r0: usize, r1: usize| {
+        for r in r0..r1 {
+            let mut t0 = 0;
+            while t0 < n {
+                let cnt = (n - t0).min(4);
+                let v = f(r, t0, cnt);
+                for (k, &val) in v.iter().enumerate().take(cnt) {
+                    out.write((t0 + k) * rows + r, val);
+                }
+                t0 += cnt;
+            }
+        }
+    };
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
+        chunk_rows(0, rows);
+        return;
+    }
+    let chunk = rows.div_ceil(threads * 4).max(8);
+    let nchunks = rows.div_ceil(chunk);
+    run(work, || {
+        (0..nchunks)
+            .into_par_iter()
+            .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
+    });
+}

@@ -119,6 +119,104 @@ macro_rules! block32_kernels {
                 hsum_f32(acc)
             }
 
+            /// Four activations at once: each weight block is decoded once. Per token the
+            /// operations and their order equal the single-token kernel (bit-identical).
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_0_x4(x: &[BlockQ4_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                let n = y.iter().fold(x.len(), |n, v| n.min(v.len()));
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let off = _mm256_set1_epi8(8);
+                for i in 0..n {
+                    let a = &x[i];
+                    let da = h2f(a.d);
+                    let qx = _mm256_sub_epi8(unpack_nibbles(a.qs.as_ptr()), off);
+                    let ax = _mm256_sign_epi8(qx, qx);
+                    for t in 0..4 {
+                        let b = &y[t][i];
+                        let d = _mm256_set1_ps(da * h2f(b.d));
+                        let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                        let p = $dot(ax, _mm256_sign_epi8(qy, qx));
+                        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
+                    }
+                }
+                [
+                    hsum_f32(acc[0]),
+                    hsum_f32(acc[1]),
+                    hsum_f32(acc[2]),
+                    hsum_f32(acc[3]),
+                ]
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q4_1_x4(x: &[BlockQ4_1], y: [&[BlockQ8_0]; 4], s: [&[f32]; 4]) -> [f32; 4] {
+                let n = y.iter().fold(x.len(), |n, v| n.min(v.len()));
+                let n = s.iter().fold(n, |n, v| n.min(v.len()));
+                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut summ = [0f32; 4];
+                for i in 0..n {
+                    let a = &x[i];
+                    let (da, ma) = (h2f(a.d), h2f(a.m));
+                    let qx = unpack_nibbles(a.qs.as_ptr());
+                    for t in 0..4 {
+                        let b = &y[t][i];
+                        let d = _mm256_set1_ps(da * h2f(b.d));
+                        summ[t] += ma * s[t][i];
+                        let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                        let p = $dot(qx, qy);
+                        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
+                    }
+                }
+                [
+                    hsum_f32(acc[0]) + summ[0],
+                    hsum_f32(acc[1]) + summ[1],
+                    hsum_f32(acc[2]) + summ[2],
+                    hsum_f32(acc[3]) + summ[3],
+                ]
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q8_0_x4(x: &[BlockQ8_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                let n = y.iter().fold(x.len(), |n, v| n.min(v.len()));
+                let mut acc = [_mm256_setzero_ps(); 4];
+                for i in 0..n {
+                    let a = &x[i];
+                    let da = h2f(a.d);
+                    let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
+                    let ax = _mm256_sign_epi8(qx, qx);
+                    for t in 0..4 {
+                        let b = &y[t][i];
+                        let d = _mm256_set1_ps(da * h2f(b.d));
+                        let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                        let p = $dot(ax, _mm256_sign_epi8(qy, qx));
+                        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
+                    }
+                }
+                [
+                    hsum_f32(acc[0]),
+                    hsum_f32(acc[1]),
+                    hsum_f32(acc[2]),
+                    hsum_f32(acc[3]),
+                ]
+            }
+
+            pub(crate) fn vec_dot_q4_0_q8_0_x4(x: &[BlockQ4_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                // SAFETY: installed in the dispatch table only after runtime detection of
+                // this module's target features.
+                unsafe { q4_0_x4(x, y) }
+            }
+            pub(crate) fn vec_dot_q4_1_q8_0_x4(
+                x: &[BlockQ4_1],
+                y: [&[BlockQ8_0]; 4],
+                s: [&[f32]; 4],
+            ) -> [f32; 4] {
+                // SAFETY: as above.
+                unsafe { q4_1_x4(x, y, s) }
+            }
+            pub(crate) fn vec_dot_q8_0_q8_0_x4(x: &[BlockQ8_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+                // SAFETY: as above.
+                unsafe { q8_0_x4(x, y) }
+            }
+
             pub(crate) fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
                 // SAFETY: installed in the dispatch table only after runtime detection of
                 // this module's target features.
