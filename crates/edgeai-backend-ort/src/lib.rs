@@ -1,1 +1,297 @@
+//! # edgeai-backend-ort
+//!
+//! edgeai on [ONNX Runtime](https://onnxruntime.ai) through the `ort` crate.
+//!
+//! ONNX Runtime is a shared library loaded at run time (ort's `load-dynamic`), so nothing is
+//! downloaded at build time. The library is found, in order:
+//! 1. the path given to [`OrtBackend::with_library`];
+//! 2. the `ORT_DYLIB_PATH` environment variable;
+//! 3. `lib/libonnxruntime.so.1.31.1` in the models folder (see
+//!    [`edgeai_core::paths::models_dir`]), where `scripts/fetch-models` puts the library from
+//!    the pinned PyPI wheel `onnxruntime==1.31.1` (the version this `ort` release expects).
+//!
+//! If none is there, [`Backend::load`] returns [`Error::BackendUnavailable`] saying so.
+//!
+//! ONNX Runtime sessions are thread-safe, but `ort`'s `Session::run` takes `&mut self`; a
+//! loaded [`OrtModel`] therefore keeps a small pool of sessions: a run takes an idle session
+//! (or creates one when all are busy) and returns it afterwards. Concurrent runs do not wait
+//! on each other; each extra concurrent run costs one more session's memory, at most as many
+//! sessions as runs ever overlapped.
+#![warn(missing_docs)]
 
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use edgeai_core::{
+    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel,
+    Result, Tensor, TensorData, TensorSpec,
+};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::{DynValue, TensorElementType, ValueType};
+
+const NAME: &str = "ort";
+/// The ONNX Runtime release this build of `ort` expects.
+pub const ORT_VERSION: &str = "1.31.1";
+/// The library's file name as fetched by `scripts/fetch-models` (Linux).
+pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
+
+static INIT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+
+fn unavailable(reason: impl Into<String>) -> Error {
+    Error::BackendUnavailable { backend: NAME.into(), reason: reason.into() }
+}
+
+/// Finds the ONNX Runtime library and initialises ort once per process.
+fn init(explicit: Option<&Path>) -> Result<&'static Path> {
+    let r = INIT.get_or_init(|| {
+        let candidates: Vec<PathBuf> = explicit
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
+            .chain(edgeai_core::paths::models_dir().map(|d| d.join("lib").join(ORT_LIBRARY)))
+            .collect();
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            return Err(format!(
+                "ONNX Runtime {ORT_VERSION} library not found (looked at: {}); run `scripts/fetch-models --only ort` \
+                 or set ORT_DYLIB_PATH to libonnxruntime",
+                if candidates.is_empty() {
+                    "nothing: no models folder and no ORT_DYLIB_PATH".to_string()
+                } else {
+                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                }
+            ));
+        };
+        let builder = ort::init_from(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
+        builder.with_name("edgeai").commit();
+        tracing::info!(library = %path.display(), "ONNX Runtime initialised");
+        Ok(path.clone())
+    });
+    match r {
+        Ok(p) => Ok(p.as_path()),
+        Err(e) => Err(unavailable(e.clone())),
+    }
+}
+
+/// The ONNX Runtime backend.
+#[derive(Debug, Default, Clone)]
+pub struct OrtBackend {
+    library: Option<PathBuf>,
+}
+
+impl OrtBackend {
+    /// The backend, finding the library as described in the crate docs.
+    pub fn new() -> Self {
+        OrtBackend::default()
+    }
+
+    /// The backend with an explicit library path. The library is loaded once per process: the
+    /// first successful initialisation wins.
+    pub fn with_library(path: impl Into<PathBuf>) -> Self {
+        OrtBackend { library: Some(path.into()) }
+    }
+
+    /// Loads the library now (instead of at the first `load`) and returns its path.
+    pub fn library(&self) -> Result<&'static Path> {
+        init(self.library.as_deref())
+    }
+}
+
+struct Config {
+    threads: Option<usize>,
+    level: GraphOptimizationLevel,
+}
+
+fn build_session(bytes: &[u8], cfg: &Config) -> std::result::Result<Session, ort::Error> {
+    let mut b = Session::builder()?.with_optimization_level(cfg.level.clone())?;
+    if let Some(n) = cfg.threads {
+        b = b.with_intra_threads(n)?.with_inter_threads(1)?;
+    }
+    b.commit_from_memory(bytes)
+}
+
+/// Turns ONNX Runtime's load error into the edgeai error that names the problem.
+fn load_error(origin: &str, e: &ort::Error) -> Error {
+    let msg = e.to_string();
+    // ORT: "... Fatal error: EdgeaiNoSuchOp is not a registered function/op" or
+    // "Could not find an implementation for Foo(13) node with name '...'".
+    let op = msg
+        .split("Fatal error: ")
+        .nth(1)
+        .and_then(|s| s.split(" is not a registered function/op").next().filter(|_| s.contains("is not a registered")))
+        .or_else(|| {
+            msg.split("Could not find an implementation for ").nth(1).and_then(|s| s.split('(').next())
+        });
+    match op {
+        Some(op) => Error::UnsupportedOperator {
+            backend: NAME.into(),
+            origin: origin.to_string(),
+            ops: vec![op.trim().to_string()],
+        },
+        None => Error::InvalidModel { origin: origin.to_string(), reason: msg },
+    }
+}
+
+impl Backend for OrtBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { formats: vec![ModelFormat::Onnx], symbolic_dims: true }
+    }
+
+    fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        let origin = source.origin();
+        let format = source.format();
+        if format != ModelFormat::Onnx {
+            return Err(Error::UnsupportedFormat { backend: NAME.into(), format: format.to_string() });
+        }
+        init(self.library.as_deref())?;
+        let bytes = source.into_bytes()?;
+        let cfg = Config {
+            threads: options.threads,
+            level: match options.optimization {
+                OptLevel::None => GraphOptimizationLevel::Disable,
+                OptLevel::Basic => GraphOptimizationLevel::Level1,
+                OptLevel::All => GraphOptimizationLevel::All,
+            },
+        };
+        let session = build_session(&bytes, &cfg).map_err(|e| load_error(&origin, &e))?;
+        let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
+        let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
+        tracing::debug!(%origin, inputs = inputs.len(), outputs = outputs.len(), "ort model loaded");
+        Ok(Box::new(OrtModel { bytes, cfg, pool: Mutex::new(vec![session]), inputs, outputs }))
+    }
+}
+
+fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
+    let bad = |what: String| Error::InvalidModel { origin: name.to_string(), reason: what };
+    let ValueType::Tensor { ty, shape, dimension_symbols } = ty else {
+        return Err(bad(format!("`{name}` is not a tensor ({ty:?}); edgeai supports tensor inputs and outputs")));
+    };
+    let dtype = dtype_of(*ty).ok_or_else(|| bad(format!("`{name}` has element type {ty:?}, not supported by edgeai")))?;
+    let dims = shape
+        .iter()
+        .enumerate()
+        .map(|(i, &d)| {
+            if d >= 0 {
+                Dim::Fixed(d as usize)
+            } else {
+                let s = dimension_symbols.get(i).cloned().unwrap_or_default();
+                Dim::Symbolic(if s.is_empty() { format!("{name}_dim{i}") } else { s })
+            }
+        })
+        .collect();
+    Ok(TensorSpec { name: name.to_string(), dtype, shape: Some(dims) })
+}
+
+fn dtype_of(t: TensorElementType) -> Option<DType> {
+    Some(match t {
+        TensorElementType::Float32 => DType::F32,
+        TensorElementType::Float16 => DType::F16,
+        TensorElementType::Bfloat16 => DType::BF16,
+        TensorElementType::Int8 => DType::I8,
+        TensorElementType::Uint8 => DType::U8,
+        TensorElementType::Int32 => DType::I32,
+        TensorElementType::Int64 => DType::I64,
+        _ => return None,
+    })
+}
+
+/// A model loaded by ONNX Runtime (see the crate docs for how sessions are pooled).
+pub struct OrtModel {
+    bytes: Vec<u8>,
+    cfg: Config,
+    pool: Mutex<Vec<Session>>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+fn run_err(e: impl std::fmt::Display) -> Error {
+    Error::Run { backend: NAME.into(), reason: e.to_string() }
+}
+
+fn to_value(t: Tensor) -> Result<DynValue> {
+    let (shape, data) = t.into_parts();
+    let v = match data {
+        TensorData::F32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::F16(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::BF16(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I8(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::U8(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+    };
+    v.map_err(run_err)
+}
+
+fn from_value(v: &DynValue) -> Result<Tensor> {
+    fn take<T: ort::value::PrimitiveTensorElementType + edgeai_core::Element>(v: &DynValue) -> Result<Tensor> {
+        let (shape, data) = v.try_extract_tensor::<T>().map_err(run_err)?;
+        let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+        Tensor::from_vec(shape, data.to_vec())
+    }
+    match v.dtype() {
+        ValueType::Tensor { ty, .. } => match ty {
+            TensorElementType::Float32 => take::<f32>(v),
+            TensorElementType::Float16 => take::<half::f16>(v),
+            TensorElementType::Bfloat16 => take::<half::bf16>(v),
+            TensorElementType::Int8 => take::<i8>(v),
+            TensorElementType::Uint8 => take::<u8>(v),
+            TensorElementType::Int32 => take::<i32>(v),
+            TensorElementType::Int64 => take::<i64>(v),
+            TensorElementType::Bool => {
+                let (shape, data) = v.try_extract_tensor::<bool>().map_err(run_err)?;
+                let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+                Tensor::from_vec(shape, data.iter().map(|&b| b as u8).collect::<Vec<u8>>())
+            }
+            other => Err(run_err(format!("output element type {other:?} is not supported by edgeai"))),
+        },
+        other => Err(run_err(format!("output {other:?} is not a tensor"))),
+    }
+}
+
+impl OrtModel {
+    fn checkout(&self) -> Result<Session> {
+        let idle = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(s) => Ok(s),
+            None => {
+                tracing::debug!("all ort sessions busy: creating another");
+                build_session(&self.bytes, &self.cfg).map_err(run_err)
+            }
+        }
+    }
+}
+
+impl Model for OrtModel {
+    fn backend(&self) -> &str {
+        NAME
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        validate_inputs(&self.inputs, &inputs)?;
+        let values: Vec<(String, DynValue)> = self
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(s, t)| Ok((s.name.clone(), to_value(t)?)))
+            .collect::<Result<_>>()?;
+        let mut session = self.checkout()?;
+        let result = (|| {
+            let outs = session.run(values).map_err(run_err)?;
+            self.outputs.iter().map(|s| from_value(&outs[s.name.as_str()])).collect::<Result<Vec<_>>>()
+        })();
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(session);
+        result
+    }
+}

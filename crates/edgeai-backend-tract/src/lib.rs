@@ -1,1 +1,224 @@
+//! # edgeai-backend-tract
+//!
+//! The default edgeai backend: [tract](https://crates.io/crates/tract-onnx), a pure-Rust
+//! inference engine. It loads ONNX models from a path or bytes, optimises them, and runs them
+//! behind edgeai-core's [`Backend`] / [`Model`] traits.
+//!
+//! - Symbolic dimensions (a batch size, an image size) stay symbolic: the model is optimised
+//!   once and the sizes are resolved at each run from the inputs.
+//! - [`LoadOptions::threads`] sets the size of a thread pool owned by the loaded model
+//!   (tract's matrix-multiply executor); `None` or `1` runs single-threaded.
+//! - An operator tract lacks, a truncated or corrupt file, or bytes that are not ONNX give an
+//!   [`Error`] that names the operator or the problem.
+//!
+//! ```no_run
+//! use edgeai_backend_tract::TractBackend;
+//! use edgeai_core::{Backend, DType, LoadOptions, Tensor};
+//!
+//! let model = TractBackend::new().load("models/face/sface.onnx".into(), &LoadOptions::new())?;
+//! let out = model.run(vec![Tensor::zeros(DType::F32, vec![1, 3, 112, 112])?])?;
+//! assert_eq!(out[0].shape(), &[1, 128]);
+//! # Ok::<(), edgeai_core::Error>(())
+//! ```
+#![warn(missing_docs)]
 
+use std::sync::Arc;
+
+use edgeai_core::{
+    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel,
+    Result, Tensor, TensorData, TensorSpec,
+};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
+
+const NAME: &str = "tract";
+
+/// The tract backend. Cheap to create; holds no state.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TractBackend;
+
+impl TractBackend {
+    /// Creates the backend.
+    pub fn new() -> Self {
+        TractBackend
+    }
+}
+
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { formats: vec![ModelFormat::Onnx], symbolic_dims: true }
+    }
+
+    fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        let origin = source.origin();
+        let format = source.format();
+        if format != ModelFormat::Onnx {
+            return Err(Error::UnsupportedFormat { backend: NAME.into(), format: format.to_string() });
+        }
+        let bytes = source.into_bytes()?;
+        let invalid = |reason: String| Error::InvalidModel { origin: origin.clone(), reason };
+        let onnx = tract_onnx::onnx();
+        let proto = onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(|e| invalid(chain(&e)))?;
+        if proto.graph.is_none() {
+            return Err(invalid("not an ONNX model: no graph".into()));
+        }
+        let inference = onnx.model_for_proto_model(&proto).map_err(|e| invalid(chain(&e)))?;
+        let mut missing: Vec<String> = inference
+            .nodes()
+            .iter()
+            .filter(|n| n.op_is::<UnimplementedOp>())
+            .map(|n| {
+                let name = n.op().name();
+                name.strip_prefix("Unimplemented(")
+                    .and_then(|s| s.strip_suffix(')'))
+                    .unwrap_or(&name)
+                    .to_string()
+            })
+            .collect();
+        if !missing.is_empty() {
+            missing.sort();
+            missing.dedup();
+            return Err(Error::UnsupportedOperator { backend: NAME.into(), origin, ops: missing });
+        }
+        let typed = inference.into_typed().map_err(|e| invalid(chain(&e)))?;
+        let typed = match options.optimization {
+            OptLevel::None => typed,
+            OptLevel::Basic => typed.into_decluttered(),
+            OptLevel::All => typed.into_optimized(),
+        }
+        .map_err(|e| invalid(chain(&e)))?;
+        let inputs = specs(&typed, typed.input_outlets().map_err(|e| invalid(chain(&e)))?)?;
+        let outputs = specs(&typed, typed.output_outlets().map_err(|e| invalid(chain(&e)))?)?;
+        let threads = options.threads.unwrap_or(1);
+        let run_options = RunOptions {
+            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
+            ..Default::default()
+        };
+        let plan = typed.into_runnable_with_options(&run_options).map_err(|e| invalid(chain(&e)))?;
+        tracing::debug!(%origin, threads, inputs = inputs.len(), outputs = outputs.len(), "tract model loaded");
+        Ok(Box::new(TractModel { plan, inputs, outputs }))
+    }
+}
+
+/// A model loaded by tract: an optimised, immutable plan shared by every run.
+///
+/// Each [`Model::run`] creates its own execution state, so concurrent runs from many threads
+/// do not serialise on a lock.
+pub struct TractModel {
+    plan: Arc<TypedRunnableModel>,
+    inputs: Vec<TensorSpec>,
+    outputs: Vec<TensorSpec>,
+}
+
+impl std::fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TractModel").field("inputs", &self.inputs).field("outputs", &self.outputs).finish()
+    }
+}
+
+impl Model for TractModel {
+    fn backend(&self) -> &str {
+        NAME
+    }
+
+    fn inputs(&self) -> &[TensorSpec] {
+        &self.inputs
+    }
+
+    fn outputs(&self) -> &[TensorSpec] {
+        &self.outputs
+    }
+
+    fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        validate_inputs(&self.inputs, &inputs)?;
+        let values = inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<TVec<_>>>()?;
+        let outs = self.plan.run(values).map_err(|e| Error::Run { backend: NAME.into(), reason: chain(&e) })?;
+        outs.into_iter().map(|v| from_tract(v.into_tensor())).collect()
+    }
+}
+
+/// The whole anyhow context chain in one line: tract's outer message alone ("Translating
+/// node #3") rarely says what is wrong.
+fn chain(e: &TractError) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+fn dtype_of(dt: DatumType) -> Option<DType> {
+    Some(match dt {
+        DatumType::F32 => DType::F32,
+        DatumType::F16 => DType::F16,
+        DatumType::I8 => DType::I8,
+        DatumType::U8 => DType::U8,
+        DatumType::I32 => DType::I32,
+        DatumType::I64 => DType::I64,
+        _ => return None,
+    })
+}
+
+fn specs(model: &TypedModel, outlets: &[OutletId]) -> Result<Vec<TensorSpec>> {
+    outlets
+        .iter()
+        .map(|o| {
+            let node = model.node(o.node);
+            let fact = model.outlet_fact(*o).map_err(|e| Error::InvalidModel {
+                origin: node.name.clone(),
+                reason: chain(&e),
+            })?;
+            let dtype = dtype_of(fact.datum_type).ok_or_else(|| Error::InvalidModel {
+                origin: node.name.clone(),
+                reason: format!("tensor `{}` has dtype {:?}, which edgeai does not support", node.name, fact.datum_type),
+            })?;
+            let shape = fact
+                .shape
+                .iter()
+                .map(|d| match d.as_i64() {
+                    Some(n) => Dim::Fixed(n as usize),
+                    None => Dim::Symbolic(d.to_string()),
+                })
+                .collect();
+            Ok(TensorSpec { name: node.name.clone(), dtype, shape: Some(shape) })
+        })
+        .collect()
+}
+
+fn to_tract(t: Tensor) -> Result<tract_onnx::prelude::Tensor> {
+    let (shape, data) = t.into_parts();
+    let err = |e: TractError| Error::Tensor(chain(&e));
+    Ok(match data {
+        TensorData::F32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::F16(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::BF16(v) => {
+            let f: Vec<f32> = v.iter().map(|x| x.to_f32()).collect();
+            tract_onnx::prelude::Tensor::from_shape(&shape, &f).map_err(err)?
+        }
+        TensorData::I8(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::U8(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::I32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::I64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+    })
+}
+
+fn from_tract(t: tract_onnx::prelude::Tensor) -> Result<Tensor> {
+    let shape = t.shape().to_vec();
+    let err = |e: TractError| Error::Tensor(chain(&e));
+    let data = match t.datum_type() {
+        DatumType::F32 => TensorData::F32(t.as_slice::<f32>().map_err(err)?.to_vec()),
+        DatumType::F16 => TensorData::F16(t.as_slice::<f16>().map_err(err)?.to_vec()),
+        DatumType::I8 => TensorData::I8(t.as_slice::<i8>().map_err(err)?.to_vec()),
+        DatumType::U8 => TensorData::U8(t.as_slice::<u8>().map_err(err)?.to_vec()),
+        DatumType::I32 => TensorData::I32(t.as_slice::<i32>().map_err(err)?.to_vec()),
+        DatumType::I64 => TensorData::I64(t.as_slice::<i64>().map_err(err)?.to_vec()),
+        DatumType::Bool => TensorData::U8(t.as_slice::<bool>().map_err(err)?.iter().map(|&b| b as u8).collect()),
+        other => {
+            return Err(Error::Run {
+                backend: NAME.into(),
+                reason: format!("output dtype {other:?} is not supported by edgeai"),
+            })
+        }
+    };
+    Tensor::from_data(shape, data)
+}
