@@ -111,7 +111,7 @@ fn smollm2_q4_1_dequantizes_like_candle() {
 #[test]
 fn gemma3_q4_k_m_dequantizes_like_candle() {
     check_file(
-        "llm/gemma-3-270m-it-Q4_K_M.gguf",
+        "llm/gemma-3-270m-Q4_K_M.gguf",
         &[GgmlType::Q4K, GgmlType::Q6K],
     );
 }
