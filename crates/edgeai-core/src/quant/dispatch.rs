@@ -80,6 +80,7 @@ impl std::fmt::Display for KernelPath {
 pub(crate) type X4Q4_0 = fn(&[BlockQ4_0], [&[BlockQ8_0]; 4]) -> [f32; 4];
 pub(crate) type X4Q4_1 = fn(&[BlockQ4_1], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [f32; 4];
 pub(crate) type X4Q8_0 = fn(&[BlockQ8_0], [&[BlockQ8_0]; 4]) -> [f32; 4];
+pub(crate) type X4Q4K = fn(&[BlockQ4K], [&[BlockQ8K]; 4]) -> [f32; 4];
 
 /// One kernel per operation, for one path.
 pub(crate) struct Kernels {
@@ -89,6 +90,7 @@ pub(crate) struct Kernels {
     pub q4_0_x4: Option<X4Q4_0>,
     pub q4_1_x4: Option<X4Q4_1>,
     pub q8_0_x4: Option<X4Q8_0>,
+    pub q4k_x4: Option<X4Q4K>,
     pub q4_1: fn(&[BlockQ4_1], &[BlockQ8_0], &[f32]) -> f32,
     pub q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     pub q4k: fn(&[BlockQ4K], &[BlockQ8K]) -> f32,
@@ -104,6 +106,7 @@ static SCALAR: Kernels = Kernels {
     q4_0_x4: None,
     q4_1_x4: None,
     q8_0_x4: None,
+    q4k_x4: None,
     q4_1: scalar::vec_dot_q4_1_q8_0,
     q8_0: scalar::vec_dot_q8_0_q8_0,
     q4k: scalar::vec_dot_q4k_q8k,
@@ -122,6 +125,7 @@ macro_rules! x86_table {
             q4_0_x4: Some(super::x86::$m::vec_dot_q4_0_q8_0_x4),
             q4_1_x4: Some(super::x86::$m::vec_dot_q4_1_q8_0_x4),
             q8_0_x4: Some(super::x86::$m::vec_dot_q8_0_q8_0_x4),
+            q4k_x4: Some(super::x86::common::vec_dot_q4k_q8k_x4),
             q4_1: super::x86::$m::vec_dot_q4_1_q8_0,
             q8_0: super::x86::$m::vec_dot_q8_0_q8_0,
             q4k: super::x86::common::vec_dot_q4k_q8k,
@@ -149,6 +153,7 @@ macro_rules! neon_table {
             q4_0_x4: None,
             q4_1_x4: None,
             q8_0_x4: None,
+            q4k_x4: None,
             q4_1: super::neon::$m::vec_dot_q4_1_q8_0,
             q8_0: super::neon::$m::vec_dot_q8_0_q8_0,
             q4k: super::neon::$m::vec_dot_q4k_q8k,

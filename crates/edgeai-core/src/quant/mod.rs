@@ -460,8 +460,20 @@ impl<'a> QMatrix<'a> {
                 let nbr = cols / QK_K;
                 let act = |t: usize| &q8[t * nbr..(t + 1) * nbr];
                 if self.ty == GgmlType::Q4K {
-                    threads::for_rows(rows, n, work, out, |r, t| {
-                        (k.q4k)(as_blocks(w_row(r)), act(t))
+                    threads::for_rows4(rows, n, work, out, |r, t0, cnt| {
+                        let w = as_blocks(w_row(r));
+                        match k.q4k_x4 {
+                            Some(f4) if cnt == 4 => {
+                                f4(w, [act(t0), act(t0 + 1), act(t0 + 2), act(t0 + 3)])
+                            }
+                            _ => {
+                                let mut o = [0f32; 4];
+                                for (i, v) in o.iter_mut().enumerate().take(cnt) {
+                                    *v = (k.q4k)(w, act(t0 + i));
+                                }
+                                o
+                            }
+                        }
                     })
                 } else {
                     threads::for_rows(rows, n, work, out, |r, t| {

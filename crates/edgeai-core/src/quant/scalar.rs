@@ -6,9 +6,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror ggml's reference code
 
-use super::blocks::{
-    get_scale_min_k4, q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0,
-};
+use super::blocks::{q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
 
 /// Q4_0 weights · Q8_0 activations.
 pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
@@ -56,14 +54,26 @@ pub fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
     sumf
 }
 
-/// Decoded Q4_K scales and mins of one block.
-#[inline]
+/// Decoded Q4_K scales and mins of one block (ggml's branch-free `utmp` bit trick; the
+/// same values as [`get_scale_min_k4`](super::blocks::get_scale_min_k4) for `j = 0..8`).
+#[inline(always)]
 pub(crate) fn q4k_scales_mins(scales: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let u0 = u32::from_le_bytes([scales[0], scales[1], scales[2], scales[3]]);
+    let u1 = u32::from_le_bytes([scales[4], scales[5], scales[6], scales[7]]);
+    let u2 = u32::from_le_bytes([scales[8], scales[9], scales[10], scales[11]]);
+    let sc_lo = u0 & KMASK1;
+    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let m_lo = u1 & KMASK1;
+    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
     let mut sc = [0u8; 8];
     let mut m = [0u8; 8];
-    for j in 0..8 {
-        (sc[j], m[j]) = get_scale_min_k4(j, scales);
-    }
+    sc[..4].copy_from_slice(&sc_lo.to_le_bytes());
+    sc[4..].copy_from_slice(&sc_hi.to_le_bytes());
+    m[..4].copy_from_slice(&m_lo.to_le_bytes());
+    m[4..].copy_from_slice(&m_hi.to_le_bytes());
     (sc, m)
 }
 
@@ -156,4 +166,27 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     a.iter()
         .zip(b)
         .fold(0i32, |s, (&p, &q)| s.wrapping_add(p as i32 * q as i32))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn q4k_scale_decode_matches_reference() {
+        let mut state = 0x1234_5678_u32;
+        for _ in 0..1000 {
+            let mut q = [0u8; 12];
+            for b in q.iter_mut() {
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *b = (state >> 24) as u8;
+            }
+            let (sc, m) = super::q4k_scales_mins(&q);
+            for j in 0..8 {
+                assert_eq!(
+                    (sc[j], m[j]),
+                    super::super::blocks::get_scale_min_k4(j, &q),
+                    "{q:?} {j}"
+                );
+            }
+        }
+    }
 }
