@@ -15,6 +15,7 @@ fn our_type(t: GgmlDType) -> Option<GgmlType> {
         GgmlDType::BF16 => GgmlType::BF16,
         GgmlDType::Q4_0 => GgmlType::Q4_0,
         GgmlDType::Q4_1 => GgmlType::Q4_1,
+        GgmlDType::Q5_0 => GgmlType::Q5_0,
         GgmlDType::Q8_0 => GgmlType::Q8_0,
         GgmlDType::Q4K => GgmlType::Q4K,
         GgmlDType::Q6K => GgmlType::Q6K,
@@ -112,7 +113,7 @@ fn smollm2_q4_1_dequantizes_like_candle() {
 fn gemma3_q4_k_m_dequantizes_like_candle() {
     check_file(
         "llm/gemma-3-270m-Q4_K_M.gguf",
-        &[GgmlType::Q4K, GgmlType::Q6K],
+        &[GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::Q8_0],
     );
 }
 
@@ -134,6 +135,7 @@ fn candle_quantized_blocks_match() {
     for (ct, ty) in [
         (GgmlDType::Q4_0, GgmlType::Q4_0),
         (GgmlDType::Q4_1, GgmlType::Q4_1),
+        (GgmlDType::Q5_0, GgmlType::Q5_0),
         (GgmlDType::Q8_0, GgmlType::Q8_0),
         (GgmlDType::Q4K, GgmlType::Q4K),
         (GgmlDType::Q6K, GgmlType::Q6K),
@@ -177,7 +179,10 @@ fn candle_quantized_blocks_match() {
                 "{ty} row {r}: candle {} exact {exact}",
                 cy[r]
             );
-            if matches!(ty, GgmlType::Q4_0 | GgmlType::Q4K | GgmlType::Q6K) {
+            if matches!(
+                ty,
+                GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q4K | GgmlType::Q6K
+            ) {
                 // Same activation quantization as candle (Q8_0 / Q8_K) and exact integer
                 // dots: only the f32 summation order differs.
                 let tol = 1e-4 * cy[r].abs().max(1.0);

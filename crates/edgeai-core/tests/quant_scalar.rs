@@ -36,6 +36,11 @@ fn quantize(ty: GgmlType, w: &[f32]) -> Vec<u8> {
             quantize_row_q8_0(w, &mut b);
             blocks_as_bytes(&b).to_vec()
         }
+        GgmlType::Q5_0 => {
+            let mut b = vec![BlockQ5_0::default(); w.len() / 32];
+            quantize_row_q5_0(w, &mut b);
+            blocks_as_bytes(&b).to_vec()
+        }
         GgmlType::Q4K => {
             let mut b = vec![BlockQ4K::default(); w.len() / 256];
             quantize_row_q4k(w, &mut b);
@@ -59,7 +64,8 @@ fn quantize(ty: GgmlType, w: &[f32]) -> Vec<u8> {
     }
 }
 
-const WEIGHT_TYPES: [GgmlType; 8] = [
+const WEIGHT_TYPES: [GgmlType; 9] = [
+    GgmlType::Q5_0,
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -78,6 +84,7 @@ fn type_table() {
         (GgmlType::BF16, 30, 1, 2),
         (GgmlType::Q4_0, 2, 32, 18),
         (GgmlType::Q4_1, 3, 32, 20),
+        (GgmlType::Q5_0, 6, 32, 22),
         (GgmlType::Q8_0, 8, 32, 34),
         (GgmlType::Q4K, 12, 256, 144),
         (GgmlType::Q6K, 14, 256, 210),
@@ -90,7 +97,7 @@ fn type_table() {
         assert_eq!(t.block_bytes(), bb);
         assert_eq!(t.row_bytes(bl * 3).unwrap(), bb * 3);
     }
-    assert_eq!(GgmlType::from_ggml_id(6), None);
+    assert_eq!(GgmlType::from_ggml_id(7), None); // Q5_1: not supported
     assert!(GgmlType::Q4K.row_bytes(100).is_err());
     assert!(GgmlType::F32.row_bytes(usize::MAX).is_err());
     assert_eq!(GgmlType::Q4K.name(), "Q4_K");
@@ -151,6 +158,7 @@ fn round_trip_errors_are_bounded() {
     assert!(round_trip_err(GgmlType::Q8_0, &x) <= 1.0 / 127.0 * 0.5 + 1e-3);
     assert!(round_trip_err(GgmlType::Q4_0, &x) <= 1.0 / 8.0 + 2e-3);
     assert!(round_trip_err(GgmlType::Q4_1, &x) <= 2.0 / 15.0 * 0.5 + 2e-3);
+    assert!(round_trip_err(GgmlType::Q5_0, &x) <= 1.0 / 16.0 + 2e-3);
     assert!(
         round_trip_err(GgmlType::Q4K, &x) < 0.1,
         "{}",
@@ -202,7 +210,7 @@ fn reference(ty: GgmlType, w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Ve
     let m = QMatrix::new(ty, rows, cols, &bytes).unwrap();
     let wd = m.dequantize();
     let xq: Vec<f32> = match ty {
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 => {
             let mut b = vec![BlockQ8_0::default(); cols / 32];
             quantize_row_q8_0(x, &mut b);
             let mut o = vec![0f32; cols];

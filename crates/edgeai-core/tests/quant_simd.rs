@@ -11,12 +11,13 @@ use edgeai_core::half::f16;
 use edgeai_core::quant::*;
 use proptest::prelude::*;
 
-const TYPES: [GgmlType; 8] = [
+const TYPES: [GgmlType; 9] = [
     GgmlType::Q4_0,
     GgmlType::Q4_1,
     GgmlType::Q8_0,
     GgmlType::Q4K,
     GgmlType::Q6K,
+    GgmlType::Q5_0,
     GgmlType::F32,
     GgmlType::F16,
     GgmlType::BF16,
@@ -32,7 +33,7 @@ fn simd_paths() -> Vec<KernelPath> {
 /// Byte offsets of the f16 scale fields in one block.
 fn scale_offsets(ty: GgmlType) -> &'static [usize] {
     match ty {
-        GgmlType::Q4_0 | GgmlType::Q8_0 => &[0],
+        GgmlType::Q4_0 | GgmlType::Q8_0 | GgmlType::Q5_0 => &[0],
         GgmlType::Q4_1 | GgmlType::Q4K => &[0, 2],
         GgmlType::Q6K => &[208],
         _ => &[],
@@ -101,7 +102,7 @@ fn activation_strategy(len: usize) -> impl Strategy<Value = Vec<f32>> {
 fn mass(m: &QMatrix, x: &[f32]) -> Vec<f64> {
     let cols = m.cols();
     let xq: Vec<f32> = match m.ty() {
-        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 => {
             let mut b = vec![BlockQ8_0::default(); cols / 32];
             quantize_row_q8_0(x, &mut b);
             let mut o = vec![0f32; cols];
@@ -196,7 +197,7 @@ proptest! {
     /// scale is exactly 1): every path must give bit-identical results.
     #[test]
     fn simd_exact_on_representable_data(
-        ti in 0usize..5, rows in 1usize..9, nblk in 1usize..3,
+        ti in 0usize..6, rows in 1usize..9, nblk in 1usize..3,
         bytes in proptest::collection::vec(any::<u8>(), 64..512),
         exps in proptest::collection::vec(-6i32..1, 1..8),
         xi in proptest::collection::vec(-9i32..=9, 512),
@@ -219,6 +220,7 @@ proptest! {
         // fits the 24-bit mantissa at that granularity, so every summation order is exact.
         let per_elem = match ty {
             GgmlType::Q4_0 => 8.0,
+            GgmlType::Q5_0 => 16.0,
             GgmlType::Q4_1 => 16.0,
             GgmlType::Q8_0 => 128.0,
             GgmlType::Q4K => 63.0 * 15.0 + 63.0,

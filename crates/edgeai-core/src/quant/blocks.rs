@@ -48,6 +48,19 @@ pub struct BlockQ4_1 {
     pub qs: [u8; QK / 2],
 }
 
+/// `Q5_0`: 32 weights, `value = d * (q - 16)`, `q` 5 bits: the low 4 in `qs` (nibble order
+/// as in [`BlockQ4_0`]), bit 4 of element `j` is bit `j` of the little-endian `qh`.
+#[repr(C, packed)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BlockQ5_0 {
+    /// Scale.
+    pub d: f16,
+    /// High bits, one per element.
+    pub qh: [u8; 4],
+    /// Packed low 4 bits.
+    pub qs: [u8; QK / 2],
+}
+
 /// `Q8_0`: 32 weights, `value = d * q`.
 #[repr(C, packed)]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -103,6 +116,8 @@ pub struct BlockQ8K {
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(std::mem::align_of::<BlockQ5_0>() == 1);
 const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
 const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
@@ -157,6 +172,8 @@ unsafe impl ByteBlock for BlockQ4_1 {}
 // SAFETY: see above.
 unsafe impl ByteBlock for BlockQ8_0 {}
 // SAFETY: see above.
+unsafe impl ByteBlock for BlockQ5_0 {}
+// SAFETY: see above.
 unsafe impl ByteBlock for BlockQ4K {}
 // SAFETY: see above.
 unsafe impl ByteBlock for BlockQ6K {}
@@ -183,6 +200,7 @@ mod private {
     impl Sealed for super::BlockQ4_0 {}
     impl Sealed for super::BlockQ4_1 {}
     impl Sealed for super::BlockQ8_0 {}
+    impl Sealed for super::BlockQ5_0 {}
     impl Sealed for super::BlockQ4K {}
     impl Sealed for super::BlockQ6K {}
     impl Sealed for super::BlockQ8K {}
@@ -287,6 +305,67 @@ pub fn dequantize_row_q4_1(src: &[BlockQ4_1], dst: &mut [f32]) {
             y[j + 16] = (qs[j] >> 4) as f32 * d + m;
         }
     }
+}
+
+// ---------------------------------------------------------------- Q5_0
+
+/// Quantizes `32 * dst.len()` floats to Q5_0 (ggml `quantize_row_q5_0_ref`).
+pub fn quantize_row_q5_0(src: &[f32], dst: &mut [BlockQ5_0]) {
+    for (x, y) in src.chunks_exact(QK).zip(dst.iter_mut()) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in x {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -16.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        let mut qs = [0u8; 16];
+        let mut qh = 0u32;
+        for j in 0..16 {
+            let xi0 = ((x[j] * id + 16.5) as i8).clamp(0, 31) as u8;
+            let xi1 = ((x[16 + j] * id + 16.5) as i8).clamp(0, 31) as u8;
+            qs[j] = (xi0 & 0x0F) | ((xi1 & 0x0F) << 4);
+            qh |= (((xi0 & 0x10) >> 4) as u32) << j;
+            qh |= (((xi1 & 0x10) >> 4) as u32) << (j + 16);
+        }
+        *y = BlockQ5_0 {
+            d: f16::from_f32(d),
+            qh: qh.to_le_bytes(),
+            qs,
+        };
+    }
+}
+
+/// Dequantizes Q5_0 blocks into `32 * src.len()` floats.
+pub fn dequantize_row_q5_0(src: &[BlockQ5_0], dst: &mut [f32]) {
+    for (b, y) in src.iter().zip(dst.chunks_exact_mut(QK)) {
+        let d = b.d.to_f32();
+        let qh = u32::from_le_bytes(b.qh);
+        let qs = b.qs;
+        for j in 0..16 {
+            let xh0 = ((qh >> j) << 4) & 0x10;
+            let xh1 = (qh >> (j + 12)) & 0x10;
+            let x0 = ((qs[j] as u32 & 0x0F) | xh0) as i32 - 16;
+            let x1 = ((qs[j] as u32 >> 4) | xh1) as i32 - 16;
+            y[j] = x0 as f32 * d;
+            y[j + 16] = x1 as f32 * d;
+        }
+    }
+}
+
+/// The 32 signed quants (-16..16) of a Q5_0 block in element order.
+#[inline]
+pub(crate) fn q5_0_quants(b: &BlockQ5_0) -> [i8; QK] {
+    let qh = u32::from_le_bytes(b.qh);
+    let qs = b.qs;
+    let mut out = [0i8; QK];
+    for j in 0..16 {
+        out[j] = ((qs[j] & 0x0F) | ((((qh >> j) & 1) as u8) << 4)) as i8 - 16;
+        out[j + 16] = ((qs[j] >> 4) | ((((qh >> (j + 16)) & 1) as u8) << 4)) as i8 - 16;
+    }
+    out
 }
 
 // ---------------------------------------------------------------- Q8_0

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 use super::scalar;
 use crate::{Error, Result};
 
@@ -93,6 +93,7 @@ pub(crate) struct Kernels {
     pub q4k_x4: Option<X4Q4K>,
     pub q4_1: fn(&[BlockQ4_1], &[BlockQ8_0], &[f32]) -> f32,
     pub q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
+    pub q5_0: fn(&[BlockQ5_0], &[BlockQ8_0]) -> f32,
     pub q4k: fn(&[BlockQ4K], &[BlockQ8K]) -> f32,
     pub q6k: fn(&[BlockQ6K], &[BlockQ8K]) -> f32,
     pub f32: fn(&[u8], &[f32]) -> f32,
@@ -109,6 +110,7 @@ static SCALAR: Kernels = Kernels {
     q4k_x4: None,
     q4_1: scalar::vec_dot_q4_1_q8_0,
     q8_0: scalar::vec_dot_q8_0_q8_0,
+    q5_0: scalar::vec_dot_q5_0_q8_0,
     q4k: scalar::vec_dot_q4k_q8k,
     q6k: scalar::vec_dot_q6k_q8k,
     f32: scalar::vec_dot_f32_bytes,
@@ -128,6 +130,7 @@ macro_rules! x86_table {
             q4k_x4: Some(super::x86::common::vec_dot_q4k_q8k_x4),
             q4_1: super::x86::$m::vec_dot_q4_1_q8_0,
             q8_0: super::x86::$m::vec_dot_q8_0_q8_0,
+            q5_0: super::x86::$m::vec_dot_q5_0_q8_0,
             q4k: super::x86::common::vec_dot_q4k_q8k,
             q6k: super::x86::common::vec_dot_q6k_q8k,
             f32: super::x86::common::vec_dot_f32_bytes,
@@ -156,6 +159,7 @@ macro_rules! neon_table {
             q4k_x4: None,
             q4_1: super::neon::$m::vec_dot_q4_1_q8_0,
             q8_0: super::neon::$m::vec_dot_q8_0_q8_0,
+            q5_0: super::neon::$m::vec_dot_q5_0_q8_0,
             q4k: super::neon::$m::vec_dot_q4k_q8k,
             q6k: super::neon::$m::vec_dot_q6k_q8k,
             f32: super::neon::common::vec_dot_f32_bytes,

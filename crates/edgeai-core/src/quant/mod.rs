@@ -1,7 +1,7 @@
 //! Quantized weight formats (ggml/GGUF compatible) and the matrix-vector kernels that use them.
 //!
 //! - [`GgmlType`]: the tensor types of GGUF files that edgeai can run.
-//! - Block structs ([`BlockQ4_0`], [`BlockQ4_1`], [`BlockQ8_0`], [`BlockQ4K`], [`BlockQ6K`],
+//! - Block structs ([`BlockQ4_0`], [`BlockQ4_1`], [`BlockQ5_0`], [`BlockQ8_0`], [`BlockQ4K`], [`BlockQ6K`],
 //!   [`BlockQ8K`]), byte-compatible with ggml, with `quantize_row_*` / `dequantize_row_*`
 //!   free functions per format.
 //! - [`QMatrix`]: a borrowed row-major weight matrix (e.g. a slice of a memory-mapped GGUF
@@ -40,9 +40,10 @@ mod x86;
 
 pub use blocks::{
     blocks_as_bytes, dequantize_row_q4_0, dequantize_row_q4_1, dequantize_row_q4k,
-    dequantize_row_q6k, dequantize_row_q8_0, dequantize_row_q8k, get_scale_min_k4,
-    quantize_row_q4_0, quantize_row_q4_1, quantize_row_q4k, quantize_row_q6k, quantize_row_q8_0,
-    quantize_row_q8k, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
+    dequantize_row_q5_0, dequantize_row_q6k, dequantize_row_q8_0, dequantize_row_q8k,
+    get_scale_min_k4, quantize_row_q4_0, quantize_row_q4_1, quantize_row_q4k, quantize_row_q5_0,
+    quantize_row_q6k, quantize_row_q8_0, quantize_row_q8k, BlockQ4K, BlockQ4_0, BlockQ4_1,
+    BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
 };
 pub use dispatch::{available_kernel_paths, force_kernel_path, kernel_path, KernelPath};
 pub use threads::{num_threads, set_num_threads};
@@ -65,6 +66,8 @@ pub enum GgmlType {
     Q4_0,
     /// 4-bit, 32 per block, scale and min.
     Q4_1,
+    /// 5-bit, 32 per block, scale.
+    Q5_0,
     /// 8-bit, 32 per block, scale.
     Q8_0,
     /// 4-bit K-quant, 256 per block.
@@ -77,12 +80,13 @@ pub enum GgmlType {
 
 impl GgmlType {
     /// All supported types.
-    pub const ALL: [GgmlType; 9] = [
+    pub const ALL: [GgmlType; 10] = [
         GgmlType::F32,
         GgmlType::F16,
         GgmlType::BF16,
         GgmlType::Q4_0,
         GgmlType::Q4_1,
+        GgmlType::Q5_0,
         GgmlType::Q8_0,
         GgmlType::Q4K,
         GgmlType::Q6K,
@@ -102,6 +106,7 @@ impl GgmlType {
             GgmlType::BF16 => 30,
             GgmlType::Q4_0 => 2,
             GgmlType::Q4_1 => 3,
+            GgmlType::Q5_0 => 6,
             GgmlType::Q8_0 => 8,
             GgmlType::Q4K => 12,
             GgmlType::Q6K => 14,
@@ -113,7 +118,7 @@ impl GgmlType {
     pub fn block_len(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => QK,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 => QK,
             GgmlType::Q4K | GgmlType::Q6K | GgmlType::Q8K => QK_K,
         }
     }
@@ -125,6 +130,7 @@ impl GgmlType {
             GgmlType::F16 | GgmlType::BF16 => 2,
             GgmlType::Q4_0 => std::mem::size_of::<BlockQ4_0>(),
             GgmlType::Q4_1 => std::mem::size_of::<BlockQ4_1>(),
+            GgmlType::Q5_0 => std::mem::size_of::<BlockQ5_0>(),
             GgmlType::Q8_0 => std::mem::size_of::<BlockQ8_0>(),
             GgmlType::Q4K => std::mem::size_of::<BlockQ4K>(),
             GgmlType::Q6K => std::mem::size_of::<BlockQ6K>(),
@@ -155,6 +161,7 @@ impl GgmlType {
             GgmlType::BF16 => "BF16",
             GgmlType::Q4_0 => "Q4_0",
             GgmlType::Q4_1 => "Q4_1",
+            GgmlType::Q5_0 => "Q5_0",
             GgmlType::Q8_0 => "Q8_0",
             GgmlType::Q4K => "Q4_K",
             GgmlType::Q6K => "Q6_K",
@@ -389,6 +396,13 @@ impl<'a> QMatrix<'a> {
         let data = self.data;
         let w_row = move |r: usize| &data[r * rb..(r + 1) * rb];
         match self.ty {
+            GgmlType::Q5_0 => {
+                let (q8, _) = scratch.quantize_q8_0(x);
+                let nbr = cols / QK;
+                threads::for_rows(rows, n, work, out, |r, t| {
+                    (k.q5_0)(as_blocks(w_row(r)), &q8[t * nbr..(t + 1) * nbr])
+                })
+            }
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
                 let (q8, sums) = scratch.quantize_q8_0(x);
                 let nbr = cols / QK;
@@ -519,6 +533,7 @@ fn dequantize_bytes(ty: GgmlType, bytes: &[u8], out: &mut [f32]) {
         }
         GgmlType::Q4_0 => dequantize_row_q4_0(as_blocks(bytes), out),
         GgmlType::Q4_1 => dequantize_row_q4_1(as_blocks(bytes), out),
+        GgmlType::Q5_0 => dequantize_row_q5_0(as_blocks(bytes), out),
         GgmlType::Q8_0 => dequantize_row_q8_0(as_blocks(bytes), out),
         GgmlType::Q4K => dequantize_row_q4k(as_blocks(bytes), out),
         GgmlType::Q6K => dequantize_row_q6k(as_blocks(bytes), out),

@@ -10,7 +10,7 @@
 
 use std::arch::aarch64::*;
 
-use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 use super::scalar::q4k_scales_mins;
 
 /// Runtime check for the NEON path (always true on aarch64 Linux, checked anyway).
@@ -82,6 +82,38 @@ macro_rules! neon_kernels {
                     acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), a.d.to_f32() * b.d.to_f32());
                 }
                 vaddvq_f32(acc) + summ
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = vdupq_n_f32(0.0);
+                let m4 = vdupq_n_u8(0x0F);
+                let off = vdupq_n_s8(16);
+                let bitmask: [u8; 16] = [1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128];
+                let bm = vld1q_u8(bitmask.as_ptr());
+                let h5 = vdupq_n_u8(0x10);
+                for (a, b) in x.iter().zip(y) {
+                    let qh = a.qh;
+                    // 0xFF where the element's 5th bit is set (elements 0..16, then 16..32).
+                    let h_lo = vtstq_u8(vcombine_u8(vdup_n_u8(qh[0]), vdup_n_u8(qh[1])), bm);
+                    let h_hi = vtstq_u8(vcombine_u8(vdup_n_u8(qh[2]), vdup_n_u8(qh[3])), bm);
+                    let v = vld1q_u8(a.qs.as_ptr());
+                    let lo = vorrq_u8(vandq_u8(v, m4), vandq_u8(h_lo, h5));
+                    let hi = vorrq_u8(vshrq_n_u8::<4>(v), vandq_u8(h_hi, h5));
+                    let lo = vsubq_s8(vreinterpretq_s8_u8(lo), off);
+                    let hi = vsubq_s8(vreinterpretq_s8_u8(hi), off);
+                    let y0 = vld1q_s8(b.qs.as_ptr());
+                    let y1 = vld1q_s8(b.qs.as_ptr().add(16));
+                    let p = $dot($dot(vdupq_n_s32(0), lo, y0), hi, y1);
+                    acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), a.d.to_f32() * b.d.to_f32());
+                }
+                vaddvq_f32(acc)
+            }
+
+            pub(crate) fn vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: installed in the dispatch table only after runtime detection of
+                // this module's target features.
+                unsafe { q5_0(x, y) }
             }
 
             #[target_feature(enable = $feat)]

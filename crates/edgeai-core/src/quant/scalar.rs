@@ -6,7 +6,10 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror ggml's reference code
 
-use super::blocks::{q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::blocks::{
+    q5_0_quants, q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K,
+    BlockQ8_0,
+};
 
 /// Q4_0 weights · Q8_0 activations.
 pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
@@ -35,6 +38,22 @@ pub fn vec_dot_q4_1_q8_0(x: &[BlockQ4_1], y: &[BlockQ8_0], ysum: &[f32]) -> f32 
             sumi += (qs[j] >> 4) as i32 * ys[j + 16] as i32;
         }
         sumf += sumi as f32 * (a.d.to_f32() * b.d.to_f32()) + a.m.to_f32() * s;
+    }
+    sumf
+}
+
+/// Q5_0 weights · Q8_0 activations.
+pub fn vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+    let mut sumf = 0f32;
+    for (a, b) in x.iter().zip(y) {
+        let q = q5_0_quants(a);
+        let ys = b.qs;
+        let sumi: i32 = q
+            .iter()
+            .zip(ys.iter())
+            .map(|(&p, &v)| p as i32 * v as i32)
+            .sum();
+        sumf += sumi as f32 * (a.d.to_f32() * b.d.to_f32());
     }
     sumf
 }

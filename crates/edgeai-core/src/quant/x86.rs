@@ -14,7 +14,7 @@
 
 use std::arch::x86_64::*;
 
-use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K, BlockQ8K, BlockQ8_0};
+use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 use super::scalar::q4k_scales_mins;
 
 /// Runtime check for the AVX2 path.
@@ -69,6 +69,20 @@ unsafe fn unpack_nibbles(p: *const u8) -> __m256i {
     _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
 }
 
+/// 32 bits -> 32 bytes, 0xFF where the bit is set (ggml's `bytes_from_bits_32`).
+#[inline(always)]
+unsafe fn bytes_from_bits_32(bits: u32) -> __m256i {
+    let shuf = _mm256_set_epi64x(
+        0x0303_0303_0303_0303,
+        0x0202_0202_0202_0202,
+        0x0101_0101_0101_0101,
+        0,
+    );
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(bits as i32), shuf);
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
 /// Stamps out the 32-block kernels for one instruction set; `$dot` is the u8 x i8 -> i32x8
 /// pairwise multiply-add.
 macro_rules! block32_kernels {
@@ -104,6 +118,29 @@ macro_rules! block32_kernels {
                     acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
                 }
                 hsum_f32(acc) + summ
+            }
+
+            #[target_feature(enable = $feat)]
+            unsafe fn q5_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                let hi_off = _mm256_set1_epi8(0xF0u8 as i8);
+                for (a, b) in x.iter().zip(y) {
+                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
+                    // q - 16 as i8: nibble | 0xF0 where the 5th bit is clear.
+                    let hb =
+                        _mm256_andnot_si256(bytes_from_bits_32(u32::from_le_bytes(a.qh)), hi_off);
+                    let qx = _mm256_or_si256(unpack_nibbles(a.qs.as_ptr()), hb);
+                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                    let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                }
+                hsum_f32(acc)
+            }
+
+            pub(crate) fn vec_dot_q5_0_q8_0(x: &[BlockQ5_0], y: &[BlockQ8_0]) -> f32 {
+                // SAFETY: installed in the dispatch table only after runtime detection of
+                // this module's target features.
+                unsafe { q5_0(x, y) }
             }
 
             #[target_feature(enable = $feat)]
