@@ -105,19 +105,40 @@ macro_rules! block32_kernels {
                 hsum_f32(acc)
             }
 
+            /// One Q4_1 block into (`acc`, `summ`).
+            #[inline(always)]
+            unsafe fn q4_1_block(
+                a: &BlockQ4_1,
+                b: &BlockQ8_0,
+                sy: f32,
+                acc: &mut __m256,
+                summ: &mut f32,
+            ) {
+                let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
+                *summ += h2f(a.m) * sy;
+                let qx = unpack_nibbles(a.qs.as_ptr());
+                let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                let p = $dot(qx, qy);
+                *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
+            }
+
+            /// Two accumulator chains (even / odd blocks) to hide the FMA latency; the
+            /// 4-token kernel uses the same split, so both give identical results.
             #[target_feature(enable = $feat)]
             unsafe fn q4_1(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
-                let mut acc = _mm256_setzero_ps();
-                let mut summ = 0f32;
-                for ((a, b), &sy) in x.iter().zip(y).zip(s) {
-                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
-                    summ += h2f(a.m) * sy;
-                    let qx = unpack_nibbles(a.qs.as_ptr());
-                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
-                    let p = $dot(qx, qy);
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                let n = x.len().min(y.len()).min(s.len());
+                let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let (mut summ0, mut summ1) = (0f32, 0f32);
+                let mut i = 0;
+                while i + 2 <= n {
+                    q4_1_block(&x[i], &y[i], s[i], &mut acc0, &mut summ0);
+                    q4_1_block(&x[i + 1], &y[i + 1], s[i + 1], &mut acc1, &mut summ1);
+                    i += 2;
                 }
-                hsum_f32(acc) + summ
+                if i < n {
+                    q4_1_block(&x[i], &y[i], s[i], &mut acc0, &mut summ0);
+                }
+                hsum_f32(_mm256_add_ps(acc0, acc1)) + (summ0 + summ1)
             }
 
             #[target_feature(enable = $feat)]
@@ -143,17 +164,31 @@ macro_rules! block32_kernels {
                 unsafe { q5_0(x, y) }
             }
 
+            /// One Q8_0 block into `acc`.
+            #[inline(always)]
+            unsafe fn q8_0_block(a: &BlockQ8_0, b: &BlockQ8_0, acc: &mut __m256) {
+                let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
+                let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
+                let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
+                let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+                *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), *acc);
+            }
+
+            /// Even / odd block accumulators, like the 4-token kernel.
             #[target_feature(enable = $feat)]
             unsafe fn q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
-                let mut acc = _mm256_setzero_ps();
-                for (a, b) in x.iter().zip(y) {
-                    let d = _mm256_set1_ps(h2f(a.d) * h2f(b.d));
-                    let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
-                    let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
-                    let p = $dot(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
-                    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc);
+                let n = x.len().min(y.len());
+                let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+                let mut i = 0;
+                while i + 2 <= n {
+                    q8_0_block(&x[i], &y[i], &mut acc0);
+                    q8_0_block(&x[i + 1], &y[i + 1], &mut acc1);
+                    i += 2;
                 }
-                hsum_f32(acc)
+                if i < n {
+                    q8_0_block(&x[i], &y[i], &mut acc0);
+                }
+                hsum_f32(_mm256_add_ps(acc0, acc1))
             }
 
             /// Four activations at once: each weight block is decoded once. Per token the
@@ -188,35 +223,38 @@ macro_rules! block32_kernels {
             unsafe fn q4_1_x4(x: &[BlockQ4_1], y: [&[BlockQ8_0]; 4], s: [&[f32]; 4]) -> [f32; 4] {
                 let n = y.iter().fold(x.len(), |n, v| n.min(v.len()));
                 let n = s.iter().fold(n, |n, v| n.min(v.len()));
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let mut summ = [0f32; 4];
+                // [token][even/odd block], as in the single-token kernel.
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
+                let mut summ = [[0f32; 2]; 4];
                 for i in 0..n {
                     let a = &x[i];
+                    let k = i & 1;
                     let (da, ma) = (h2f(a.d), h2f(a.m));
                     let qx = unpack_nibbles(a.qs.as_ptr());
                     for t in 0..4 {
                         let b = &y[t][i];
                         let d = _mm256_set1_ps(da * h2f(b.d));
-                        summ[t] += ma * s[t][i];
+                        summ[t][k] += ma * s[t][i];
                         let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
                         let p = $dot(qx, qy);
-                        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
+                        acc[t][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t][k]);
                     }
                 }
-                [
-                    hsum_f32(acc[0]) + summ[0],
-                    hsum_f32(acc[1]) + summ[1],
-                    hsum_f32(acc[2]) + summ[2],
-                    hsum_f32(acc[3]) + summ[3],
-                ]
+                let mut out = [0f32; 4];
+                for t in 0..4 {
+                    out[t] =
+                        hsum_f32(_mm256_add_ps(acc[t][0], acc[t][1])) + (summ[t][0] + summ[t][1]);
+                }
+                out
             }
 
             #[target_feature(enable = $feat)]
             unsafe fn q8_0_x4(x: &[BlockQ8_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
                 let n = y.iter().fold(x.len(), |n, v| n.min(v.len()));
-                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut acc = [[_mm256_setzero_ps(); 2]; 4];
                 for i in 0..n {
                     let a = &x[i];
+                    let k = i & 1;
                     let da = h2f(a.d);
                     let qx = _mm256_loadu_si256(a.qs.as_ptr().cast());
                     let ax = _mm256_sign_epi8(qx, qx);
@@ -225,15 +263,14 @@ macro_rules! block32_kernels {
                         let d = _mm256_set1_ps(da * h2f(b.d));
                         let qy = _mm256_loadu_si256(b.qs.as_ptr().cast());
                         let p = $dot(ax, _mm256_sign_epi8(qy, qx));
-                        acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
+                        acc[t][k] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t][k]);
                     }
                 }
-                [
-                    hsum_f32(acc[0]),
-                    hsum_f32(acc[1]),
-                    hsum_f32(acc[2]),
-                    hsum_f32(acc[3]),
-                ]
+                let mut out = [0f32; 4];
+                for t in 0..4 {
+                    out[t] = hsum_f32(_mm256_add_ps(acc[t][0], acc[t][1]));
+                }
+                out
             }
 
             pub(crate) fn vec_dot_q4_0_q8_0_x4(x: &[BlockQ4_0], y: [&[BlockQ8_0]; 4]) -> [f32; 4] {
