@@ -26,6 +26,7 @@ use edgeai_core::{
     validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel,
     Result, Tensor, TensorData, TensorSpec,
 };
+use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::{DynValue, TensorElementType, ValueType};
@@ -36,14 +37,14 @@ pub const ORT_VERSION: &str = "1.31.1";
 /// The library's file name as fetched by `scripts/fetch-models` (Linux).
 pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 
-static INIT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+static INIT: OnceLock<std::result::Result<(PathBuf, Environment), String>> = OnceLock::new();
 
 fn unavailable(reason: impl Into<String>) -> Error {
     Error::BackendUnavailable { backend: NAME.into(), reason: reason.into() }
 }
 
-/// Finds the ONNX Runtime library and initialises ort once per process.
-fn init(explicit: Option<&Path>) -> Result<&'static Path> {
+/// Finds the ONNX Runtime library and creates the process's one ONNX Runtime environment.
+fn init(explicit: Option<&Path>) -> Result<(&'static Path, &'static Environment)> {
     let r = INIT.get_or_init(|| {
         let candidates: Vec<PathBuf> = explicit
             .map(Path::to_path_buf)
@@ -63,12 +64,12 @@ fn init(explicit: Option<&Path>) -> Result<&'static Path> {
             ));
         };
         let builder = ort::init_from(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-        builder.with_name("edgeai").commit();
+        let env = builder.with_name("edgeai").build().map_err(|e| format!("cannot create the environment: {e}"))?;
         tracing::info!(library = %path.display(), "ONNX Runtime initialised");
-        Ok(path.clone())
+        Ok((path.clone(), env))
     });
     match r {
-        Ok(p) => Ok(p.as_path()),
+        Ok((p, env)) => Ok((p.as_path(), env)),
         Err(e) => Err(unavailable(e.clone())),
     }
 }
@@ -93,7 +94,7 @@ impl OrtBackend {
 
     /// Loads the library now (instead of at the first `load`) and returns its path.
     pub fn library(&self) -> Result<&'static Path> {
-        init(self.library.as_deref())
+        init(self.library.as_deref()).map(|(p, _)| p)
     }
 }
 
@@ -102,8 +103,8 @@ struct Config {
     level: GraphOptimizationLevel,
 }
 
-fn build_session(bytes: &[u8], cfg: &Config) -> std::result::Result<Session, ort::Error> {
-    let mut b = Session::builder()?.with_optimization_level(cfg.level.clone())?;
+fn build_session(env: &Environment, bytes: &[u8], cfg: &Config) -> std::result::Result<Session, ort::Error> {
+    let mut b = Session::builder(env)?.with_optimization_level(cfg.level.clone())?;
     if let Some(n) = cfg.threads {
         b = b.with_intra_threads(n)?.with_inter_threads(1)?;
     }
@@ -113,15 +114,20 @@ fn build_session(bytes: &[u8], cfg: &Config) -> std::result::Result<Session, ort
 /// Turns ONNX Runtime's load error into the edgeai error that names the problem.
 fn load_error(origin: &str, e: &ort::Error) -> Error {
     let msg = e.to_string();
-    // ORT: "... Fatal error: EdgeaiNoSuchOp is not a registered function/op" or
-    // "Could not find an implementation for Foo(13) node with name '...'".
-    let op = msg
-        .split("Fatal error: ")
-        .nth(1)
-        .and_then(|s| s.split(" is not a registered function/op").next().filter(|_| s.contains("is not a registered")))
-        .or_else(|| {
-            msg.split("Could not find an implementation for ").nth(1).and_then(|s| s.split('(').next())
-        });
+    // ONNX Runtime words it several ways, depending on where the op is missed:
+    //   "No Op registered for Foo with domain_version of 13"
+    //   "Fatal error: Foo is not a registered function/op"
+    //   "Could not find an implementation for Foo(13) node with name '...'"
+    const PATTERNS: [(&str, &str); 3] = [
+        ("No Op registered for ", " with domain_version"),
+        ("Fatal error: ", " is not a registered function/op"),
+        ("Could not find an implementation for ", "("),
+    ];
+    let op = PATTERNS.iter().find_map(|(before, after)| {
+        let rest = msg.split_once(before)?.1;
+        let (op, _) = rest.split_once(after)?;
+        Some(op.trim()).filter(|op| !op.is_empty() && !op.contains(char::is_whitespace))
+    });
     match op {
         Some(op) => Error::UnsupportedOperator {
             backend: NAME.into(),
@@ -147,7 +153,7 @@ impl Backend for OrtBackend {
         if format != ModelFormat::Onnx {
             return Err(Error::UnsupportedFormat { backend: NAME.into(), format: format.to_string() });
         }
-        init(self.library.as_deref())?;
+        let (_, env) = init(self.library.as_deref())?;
         let bytes = source.into_bytes()?;
         let cfg = Config {
             threads: options.threads,
@@ -157,11 +163,11 @@ impl Backend for OrtBackend {
                 OptLevel::All => GraphOptimizationLevel::All,
             },
         };
-        let session = build_session(&bytes, &cfg).map_err(|e| load_error(&origin, &e))?;
+        let session = build_session(env, &bytes, &cfg).map_err(|e| load_error(&origin, &e))?;
         let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
         let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
         tracing::debug!(%origin, inputs = inputs.len(), outputs = outputs.len(), "ort model loaded");
-        Ok(Box::new(OrtModel { bytes, cfg, pool: Mutex::new(vec![session]), inputs, outputs }))
+        Ok(Box::new(OrtModel { env, bytes, cfg, pool: Mutex::new(vec![session]), inputs, outputs }))
     }
 }
 
@@ -201,6 +207,7 @@ fn dtype_of(t: TensorElementType) -> Option<DType> {
 
 /// A model loaded by ONNX Runtime (see the crate docs for how sessions are pooled).
 pub struct OrtModel {
+    env: &'static Environment,
     bytes: Vec<u8>,
     cfg: Config,
     pool: Mutex<Vec<Session>>,
@@ -259,7 +266,7 @@ impl OrtModel {
             Some(s) => Ok(s),
             None => {
                 tracing::debug!("all ort sessions busy: creating another");
-                build_session(&self.bytes, &self.cfg).map_err(run_err)
+                build_session(self.env, &self.bytes, &self.cfg).map_err(run_err)
             }
         }
     }

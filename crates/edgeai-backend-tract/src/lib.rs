@@ -87,10 +87,9 @@ impl Backend for TractBackend {
         let typed = inference.into_typed().map_err(|e| invalid(chain(&e)))?;
         let typed = match options.optimization {
             OptLevel::None => typed,
-            OptLevel::Basic => typed.into_decluttered(),
-            OptLevel::All => typed.into_optimized(),
-        }
-        .map_err(|e| invalid(chain(&e)))?;
+            OptLevel::Basic => typed.into_decluttered().map_err(|e| invalid(chain(&e)))?,
+            OptLevel::All => typed.into_optimized().map_err(|e| invalid(chain(&e)))?,
+        };
         let inputs = specs(&typed, typed.input_outlets().map_err(|e| invalid(chain(&e)))?)?;
         let outputs = specs(&typed, typed.output_outlets().map_err(|e| invalid(chain(&e)))?)?;
         let threads = options.threads.unwrap_or(1);
@@ -202,17 +201,20 @@ fn to_tract(t: Tensor) -> Result<tract_onnx::prelude::Tensor> {
     })
 }
 
+fn plain<T: Datum>(t: &tract_onnx::prelude::Tensor) -> Result<&[T]> {
+    t.try_as_plain_ram().and_then(|v| v.as_slice::<T>()).map_err(|e| Error::Tensor(chain(&e)))
+}
+
 fn from_tract(t: tract_onnx::prelude::Tensor) -> Result<Tensor> {
     let shape = t.shape().to_vec();
-    let err = |e: TractError| Error::Tensor(chain(&e));
     let data = match t.datum_type() {
-        DatumType::F32 => TensorData::F32(t.as_slice::<f32>().map_err(err)?.to_vec()),
-        DatumType::F16 => TensorData::F16(t.as_slice::<f16>().map_err(err)?.to_vec()),
-        DatumType::I8 => TensorData::I8(t.as_slice::<i8>().map_err(err)?.to_vec()),
-        DatumType::U8 => TensorData::U8(t.as_slice::<u8>().map_err(err)?.to_vec()),
-        DatumType::I32 => TensorData::I32(t.as_slice::<i32>().map_err(err)?.to_vec()),
-        DatumType::I64 => TensorData::I64(t.as_slice::<i64>().map_err(err)?.to_vec()),
-        DatumType::Bool => TensorData::U8(t.as_slice::<bool>().map_err(err)?.iter().map(|&b| b as u8).collect()),
+        DatumType::F32 => TensorData::F32(plain::<f32>(&t)?.to_vec()),
+        DatumType::F16 => TensorData::F16(plain::<f16>(&t)?.to_vec()),
+        DatumType::I8 => TensorData::I8(plain::<i8>(&t)?.to_vec()),
+        DatumType::U8 => TensorData::U8(plain::<u8>(&t)?.to_vec()),
+        DatumType::I32 => TensorData::I32(plain::<i32>(&t)?.to_vec()),
+        DatumType::I64 => TensorData::I64(plain::<i64>(&t)?.to_vec()),
+        DatumType::Bool => TensorData::U8(plain::<bool>(&t)?.iter().map(|&b| b as u8).collect()),
         other => {
             return Err(Error::Run {
                 backend: NAME.into(),
