@@ -37,7 +37,14 @@ fn logits_and_greedy_tokens_match_candle() {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
-    let mut ours = Llm::open(&path, &EngineOptions { context_length: 256, batch: 64 }).unwrap();
+    let mut ours = Llm::open(
+        &path,
+        &EngineOptions {
+            context_length: 256,
+            batch: 64,
+        },
+    )
+    .unwrap();
     let mut candle = CandleLlama::open(&path, 256, 0).unwrap();
     assert_eq!(ours.engine.vocab_size(), candle.vocab_size());
     let v = candle.vocab_size();
@@ -52,12 +59,19 @@ fn logits_and_greedy_tokens_match_candle() {
         for i in 0..toks.len() {
             let (ra, rb) = (&a[i * v..(i + 1) * v], &b[i * v..(i + 1) * v]);
             let m = rb.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let d = ra.iter().zip(rb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let d = ra
+                .iter()
+                .zip(rb)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             worst = worst.max(d / m);
         }
         let ga = greedy(&mut ours.engine, &toks, 64);
         let gb = greedy(&mut candle, &toks, 64);
-        eprintln!("{p:?}\n  ours:   {:?}\n  candle: {:?}", ours.tokenizer.decode(&ga).unwrap(), ours.tokenizer.decode(&gb).unwrap());
+        eprintln!(
+            "{p:?}\n  ours:   {:?}\n  candle: {:?}",
+            ours.tokenizer.decode(&ga).unwrap(),
+            ours.tokenizer.decode(&gb).unwrap()
+        );
         if let Some(k) = ga.iter().zip(&gb).position(|(x, y)| x != y) {
             // Diagnose: margins of both engines at the divergence.
             let mut ctx = toks.clone();
@@ -68,12 +82,20 @@ fn logits_and_greedy_tokens_match_candle() {
             let lb = candle.forward(&ctx).unwrap().to_vec();
             eprintln!(
                 "diverge at {k}: ours {} ({}) vs {} ({}); candle {} vs {}",
-                ga[k], la[ga[k] as usize], gb[k], la[gb[k] as usize], lb[ga[k] as usize], lb[gb[k] as usize]
+                ga[k],
+                la[ga[k] as usize],
+                gb[k],
+                la[gb[k] as usize],
+                lb[ga[k] as usize],
+                lb[gb[k] as usize]
             );
             mismatches.push((p, k));
         }
     }
     eprintln!("max |ours - candle| / max |candle logit| over all positions: {worst:.4}");
     assert!(worst < 0.03, "{worst}");
-    assert!(mismatches.is_empty(), "greedy tokens differ: {mismatches:?}");
+    assert!(
+        mismatches.is_empty(),
+        "greedy tokens differ: {mismatches:?}"
+    );
 }

@@ -720,3 +720,189 @@ mod tests {
         assert!((o[1] + 8.0 / rms).abs() < 1e-6);
     }
 }
+
+#[cfg(test)]
+mod synthetic {
+    //! A tiny random llama written with the GGUF writer: engine mechanics without a real model.
+    use super::*;
+    use crate::gguf::{writer::GgufWriter, Value};
+
+    const DIM: usize = 64;
+    const HEADS: usize = 4;
+    const KV_HEADS: usize = 2;
+    const FFN: usize = 96;
+    const VOCAB: usize = 40;
+    const LAYERS: usize = 2;
+
+    fn rand_bytes(n: usize, seed: &mut u64, scale: f32) -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| {
+                *seed ^= *seed << 13;
+                *seed ^= *seed >> 7;
+                *seed ^= *seed << 17;
+                let u = (*seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                (u * scale).to_le_bytes()
+            })
+            .collect()
+    }
+
+    fn model(tied: bool) -> Arc<LlamaModel> {
+        let mut s = 0x1234_5678_9abc_def1u64;
+        let u32v = |v: usize| Value::U32(v as u32);
+        let mut w = GgufWriter::new()
+            .kv("general.architecture", Value::String("llama".into()))
+            .kv("llama.block_count", u32v(LAYERS))
+            .kv("llama.context_length", u32v(32))
+            .kv("llama.embedding_length", u32v(DIM))
+            .kv("llama.feed_forward_length", u32v(FFN))
+            .kv("llama.attention.head_count", u32v(HEADS))
+            .kv("llama.attention.head_count_kv", u32v(KV_HEADS))
+            .kv("llama.rope.freq_base", Value::F32(10_000.0))
+            .kv("llama.attention.layer_norm_rms_epsilon", Value::F32(1e-5));
+        let f = GgmlType::F32;
+        let kv = KV_HEADS * DIM / HEADS;
+        let ones: Vec<u8> = (0..DIM).flat_map(|_| 1f32.to_le_bytes()).collect();
+        w = w.tensor(
+            "token_embd.weight",
+            &[DIM as u64, VOCAB as u64],
+            f,
+            rand_bytes(DIM * VOCAB, &mut s, 2.0),
+        );
+        for l in 0..LAYERS {
+            let n = |x: &str| format!("blk.{l}.{x}.weight");
+            w = w
+                .tensor(&n("attn_norm"), &[DIM as u64], f, ones.clone())
+                .tensor(
+                    &n("attn_q"),
+                    &[DIM as u64, DIM as u64],
+                    f,
+                    rand_bytes(DIM * DIM, &mut s, 0.5),
+                )
+                .tensor(
+                    &n("attn_k"),
+                    &[DIM as u64, kv as u64],
+                    f,
+                    rand_bytes(DIM * kv, &mut s, 0.5),
+                )
+                .tensor(
+                    &n("attn_v"),
+                    &[DIM as u64, kv as u64],
+                    f,
+                    rand_bytes(DIM * kv, &mut s, 0.5),
+                )
+                .tensor(
+                    &n("attn_output"),
+                    &[DIM as u64, DIM as u64],
+                    f,
+                    rand_bytes(DIM * DIM, &mut s, 0.2),
+                )
+                .tensor(&n("ffn_norm"), &[DIM as u64], f, ones.clone())
+                .tensor(
+                    &n("ffn_gate"),
+                    &[DIM as u64, FFN as u64],
+                    f,
+                    rand_bytes(DIM * FFN, &mut s, 0.5),
+                )
+                .tensor(
+                    &n("ffn_up"),
+                    &[DIM as u64, FFN as u64],
+                    f,
+                    rand_bytes(DIM * FFN, &mut s, 0.5),
+                )
+                .tensor(
+                    &n("ffn_down"),
+                    &[FFN as u64, DIM as u64],
+                    f,
+                    rand_bytes(DIM * FFN, &mut s, 0.2),
+                );
+        }
+        w = w.tensor("output_norm.weight", &[DIM as u64], f, ones);
+        if !tied {
+            w = w.tensor(
+                "output.weight",
+                &[DIM as u64, VOCAB as u64],
+                f,
+                rand_bytes(DIM * VOCAB, &mut s, 1.0),
+            );
+        }
+        Arc::new(LlamaModel::from_gguf(GgufFile::from_bytes(w.build()).unwrap()).unwrap())
+    }
+
+    fn engine(m: &Arc<LlamaModel>, batch: usize) -> LlamaEngine {
+        LlamaEngine::new(
+            m.clone(),
+            &EngineOptions {
+                context_length: 16,
+                batch,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn batches_chunks_and_single_tokens_agree() {
+        let m = model(false);
+        let toks = [3u32, 17, 5, 39, 0, 8, 8, 21, 2, 11];
+        let full = engine(&m, 16).forward_all(&toks).unwrap();
+        let chunked = engine(&m, 3).forward_all(&toks).unwrap();
+        let mut e = engine(&m, 16);
+        let mut single = Vec::new();
+        for &t in &toks {
+            single.extend_from_slice(e.forward(&[t]).unwrap());
+        }
+        for (name, other) in [("chunked", &chunked), ("single", &single)] {
+            let d = full
+                .iter()
+                .zip(other)
+                .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            assert!(d < 1e-4, "{name}: {d}");
+        }
+        // Different positions give different logits (the cache is used).
+        assert!(full[..VOCAB] != full[VOCAB..2 * VOCAB]);
+    }
+
+    #[test]
+    fn truncate_and_reset_reuse_the_cache() {
+        let m = model(true);
+        let mut e = engine(&m, 4);
+        let a = e.forward(&[1, 2, 3, 4, 5]).unwrap().to_vec();
+        e.truncate(3).unwrap();
+        let b = e.forward(&[4, 5]).unwrap().to_vec();
+        assert_eq!(a, b);
+        e.reset();
+        let c = e.forward(&[1, 2, 3, 4, 5]).unwrap().to_vec();
+        assert_eq!(a, c);
+        assert!(e.truncate(6).is_err());
+    }
+
+    #[test]
+    fn errors_instead_of_panics() {
+        let m = model(true);
+        let mut e = engine(&m, 4);
+        assert!(matches!(e.forward(&[]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            e.forward(&[VOCAB as u32]),
+            Err(Error::TokenOutOfRange { .. })
+        ));
+        e.forward(&[1; 10]).unwrap();
+        assert!(matches!(
+            e.forward(&[1; 7]),
+            Err(Error::ContextOverflow {
+                needed: 17,
+                capacity: 16
+            })
+        ));
+        assert_eq!(e.position(), 10);
+        e.forward(&[1; 6]).unwrap();
+        assert!(e.forward(&[1]).is_err());
+    }
+
+    #[test]
+    fn missing_or_misshapen_tensors_are_errors() {
+        let g = GgufWriter::new()
+            .kv("general.architecture", Value::String("gpt2".into()))
+            .build();
+        let e = LlamaModel::from_gguf(GgufFile::from_bytes(g).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("architecture `gpt2`"), "{e}");
+    }
+}
