@@ -21,7 +21,12 @@ fn load_all(rel: &str) -> Option<Vec<Box<dyn Model>>> {
     Some(
         edgeai::available_backends()
             .into_iter()
-            .map(|n| edgeai::backend(n).unwrap().load(path.clone().into(), &LoadOptions::new()).unwrap())
+            .map(|n| {
+                edgeai::backend(n)
+                    .unwrap()
+                    .load(path.clone().into(), &LoadOptions::new())
+                    .unwrap()
+            })
             .collect(),
     )
 }
@@ -34,16 +39,33 @@ fn photo(name: &str) -> Option<Image> {
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.shape(), b.shape());
     let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
-fn compare(models: &[Box<dyn Model>], input: impl Fn() -> Vec<Tensor>, tol: f32, what: &str) -> Vec<Vec<Tensor>> {
+fn compare(
+    models: &[Box<dyn Model>],
+    input: impl Fn() -> Vec<Tensor>,
+    tol: f32,
+    what: &str,
+) -> Vec<Vec<Tensor>> {
     let outs: Vec<Vec<Tensor>> = models.iter().map(|m| m.run(input()).unwrap()).collect();
     for (m, out) in models.iter().zip(&outs).skip(1) {
         for ((spec, a), b) in m.outputs().iter().zip(&outs[0]).zip(out) {
             let d = max_abs_diff(a, b);
-            println!("conformance {what} {} vs tract: output {} max abs diff {d:.2e}", m.backend(), spec.name);
-            assert!(d <= tol, "{what}: {} differs from tract on {} by {d} > {tol}", m.backend(), spec.name);
+            println!(
+                "conformance {what} {} vs tract: output {} max abs diff {d:.2e}",
+                m.backend(),
+                spec.name
+            );
+            assert!(
+                d <= tol,
+                "{what}: {} differs from tract on {} by {d} > {tol}",
+                m.backend(),
+                spec.name
+            );
         }
     }
     outs
@@ -51,7 +73,9 @@ fn compare(models: &[Box<dyn Model>], input: impl Fn() -> Vec<Tensor>, tol: f32,
 
 #[test]
 fn yunet_agrees_across_backends() {
-    let Some(models) = load_all("face/yunet.onnx") else { return };
+    let Some(models) = load_all("face/yunet.onnx") else {
+        return;
+    };
     let mut seen = 0;
     for name in PHOTOS {
         let Some(img) = photo(name) else { continue };
@@ -59,7 +83,11 @@ fn yunet_agrees_across_backends() {
         let (boxed, _) = img.letterbox(640, 640).unwrap();
         let outs = compare(
             &models,
-            || vec![boxed.to_tensor(ChannelOrder::Bgr, &Normalization::NONE).unwrap()],
+            || {
+                vec![boxed
+                    .to_tensor(ChannelOrder::Bgr, &Normalization::NONE)
+                    .unwrap()]
+            },
             1e-3,
             &format!("yunet {name}"),
         );
@@ -72,13 +100,19 @@ fn yunet_agrees_across_backends() {
 
 #[test]
 fn sface_agrees_across_backends() {
-    let Some(models) = load_all("face/sface.onnx") else { return };
+    let Some(models) = load_all("face/sface.onnx") else {
+        return;
+    };
     for name in PHOTOS {
         let Some(img) = photo(name) else { continue };
         let face = img.resize(112, 112).unwrap();
         let outs = compare(
             &models,
-            || vec![face.to_tensor(ChannelOrder::Rgb, &Normalization::NONE).unwrap()],
+            || {
+                vec![face
+                    .to_tensor(ChannelOrder::Rgb, &Normalization::NONE)
+                    .unwrap()]
+            },
             1e-3,
             &format!("sface {name}"),
         );
@@ -87,8 +121,13 @@ fn sface_agrees_across_backends() {
         for (m, o) in models.iter().zip(&outs).skip(1) {
             let b = o[0].as_slice::<f32>().unwrap();
             let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-            let cos = dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt());
-            println!("conformance sface {name} {} vs tract: cosine {cos:.7}", m.backend());
+            let cos = dot
+                / (a.iter().map(|x| x * x).sum::<f32>().sqrt()
+                    * b.iter().map(|x| x * x).sum::<f32>().sqrt());
+            println!(
+                "conformance sface {name} {} vs tract: cosine {cos:.7}",
+                m.backend()
+            );
             assert!(cos > 0.99999, "{}: cosine {cos}", m.backend());
         }
     }

@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel,
-    Result, Tensor, TensorData, TensorSpec,
+    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
+    ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
 };
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -40,7 +40,10 @@ pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 static INIT: OnceLock<std::result::Result<(PathBuf, Environment), String>> = OnceLock::new();
 
 fn unavailable(reason: impl Into<String>) -> Error {
-    Error::BackendUnavailable { backend: NAME.into(), reason: reason.into() }
+    Error::BackendUnavailable {
+        backend: NAME.into(),
+        reason: reason.into(),
+    }
 }
 
 /// Finds the ONNX Runtime library and creates the process's one ONNX Runtime environment.
@@ -89,7 +92,9 @@ impl OrtBackend {
     /// The backend with an explicit library path. The library is loaded once per process: the
     /// first successful initialisation wins.
     pub fn with_library(path: impl Into<PathBuf>) -> Self {
-        OrtBackend { library: Some(path.into()) }
+        OrtBackend {
+            library: Some(path.into()),
+        }
     }
 
     /// Loads the library now (instead of at the first `load`) and returns its path.
@@ -103,7 +108,11 @@ struct Config {
     level: GraphOptimizationLevel,
 }
 
-fn build_session(env: &Environment, bytes: &[u8], cfg: &Config) -> std::result::Result<Session, ort::Error> {
+fn build_session(
+    env: &Environment,
+    bytes: &[u8],
+    cfg: &Config,
+) -> std::result::Result<Session, ort::Error> {
     let mut b = Session::builder(env)?.with_optimization_level(cfg.level.clone())?;
     if let Some(n) = cfg.threads {
         b = b.with_intra_threads(n)?.with_inter_threads(1)?;
@@ -134,7 +143,10 @@ fn load_error(origin: &str, e: &ort::Error) -> Error {
             origin: origin.to_string(),
             ops: vec![op.trim().to_string()],
         },
-        None => Error::InvalidModel { origin: origin.to_string(), reason: msg },
+        None => Error::InvalidModel {
+            origin: origin.to_string(),
+            reason: msg,
+        },
     }
 }
 
@@ -144,14 +156,20 @@ impl Backend for OrtBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { formats: vec![ModelFormat::Onnx], symbolic_dims: true }
+        Capabilities {
+            formats: vec![ModelFormat::Onnx],
+            symbolic_dims: true,
+        }
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
         let format = source.format();
         if format != ModelFormat::Onnx {
-            return Err(Error::UnsupportedFormat { backend: NAME.into(), format: format.to_string() });
+            return Err(Error::UnsupportedFormat {
+                backend: NAME.into(),
+                format: format.to_string(),
+            });
         }
         let (_, env) = init(self.library.as_deref())?;
         let bytes = source.into_bytes()?;
@@ -164,19 +182,48 @@ impl Backend for OrtBackend {
             },
         };
         let session = build_session(env, &bytes, &cfg).map_err(|e| load_error(&origin, &e))?;
-        let inputs = session.inputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
-        let outputs = session.outputs().iter().map(|o| spec(o.name(), o.dtype())).collect::<Result<Vec<_>>>()?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect::<Result<Vec<_>>>()?;
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect::<Result<Vec<_>>>()?;
         tracing::debug!(%origin, inputs = inputs.len(), outputs = outputs.len(), "ort model loaded");
-        Ok(Box::new(OrtModel { env, bytes, cfg, pool: Mutex::new(vec![session]), inputs, outputs }))
+        Ok(Box::new(OrtModel {
+            env,
+            bytes,
+            cfg,
+            pool: Mutex::new(vec![session]),
+            inputs,
+            outputs,
+        }))
     }
 }
 
 fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
-    let bad = |what: String| Error::InvalidModel { origin: name.to_string(), reason: what };
-    let ValueType::Tensor { ty, shape, dimension_symbols } = ty else {
-        return Err(bad(format!("`{name}` is not a tensor ({ty:?}); edgeai supports tensor inputs and outputs")));
+    let bad = |what: String| Error::InvalidModel {
+        origin: name.to_string(),
+        reason: what,
     };
-    let dtype = dtype_of(*ty).ok_or_else(|| bad(format!("`{name}` has element type {ty:?}, not supported by edgeai")))?;
+    let ValueType::Tensor {
+        ty,
+        shape,
+        dimension_symbols,
+    } = ty
+    else {
+        return Err(bad(format!(
+            "`{name}` is not a tensor ({ty:?}); edgeai supports tensor inputs and outputs"
+        )));
+    };
+    let dtype = dtype_of(*ty).ok_or_else(|| {
+        bad(format!(
+            "`{name}` has element type {ty:?}, not supported by edgeai"
+        ))
+    })?;
     let dims = shape
         .iter()
         .enumerate()
@@ -185,11 +232,19 @@ fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
                 Dim::Fixed(d as usize)
             } else {
                 let s = dimension_symbols.get(i).cloned().unwrap_or_default();
-                Dim::Symbolic(if s.is_empty() { format!("{name}_dim{i}") } else { s })
+                Dim::Symbolic(if s.is_empty() {
+                    format!("{name}_dim{i}")
+                } else {
+                    s
+                })
             }
         })
         .collect();
-    Ok(TensorSpec { name: name.to_string(), dtype, shape: Some(dims) })
+    Ok(TensorSpec {
+        name: name.to_string(),
+        dtype,
+        shape: Some(dims),
+    })
 }
 
 fn dtype_of(t: TensorElementType) -> Option<DType> {
@@ -216,7 +271,10 @@ pub struct OrtModel {
 }
 
 fn run_err(e: impl std::fmt::Display) -> Error {
-    Error::Run { backend: NAME.into(), reason: e.to_string() }
+    Error::Run {
+        backend: NAME.into(),
+        reason: e.to_string(),
+    }
 }
 
 fn to_value(t: Tensor) -> Result<DynValue> {
@@ -234,7 +292,9 @@ fn to_value(t: Tensor) -> Result<DynValue> {
 }
 
 fn from_value(v: &DynValue) -> Result<Tensor> {
-    fn take<T: ort::value::PrimitiveTensorElementType + edgeai_core::Element>(v: &DynValue) -> Result<Tensor> {
+    fn take<T: ort::value::PrimitiveTensorElementType + edgeai_core::Element>(
+        v: &DynValue,
+    ) -> Result<Tensor> {
         let (shape, data) = v.try_extract_tensor::<T>().map_err(run_err)?;
         let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
         Tensor::from_vec(shape, data.to_vec())
@@ -253,7 +313,9 @@ fn from_value(v: &DynValue) -> Result<Tensor> {
                 let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
                 Tensor::from_vec(shape, data.iter().map(|&b| b as u8).collect::<Vec<u8>>())
             }
-            other => Err(run_err(format!("output element type {other:?} is not supported by edgeai"))),
+            other => Err(run_err(format!(
+                "output element type {other:?} is not supported by edgeai"
+            ))),
         },
         other => Err(run_err(format!("output {other:?} is not a tensor"))),
     }
@@ -296,9 +358,15 @@ impl Model for OrtModel {
         let mut session = self.checkout()?;
         let result = (|| {
             let outs = session.run(values).map_err(run_err)?;
-            self.outputs.iter().map(|s| from_value(&outs[s.name.as_str()])).collect::<Result<Vec<_>>>()
+            self.outputs
+                .iter()
+                .map(|s| from_value(&outs[s.name.as_str()]))
+                .collect::<Result<Vec<_>>>()
         })();
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push(session);
+        self.pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(session);
         result
     }
 }

@@ -25,8 +25,8 @@
 use std::sync::Arc;
 
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel,
-    Result, Tensor, TensorData, TensorSpec,
+    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
+    ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
 };
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
@@ -50,23 +50,36 @@ impl Backend for TractBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { formats: vec![ModelFormat::Onnx], symbolic_dims: true }
+        Capabilities {
+            formats: vec![ModelFormat::Onnx],
+            symbolic_dims: true,
+        }
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
         let format = source.format();
         if format != ModelFormat::Onnx {
-            return Err(Error::UnsupportedFormat { backend: NAME.into(), format: format.to_string() });
+            return Err(Error::UnsupportedFormat {
+                backend: NAME.into(),
+                format: format.to_string(),
+            });
         }
         let bytes = source.into_bytes()?;
-        let invalid = |reason: String| Error::InvalidModel { origin: origin.clone(), reason };
+        let invalid = |reason: String| Error::InvalidModel {
+            origin: origin.clone(),
+            reason,
+        };
         let onnx = tract_onnx::onnx();
-        let proto = onnx.proto_model_for_read(&mut bytes.as_slice()).map_err(|e| invalid(chain(&e)))?;
+        let proto = onnx
+            .proto_model_for_read(&mut bytes.as_slice())
+            .map_err(|e| invalid(chain(&e)))?;
         if proto.graph.is_none() {
             return Err(invalid("not an ONNX model: no graph".into()));
         }
-        let inference = onnx.model_for_proto_model(&proto).map_err(|e| invalid(chain(&e)))?;
+        let inference = onnx
+            .model_for_proto_model(&proto)
+            .map_err(|e| invalid(chain(&e)))?;
         let mut missing: Vec<String> = inference
             .nodes()
             .iter()
@@ -82,7 +95,11 @@ impl Backend for TractBackend {
         if !missing.is_empty() {
             missing.sort();
             missing.dedup();
-            return Err(Error::UnsupportedOperator { backend: NAME.into(), origin, ops: missing });
+            return Err(Error::UnsupportedOperator {
+                backend: NAME.into(),
+                origin,
+                ops: missing,
+            });
         }
         let typed = inference.into_typed().map_err(|e| invalid(chain(&e)))?;
         let typed = match options.optimization {
@@ -90,16 +107,28 @@ impl Backend for TractBackend {
             OptLevel::Basic => typed.into_decluttered().map_err(|e| invalid(chain(&e)))?,
             OptLevel::All => typed.into_optimized().map_err(|e| invalid(chain(&e)))?,
         };
-        let inputs = specs(&typed, typed.input_outlets().map_err(|e| invalid(chain(&e)))?)?;
-        let outputs = specs(&typed, typed.output_outlets().map_err(|e| invalid(chain(&e)))?)?;
+        let inputs = specs(
+            &typed,
+            typed.input_outlets().map_err(|e| invalid(chain(&e)))?,
+        )?;
+        let outputs = specs(
+            &typed,
+            typed.output_outlets().map_err(|e| invalid(chain(&e)))?,
+        )?;
         let threads = options.threads.unwrap_or(1);
         let run_options = RunOptions {
             executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
             ..Default::default()
         };
-        let plan = typed.into_runnable_with_options(&run_options).map_err(|e| invalid(chain(&e)))?;
+        let plan = typed
+            .into_runnable_with_options(&run_options)
+            .map_err(|e| invalid(chain(&e)))?;
         tracing::debug!(%origin, threads, inputs = inputs.len(), outputs = outputs.len(), "tract model loaded");
-        Ok(Box::new(TractModel { plan, inputs, outputs }))
+        Ok(Box::new(TractModel {
+            plan,
+            inputs,
+            outputs,
+        }))
     }
 }
 
@@ -115,7 +144,10 @@ pub struct TractModel {
 
 impl std::fmt::Debug for TractModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TractModel").field("inputs", &self.inputs).field("outputs", &self.outputs).finish()
+        f.debug_struct("TractModel")
+            .field("inputs", &self.inputs)
+            .field("outputs", &self.outputs)
+            .finish()
     }
 }
 
@@ -134,16 +166,27 @@ impl Model for TractModel {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         validate_inputs(&self.inputs, &inputs)?;
-        let values = inputs.into_iter().map(|t| to_tract(t).map(TValue::from)).collect::<Result<TVec<_>>>()?;
-        let outs = self.plan.run(values).map_err(|e| Error::Run { backend: NAME.into(), reason: chain(&e) })?;
-        outs.into_iter().map(|v| from_tract(v.into_tensor())).collect()
+        let values = inputs
+            .into_iter()
+            .map(|t| to_tract(t).map(TValue::from))
+            .collect::<Result<TVec<_>>>()?;
+        let outs = self.plan.run(values).map_err(|e| Error::Run {
+            backend: NAME.into(),
+            reason: chain(&e),
+        })?;
+        outs.into_iter()
+            .map(|v| from_tract(v.into_tensor()))
+            .collect()
     }
 }
 
 /// The whole anyhow context chain in one line: tract's outer message alone ("Translating
 /// node #3") rarely says what is wrong.
 fn chain(e: &TractError) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn dtype_of(dt: DatumType) -> Option<DType> {
@@ -169,7 +212,10 @@ fn specs(model: &TypedModel, outlets: &[OutletId]) -> Result<Vec<TensorSpec>> {
             })?;
             let dtype = dtype_of(fact.datum_type).ok_or_else(|| Error::InvalidModel {
                 origin: node.name.clone(),
-                reason: format!("tensor `{}` has dtype {:?}, which edgeai does not support", node.name, fact.datum_type),
+                reason: format!(
+                    "tensor `{}` has dtype {:?}, which edgeai does not support",
+                    node.name, fact.datum_type
+                ),
             })?;
             let shape = fact
                 .shape
@@ -179,7 +225,11 @@ fn specs(model: &TypedModel, outlets: &[OutletId]) -> Result<Vec<TensorSpec>> {
                     None => Dim::Symbolic(d.to_string()),
                 })
                 .collect();
-            Ok(TensorSpec { name: node.name.clone(), dtype, shape: Some(shape) })
+            Ok(TensorSpec {
+                name: node.name.clone(),
+                dtype,
+                shape: Some(shape),
+            })
         })
         .collect()
 }
@@ -202,7 +252,9 @@ fn to_tract(t: Tensor) -> Result<tract_onnx::prelude::Tensor> {
 }
 
 fn plain<T: Datum>(t: &tract_onnx::prelude::Tensor) -> Result<&[T]> {
-    t.try_as_plain_ram().and_then(|v| v.as_slice::<T>()).map_err(|e| Error::Tensor(chain(&e)))
+    t.try_as_plain_ram()
+        .and_then(|v| v.as_slice::<T>())
+        .map_err(|e| Error::Tensor(chain(&e)))
 }
 
 fn from_tract(t: tract_onnx::prelude::Tensor) -> Result<Tensor> {
