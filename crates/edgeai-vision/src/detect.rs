@@ -145,6 +145,59 @@ fn mismatch(reason: String) -> VisionError {
     }
 }
 
+/// Output positions `heads[head][stride]`: by name (`cls_8`...), or, when a backend does not
+/// keep the ONNX output names, by OpenCV's output order (cls, obj, bbox, kps for strides
+/// 8, 16, 32) after checking each output's last dimension (1, 1, 4, 10) where it is known.
+fn head_positions(outputs: &[edgeai_core::TensorSpec]) -> Result<[[usize; 3]; 4]> {
+    let mut heads = [[0usize; 3]; 4];
+    let mut by_name = true;
+    'find: for (h, head) in HEADS.iter().enumerate() {
+        for (s, stride) in STRIDES.iter().enumerate() {
+            let name = format!("{head}_{stride}");
+            match outputs.iter().position(|o| o.name == name) {
+                Some(i) => heads[h][s] = i,
+                None => {
+                    by_name = false;
+                    break 'find;
+                }
+            }
+        }
+    }
+    if by_name {
+        return Ok(heads);
+    }
+    let names = || {
+        outputs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if outputs.len() != 12 {
+        return Err(mismatch(format!(
+            "no output `cls_8`.. `kps_32` and not 12 outputs (outputs: {})",
+            names()
+        )));
+    }
+    for (h, (width, row)) in [1usize, 1, 4, 10].into_iter().zip(&mut heads).enumerate() {
+        for (s, slot) in row.iter_mut().enumerate() {
+            let i = h * 3 + s;
+            if let Some(Some(Dim::Fixed(w))) = outputs[i].shape.as_ref().map(|d| d.last()) {
+                if *w != width {
+                    return Err(mismatch(format!(
+                        "outputs are not named cls_8.. kps_32 and output {i} ends in {w}, \
+                         not {width} (outputs: {})",
+                        names()
+                    )));
+                }
+            }
+            *slot = i;
+        }
+    }
+    debug!(outputs = %names(), "YuNet outputs matched by position");
+    Ok(heads)
+}
+
 impl YuNet {
     /// Wraps a loaded YuNet model; checks its input and outputs.
     pub fn new(model: Box<dyn Model>, config: YuNetConfig) -> Result<Self> {
@@ -182,23 +235,7 @@ impl YuNet {
                 )))
             }
         };
-        let outputs = model.outputs();
-        let mut heads = [[0usize; 3]; 4];
-        for (h, head) in HEADS.iter().enumerate() {
-            for (s, stride) in STRIDES.iter().enumerate() {
-                let name = format!("{head}_{stride}");
-                heads[h][s] = outputs.iter().position(|o| o.name == name).ok_or_else(|| {
-                    mismatch(format!(
-                        "no output `{name}` (outputs: {})",
-                        outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ))
-                })?;
-            }
-        }
+        let heads = head_positions(model.outputs())?;
         if !(0.0..=1.0).contains(&config.score_threshold) || config.max_side < 32 {
             return Err(VisionError::InvalidArgument(format!(
                 "YuNet config out of range: {config:?}"
@@ -387,18 +424,20 @@ mod tests {
             assert_eq!(x[[0, 0, 10, 10]], 0.0);
             // Below the letterboxed image (320 rows) the padding is black.
             assert_eq!(x[[0, 2, 400, 10]], 0.0);
+            // Head and stride from the position (OpenCV's order), not the name.
             self.outputs
                 .iter()
-                .map(|o| {
+                .enumerate()
+                .map(|(i, o)| {
                     let shape = o.fixed_shape().unwrap_or_default();
                     let (cells, w) = (shape[1], shape[2]);
                     let mut v = vec![0f32; cells * w];
-                    if o.name.ends_with("_16") {
+                    if i % 3 == 1 {
                         // cell (row 5, col 10) of the 40-column grid: a face
                         let idx = 5 * 40 + 10;
                         // cell (row 5, col 11): an overlapping, weaker duplicate
                         let dup = idx + 1;
-                        match &o.name[..o.name.len() - 3] {
+                        match HEADS[i / 3] {
                             "cls" | "obj" => {
                                 v[idx] = 0.81;
                                 v[dup] = 0.8;
@@ -460,7 +499,26 @@ mod tests {
         let mut m = FakeYuNet::new();
         m.outputs.retain(|o| o.name != "kps_32");
         let e = YuNet::new(Box::new(m), YuNetConfig::default()).unwrap_err();
-        assert!(e.to_string().contains("no output `kps_32`"), "{e}");
+        assert!(e.to_string().contains("not 12 outputs"), "{e}");
+        // unnamed outputs in OpenCV's order are matched by position and shape
+        let mut m = FakeYuNet::new();
+        for (i, o) in m.outputs.iter_mut().enumerate() {
+            o.name = format!("out{i}");
+        }
+        let det = YuNet::new(Box::new(m), YuNetConfig::default()).unwrap();
+        let red: Vec<u8> = (0..1280 * 640).flat_map(|_| [255u8, 0, 0]).collect();
+        let faces = det
+            .detect(&Image::from_rgb(1280, 640, red).unwrap())
+            .unwrap();
+        assert_eq!(faces.len(), 1);
+        // ... but not when the shapes say otherwise
+        let mut m = FakeYuNet::new();
+        for o in m.outputs.iter_mut() {
+            o.name = format!("x{}", o.name);
+        }
+        m.outputs.swap(0, 6);
+        let e = YuNet::new(Box::new(m), YuNetConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("ends in 4"), "{e}");
     }
 
     #[test]
