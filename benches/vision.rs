@@ -94,7 +94,8 @@ fn gallery_search(c: &mut Criterion) {
     for n in [1_000usize, 10_000, 100_000] {
         let mut idx = EmbeddingIndex::new(dim).expect("index");
         for (i, v) in random_vectors(n, dim, n as u64).iter().enumerate() {
-            idx.add(&format!("id{i}"), std::slice::from_ref(v)).expect("add");
+            idx.add(&format!("id{i}"), std::slice::from_ref(v))
+                .expect("add");
         }
         for threads in [1usize, 2] {
             idx.set_threads(threads).expect("threads");

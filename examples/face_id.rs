@@ -70,13 +70,13 @@ fn parse() -> Result<Args, BoxError> {
 }
 
 fn recognizer(backend: Option<&str>) -> Result<FaceRecognizer, BoxError> {
-    let (Some(det), Some(emb)) = (
-        model_path("face/yunet.onnx"),
-        model_path("face/sface.onnx"),
-    ) else {
-        return Err("models/face/yunet.onnx and sface.onnx not found: run scripts/fetch-models \
+    let (Some(det), Some(emb)) = (model_path("face/yunet.onnx"), model_path("face/sface.onnx"))
+    else {
+        return Err(
+            "models/face/yunet.onnx and sface.onnx not found: run scripts/fetch-models \
                     (or set EDGEAI_MODELS)"
-            .into());
+                .into(),
+        );
     };
     let backend = match backend {
         Some(name) => edgeai::backend(name)?,
@@ -93,7 +93,8 @@ fn recognizer(backend: Option<&str>) -> Result<FaceRecognizer, BoxError> {
 
 fn open_gallery(a: &Args) -> Result<Gallery, BoxError> {
     if let Some(dir) = a.gallery.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let mut cfg = GalleryConfig::default();
     if let Some(t) = a.threshold {

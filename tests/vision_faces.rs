@@ -27,7 +27,9 @@ const EXPECTED_FACES: &[(&str, usize)] = &[
 fn recognizer(backend: &str) -> Option<FaceRecognizer> {
     let (Some(det), Some(emb)) = (model_path("face/yunet.onnx"), model_path("face/sface.onnx"))
     else {
-        println!("skipping: face/yunet.onnx, face/sface.onnx not fetched (run scripts/fetch-models)");
+        println!(
+            "skipping: face/yunet.onnx, face/sface.onnx not fetched (run scripts/fetch-models)"
+        );
         return None;
     };
     let b = edgeai::backend(backend).expect("backend compiled in");
@@ -58,16 +60,31 @@ fn embeddings(rec: &FaceRecognizer, backend: &str) -> Option<BTreeMap<String, Ve
         };
         let img = Image::open(&path, &ImageLimits::default()).expect("decode photo");
         let faces = rec.detect(&img).expect("detect");
-        println!("[{backend}] {name}: {} face(s) {:?}", faces.len(), faces.iter().map(|f| f.score).collect::<Vec<_>>());
+        println!(
+            "[{backend}] {name}: {} face(s) {:?}",
+            faces.len(),
+            faces.iter().map(|f| f.score).collect::<Vec<_>>()
+        );
         assert_eq!(faces.len(), want, "[{backend}] {name}: face count");
         for f in &faces {
-            assert!(f.score >= 0.8 && f.score <= 1.0, "{name}: score {}", f.score);
+            assert!(
+                f.score >= 0.8 && f.score <= 1.0,
+                "{name}: score {}",
+                f.score
+            );
             for &(x, y) in &f.landmarks {
-                assert!(f.bbox.contains(x, y), "{name}: landmark ({x}, {y}) outside {:?}", f.bbox);
+                assert!(
+                    f.bbox.contains(x, y),
+                    "{name}: landmark ({x}, {y}) outside {:?}",
+                    f.bbox
+                );
             }
             // eyes above the mouth, image-left eye left of the other
             assert!(f.landmarks[0].0 < f.landmarks[1].0, "{name}: eye order");
-            assert!(f.landmarks[0].1 < f.landmarks[3].1, "{name}: eye above mouth");
+            assert!(
+                f.landmarks[0].1 < f.landmarks[3].1,
+                "{name}: eye above mouth"
+            );
         }
         let best = rec.largest_face(&img, name).expect("embed");
         assert_eq!(best.embedding.len(), 128);
@@ -98,13 +115,25 @@ fn check_identities(emb: &BTreeMap<String, Vec<f32>>, backend: &str) {
         for b in &names[i + 1..] {
             let s = cosine(&emb[*a], &emb[*b]);
             if person(a) == person(b) {
-                println!("[{backend}] same {a} ~ {b}: {s:.3} (margin {:+.3})", s - SFACE_COSINE_THRESHOLD);
-                assert!(s >= SFACE_COSINE_THRESHOLD, "[{backend}] same person {a} vs {b}: {s}");
+                println!(
+                    "[{backend}] same {a} ~ {b}: {s:.3} (margin {:+.3})",
+                    s - SFACE_COSINE_THRESHOLD
+                );
+                assert!(
+                    s >= SFACE_COSINE_THRESHOLD,
+                    "[{backend}] same person {a} vs {b}: {s}"
+                );
                 min_same = min_same.min(s);
                 same_pairs += 1;
             } else {
-                println!("[{backend}] diff {a} ~ {b}: {s:.3} (margin {:+.3})", SFACE_COSINE_THRESHOLD - s);
-                assert!(s < SFACE_COSINE_THRESHOLD, "[{backend}] different people {a} vs {b}: {s}");
+                println!(
+                    "[{backend}] diff {a} ~ {b}: {s:.3} (margin {:+.3})",
+                    SFACE_COSINE_THRESHOLD - s
+                );
+                assert!(
+                    s < SFACE_COSINE_THRESHOLD,
+                    "[{backend}] different people {a} vs {b}: {s}"
+                );
                 max_diff = max_diff.max(s);
                 diff_pairs += 1;
             }
@@ -120,8 +149,12 @@ fn check_identities(emb: &BTreeMap<String, Vec<f32>>, backend: &str) {
 #[test]
 #[cfg(feature = "tract")]
 fn tract_detects_and_recognises_faces() {
-    let Some(rec) = recognizer("tract") else { return };
-    let Some(emb) = embeddings(&rec, "tract") else { return };
+    let Some(rec) = recognizer("tract") else {
+        return;
+    };
+    let Some(emb) = embeddings(&rec, "tract") else {
+        return;
+    };
     check_identities(&emb, "tract");
 }
 
@@ -129,16 +162,25 @@ fn tract_detects_and_recognises_faces() {
 #[cfg(feature = "ort")]
 fn ort_detects_and_recognises_the_same_identities() {
     let Some(rec) = recognizer("ort") else { return };
-    let Some(emb) = embeddings(&rec, "ort") else { return };
+    let Some(emb) = embeddings(&rec, "ort") else {
+        return;
+    };
     check_identities(&emb, "ort");
     #[cfg(feature = "tract")]
     {
-        let Some(tr) = recognizer("tract") else { return };
-        let Some(temb) = embeddings(&tr, "tract") else { return };
+        let Some(tr) = recognizer("tract") else {
+            return;
+        };
+        let Some(temb) = embeddings(&tr, "tract") else {
+            return;
+        };
         for (name, e) in &emb {
             let s = cosine(e, &temb[name]);
             println!("{name}: ort vs tract embedding cosine {s:.5}");
-            assert!(s > 0.99, "{name}: ort and tract embeddings differ (cosine {s})");
+            assert!(
+                s > 0.99,
+                "{name}: ort and tract embeddings differ (cosine {s})"
+            );
         }
     }
 }
@@ -146,7 +188,9 @@ fn ort_detects_and_recognises_the_same_identities() {
 #[test]
 #[cfg(feature = "tract")]
 fn photo_without_a_face_and_bad_files_are_clear_errors() {
-    let Some(rec) = recognizer("tract") else { return };
+    let Some(rec) = recognizer("tract") else {
+        return;
+    };
     // A flat grey image has no face.
     let grey = Image::from_rgb(320, 240, vec![128; 320 * 240 * 3]).expect("image");
     assert!(rec.detect(&grey).expect("detect").is_empty());
