@@ -22,7 +22,9 @@ const DECODE_TO: usize = 192;
 
 fn tokens(n: usize) -> Vec<u32> {
     // A fixed, ordinary token sequence (ids of common words, repeated).
-    let base = [504u32, 3575, 282, 4649, 314, 7042, 30, 198, 1068, 253, 1345, 2155];
+    let base = [
+        504u32, 3575, 282, 4649, 314, 7042, 30, 198, 1068, 253, 1345, 2155,
+    ];
     base.iter().copied().cycle().take(n).collect()
 }
 
@@ -30,6 +32,7 @@ fn tokens(n: usize) -> Vec<u32> {
 fn engines(threads: usize) -> Vec<Box<dyn LanguageModel>> {
     let path = edgeai::core::paths::model_path(MODEL).expect("model checked by caller");
     let model = LlamaModel::open(&path).expect("load model");
+    #[allow(unused_mut)] // pushed to only with the candle feature
     let mut v: Vec<Box<dyn LanguageModel>> = vec![Box::new(
         LlamaEngine::new(
             model,

@@ -15,7 +15,9 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use edgeai::llm::generate::{Chat, GenerateOptions};
-use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer};
+use edgeai::llm::{
+    EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
+};
 
 const DEFAULT_MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -149,10 +151,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut chat = Chat::new(template, args.system.as_deref());
     let mut totals = Totals::default();
-    let mut turn = |chat: &mut Chat,
-                    engine: &mut dyn LanguageModel,
-                    text: &str,
-                    totals: &mut Totals|
+    let turn = |chat: &mut Chat,
+                engine: &mut dyn LanguageModel,
+                text: &str,
+                totals: &mut Totals|
      -> Result<(), Box<dyn std::error::Error>> {
         let mut out = std::io::stdout().lock();
         let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {

@@ -79,7 +79,10 @@ fn logits_and_greedy_tokens_match_candle() {
         for i in 0..toks.len() {
             let (ra, rb) = (&a[i * v..(i + 1) * v], &b[i * v..(i + 1) * v]);
             let m = rb.iter().fold(0f32, |m, x| m.max(x.abs()));
-            let d = ra.iter().zip(rb).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let d = ra
+                .iter()
+                .zip(rb)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             worst = worst.max(d / m);
         }
         let ga = greedy(&mut ours.engine, &toks, 64);

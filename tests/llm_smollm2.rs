@@ -165,7 +165,10 @@ fn streaming_stop_strings_and_budget() {
         sampler: SamplerConfig::greedy(),
         ..Default::default()
     };
-    let g = generate(&mut llm.engine, &llm.tokenizer, &prompt, &opts, &mut |_| true).unwrap();
+    let g = generate(&mut llm.engine, &llm.tokenizer, &prompt, &opts, &mut |_| {
+        true
+    })
+    .unwrap();
     assert_eq!(g.stop_reason, StopReason::MaxTokens);
     assert_eq!(g.tokens.len(), 3);
     assert_eq!(llm.engine.position(), prompt.len() + 2);

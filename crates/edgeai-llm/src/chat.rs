@@ -141,9 +141,13 @@ impl ChatTemplate {
 /// SmolLM2-style templates print `'<|im_start|>system\n...<|im_end|>\n'` as a literal when the
 /// first message is not a system message; pull that literal out.
 fn extract_default_system(template: &str) -> Option<String> {
-    let marker = "<|im_start|>system\\n";
+    // The Jinja string literal holds either an escaped `\n` or a real newline.
+    let marker = "<|im_start|>system";
     let start = template.find(marker)? + marker.len();
     let rest = &template[start..];
+    let rest = rest
+        .strip_prefix("\\n")
+        .or_else(|| rest.strip_prefix('\n'))?;
     let end = rest.find("<|im_end|>")?;
     let body = &rest[..end];
     // Only a plain literal (no Jinja expression inside).
@@ -180,6 +184,16 @@ mod tests {
         assert_eq!(
             p,
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+        );
+    }
+
+    #[test]
+    fn default_system_with_real_newlines() {
+        let t = ChatTemplate::detect(&SMOLLM2.replace("\\n", "\n")).unwrap();
+        let ChatTemplate::ChatMl { default_system } = t;
+        assert_eq!(
+            default_system.as_deref(),
+            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
         );
     }
 
