@@ -143,6 +143,6 @@ fn quantized_engines_vs_exact_activation_reference() {
     let (ow, orms) = rel(&ours.forward_all(&toks).unwrap());
     let (cw, crms) = rel(&candle.forward_all(&toks).unwrap());
     eprintln!("vs exact-activation reference: ours max rel {ow:.4} rms {orms:.4}; candle max rel {cw:.4} rms {crms:.4}");
-    // Measured: ours 0.050 max / 0.29 rms, candle 0.060 max / 0.24 rms.
+    // Measured: ours 0.050-0.058 max / 0.29-0.31 rms, candle 0.060 max / 0.24 rms.
     assert!(ow < 0.08 && cw < 0.08, "ours {ow}, candle {cw}");
 }
