@@ -1,0 +1,154 @@
+//! The quick-start demo: air-gapped face recognition, then a short chat, on the default
+//! backend (tract) and edgeai's own quantized kernels, with the models `scripts/fetch-models`
+//! put in `models/`.
+//!
+//! ```text
+//! python3 scripts/fetch-models && cargo run --release --example demo
+//! cargo run --release --features ort --example demo -- --backend ort
+//! ```
+//!
+//! 1. Loads YuNet + SFace, enrolls "Barack Obama" from `photos/obama.jpg` and "Joe Biden" from
+//!    `photos/biden.jpg` into an in-memory gallery.
+//! 2. Identifies the faces in the other photos (`obama2.jpg`, `obama3.jpg`, the group photo
+//!    `t1.jpg`) and prints boxes, names and cosine scores.
+//! 3. Asks SmolLM2-135M-Instruct (Q4_1 GGUF) a question and prints the answer with tokens/s.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::llm::{EngineOptions, GenerateOptions, Llm};
+use edgeai::vision::{FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, YuNetConfig};
+
+fn need(rel: &str) -> Result<std::path::PathBuf, String> {
+    model_path(rel).ok_or_else(|| {
+        format!("{rel} not found under models/: run `python3 scripts/fetch-models` first")
+    })
+}
+
+fn faces(backend_name: &str, threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let backend = edgeai::backend(backend_name)?;
+    let t = Instant::now();
+    let recognizer = FaceRecognizer::from_backend(
+        backend.as_ref(),
+        need("face/yunet.onnx")?,
+        need("face/sface.onnx")?,
+        &LoadOptions::new().with_threads(threads),
+        YuNetConfig::default(),
+    )?;
+    println!(
+        "== face recognition on `{}` (models loaded in {:.0} ms)",
+        backend.name(),
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let open = |name: &str| -> Result<Image, Box<dyn std::error::Error>> {
+        Ok(Image::open(
+            need(&format!("photos/{name}"))?,
+            &ImageLimits::default(),
+        )?)
+    };
+    let mut gallery = Gallery::open_in_memory(GalleryConfig::default())?;
+    for (person, photo) in [("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")] {
+        let face = recognizer.largest_face(&open(photo)?, photo)?;
+        gallery.enroll(person, &[face.embedding])?;
+        println!("enrolled {person:<13} from {photo}");
+    }
+    for photo in ["obama2.jpg", "obama3.jpg", "t1.jpg"] {
+        let img = open(photo)?;
+        let t = Instant::now();
+        let found = recognizer.analyze(&img)?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "{photo} ({}x{}): {} face(s) in {ms:.0} ms",
+            img.width(),
+            img.height(),
+            found.len()
+        );
+        for f in &found {
+            let id = gallery.identify(&f.embedding, 1)?;
+            let b = &f.face.bbox;
+            let who = match (id.best(), id.candidates.first()) {
+                (Some(m), _) => format!("{} (cosine {:.3})", m.name, m.score),
+                (None, Some(m)) => format!("unknown (closest: {} at {:.3})", m.name, m.score),
+                (None, None) => "unknown".to_string(),
+            };
+            println!(
+                "  box x {:4.0} y {:4.0} w {:4.0} h {:4.0}, detection score {:.2}: {who}",
+                b.x, b.y, b.width, b.height, f.face.score
+            );
+        }
+    }
+    Ok(())
+}
+
+fn chat(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+    let path = need("llm/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+    let t = Instant::now();
+    edgeai::core::quant::set_num_threads(threads);
+    let mut llm = Llm::open(&path, &EngineOptions::default())?;
+    println!(
+        "\n== chat with SmolLM2-135M-Instruct Q4_1 on edgeai kernels (loaded in {:.0} ms)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let question = "What is the capital of Germany? Answer in one sentence.";
+    let mut conversation = llm.chat(None);
+    println!("user: {question}");
+    print!("assistant: ");
+    let gen = conversation.send(
+        &mut llm.engine,
+        &llm.tokenizer,
+        question,
+        &GenerateOptions {
+            max_tokens: 48,
+            ..GenerateOptions::default()
+        },
+        &mut |piece| {
+            use std::io::Write;
+            print!("{piece}");
+            let _ = std::io::stdout().flush();
+            true
+        },
+    )?;
+    println!(
+        "\n[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, {} thread(s)]",
+        gen.prompt_tokens,
+        gen.prefill_tok_s(),
+        gen.tokens.len(),
+        gen.decode_tok_s(),
+        threads
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let mut backend = "tract".to_string();
+    let mut threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--backend", Some(v)) => backend = v,
+            ("--threads", Some(v)) => match v.parse() {
+                Ok(n) if n > 0 => threads = n,
+                _ => {
+                    eprintln!("demo: --threads needs a positive number, got `{v}`");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("usage: demo [--backend tract|ort|...] [--threads N]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if let Err(e) = faces(&backend, threads) {
+        eprintln!("demo: face recognition failed: {e}");
+        return ExitCode::from(1);
+    }
+    if let Err(e) = chat(threads) {
+        eprintln!("demo: chat failed: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
