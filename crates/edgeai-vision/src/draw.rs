@@ -78,7 +78,12 @@ pub fn draw_face(img: &mut Image, face: &Face, label: Option<&str>, color: [u8; 
     if let Some(text) = label {
         let scale = (side / 500).max(1);
         let y = (face.bbox.y.round() as i64 - 9 * i64::from(scale)).max(0);
-        draw_text(img, face.bbox.x.round() as i64, y, text, color, scale);
+        // keep the label inside the image when the face is near the right edge
+        let text_width = (text.chars().count() as i64 * 6 + 1) * i64::from(scale);
+        let x = (face.bbox.x.round() as i64)
+            .min(i64::from(img.width()) - text_width)
+            .max(0);
+        draw_text(img, x, y, text, color, scale);
     }
 }
 
