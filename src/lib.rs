@@ -33,18 +33,19 @@ pub use edgeai_backend_tract as backend_tract;
 
 use edgeai_core::{Backend, Error, Result};
 
-/// Names of the backends compiled into this build, in order of preference.
-pub fn available_backends() -> Vec<&'static str> {
-    let mut v = Vec::new();
+/// The graph backends compiled into this build, in order of preference. The `candle` and
+/// `burn` features do not add an entry yet: their crates do not implement [`Backend`] for
+/// ONNX graphs so far (candle supplies the cross-check LLM engine; see their crate docs).
+const COMPILED: &[&str] = &[
     #[cfg(feature = "tract")]
-    v.push("tract");
+    "tract",
     #[cfg(feature = "ort")]
-    v.push("ort");
-    #[cfg(feature = "candle")]
-    v.push("candle");
-    #[cfg(feature = "burn")]
-    v.push("burn");
-    v
+    "ort",
+];
+
+/// Names of the graph backends compiled into this build, in order of preference.
+pub fn available_backends() -> Vec<&'static str> {
+    COMPILED.to_vec()
 }
 
 /// The backend called `name`, if it was compiled in.
@@ -80,8 +81,7 @@ pub fn default_backend() -> Result<Box<dyn Backend>> {
             .next()
             .ok_or_else(|| Error::BackendUnavailable {
                 backend: "default".into(),
-                reason: "no backend compiled in; enable a feature: tract, ort, candle or burn"
-                    .into(),
+                reason: "no graph backend compiled in; enable the feature `tract` or `ort`".into(),
             })?;
     backend(name)
 }

@@ -91,8 +91,23 @@ fn yunet_agrees_across_backends() {
             1e-3,
             &format!("yunet {name}"),
         );
-        // 12 heads: cls/obj/bbox/kps at strides 8, 16, 32.
+        // 12 heads: cls/obj/bbox/kps at strides 8, 16, 32, under their ONNX names everywhere.
         assert_eq!(outs[0].len(), 12);
+        for m in &models {
+            let names: Vec<&str> = m.outputs().iter().map(|s| s.name.as_str()).collect();
+            assert_eq!(
+                names[0],
+                "cls_8",
+                "{}: outputs named {names:?}",
+                m.backend()
+            );
+            assert_eq!(
+                names[11],
+                "kps_32",
+                "{}: outputs named {names:?}",
+                m.backend()
+            );
+        }
         assert_eq!(outs[0][0].shape(), &[1, 6400, 1]);
     }
     assert!(seen > 0, "no photos fetched");

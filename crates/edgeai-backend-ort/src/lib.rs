@@ -113,7 +113,7 @@ fn build_session(
     bytes: &[u8],
     cfg: &Config,
 ) -> std::result::Result<Session, ort::Error> {
-    let mut b = Session::builder(env)?.with_optimization_level(cfg.level.clone())?;
+    let mut b = Session::builder(env)?.with_optimization_level(cfg.level)?;
     if let Some(n) = cfg.threads {
         b = b.with_intra_threads(n)?.with_inter_threads(1)?;
     }

@@ -206,15 +206,17 @@ fn specs(model: &TypedModel, outlets: &[OutletId]) -> Result<Vec<TensorSpec>> {
         .iter()
         .map(|o| {
             let node = model.node(o.node);
+            // Optimisation renames nodes; the ONNX input/output name survives as the label.
+            let name = model.outlet_label(*o).unwrap_or(&node.name).to_string();
             let fact = model.outlet_fact(*o).map_err(|e| Error::InvalidModel {
-                origin: node.name.clone(),
+                origin: name.clone(),
                 reason: chain(&e),
             })?;
             let dtype = dtype_of(fact.datum_type).ok_or_else(|| Error::InvalidModel {
-                origin: node.name.clone(),
+                origin: name.clone(),
                 reason: format!(
-                    "tensor `{}` has dtype {:?}, which edgeai does not support",
-                    node.name, fact.datum_type
+                    "tensor `{name}` has dtype {:?}, which edgeai does not support",
+                    fact.datum_type
                 ),
             })?;
             let shape = fact
@@ -226,7 +228,7 @@ fn specs(model: &TypedModel, outlets: &[OutletId]) -> Result<Vec<TensorSpec>> {
                 })
                 .collect();
             Ok(TensorSpec {
-                name: node.name.clone(),
+                name,
                 dtype,
                 shape: Some(shape),
             })
