@@ -164,13 +164,7 @@ impl Backend for OrtBackend {
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        let format = source.format();
-        if format != ModelFormat::Onnx {
-            return Err(Error::UnsupportedFormat {
-                backend: NAME.into(),
-                format: format.to_string(),
-            });
-        }
+        source.check_format(NAME, &[ModelFormat::Onnx])?;
         let (_, env) = init(self.library.as_deref())?;
         let bytes = source.into_bytes()?;
         let cfg = Config {

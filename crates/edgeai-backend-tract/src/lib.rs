@@ -58,13 +58,7 @@ impl Backend for TractBackend {
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        let format = source.format();
-        if format != ModelFormat::Onnx {
-            return Err(Error::UnsupportedFormat {
-                backend: NAME.into(),
-                format: format.to_string(),
-            });
-        }
+        source.check_format(NAME, &[ModelFormat::Onnx])?;
         let bytes = source.into_bytes()?;
         let invalid = |reason: String| Error::InvalidModel {
             origin: origin.clone(),

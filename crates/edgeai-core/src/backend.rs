@@ -29,6 +29,20 @@ impl ModelSource {
         }
     }
 
+    /// Errors with [`Error::UnsupportedFormat`] unless [`ModelSource::format`] is one of
+    /// `supported`: the check every backend's `load` starts with.
+    pub fn check_format(&self, backend: &str, supported: &[ModelFormat]) -> Result<ModelFormat> {
+        let format = self.format();
+        if supported.contains(&format) {
+            Ok(format)
+        } else {
+            Err(Error::UnsupportedFormat {
+                backend: backend.to_string(),
+                format: format.to_string(),
+            })
+        }
+    }
+
     /// Guesses the format from the file extension or, for bytes, from the first bytes.
     pub fn format(&self) -> ModelFormat {
         match self {
@@ -164,4 +178,31 @@ pub trait Backend: Send + Sync {
     /// Loads a model. A file that is missing, corrupt, not in a supported format, or uses
     /// operators the backend lacks is an `Err` that says which.
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_is_guessed_and_checked() {
+        let tflite = ModelSource::Path("m/face.tflite".into());
+        assert_eq!(tflite.format(), ModelFormat::Tflite);
+        let e = tflite
+            .check_format("tract", &[ModelFormat::Onnx])
+            .unwrap_err();
+        assert_eq!(e.to_string(), "backend `tract` cannot load TFLite models");
+        let gguf = ModelSource::Bytes(b"GGUF\x03\0\0\0".to_vec());
+        assert_eq!(
+            gguf.check_format("x", &[ModelFormat::Gguf, ModelFormat::Onnx])
+                .unwrap(),
+            ModelFormat::Gguf
+        );
+        assert_eq!(
+            ModelSource::from("a/b.onnx")
+                .check_format("x", &[ModelFormat::Onnx])
+                .unwrap(),
+            ModelFormat::Onnx
+        );
+    }
 }
