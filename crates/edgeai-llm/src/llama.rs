@@ -207,7 +207,9 @@ impl LlamaModel {
             Ok(out)
         };
         let (d, kv, f) = (cfg.dim, cfg.kv_dim(), cfg.ffn_dim);
-        let mut layers = Vec::with_capacity(cfg.n_layer);
+        // `block_count` comes from the file: reserve no more layers than it has tensors, so a
+        // header claiming millions of layers fails on the first missing one, cheaply.
+        let mut layers = Vec::with_capacity(cfg.n_layer.min(gguf.tensors().len()));
         for l in 0..cfg.n_layer {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
             layers.push(Layer {
