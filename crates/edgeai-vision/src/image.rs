@@ -110,6 +110,17 @@ fn pixel_count(width: u32, height: u32) -> u64 {
     u64::from(width) * u64::from(height)
 }
 
+/// Whether a JPEG ends: an end-of-image marker (`FF D9`) follows the last start-of-scan
+/// (`FF DA`). Entropy-coded data never holds `FF D9` (a data `FF` is stuffed as `FF 00`), and
+/// an EXIF thumbnail's own markers come before the main image's scans.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let last = |m: u8| bytes.windows(2).rposition(|w| w == [0xFF, m]);
+    match (last(0xD9), last(0xDA)) {
+        (Some(eoi), Some(sos)) => eoi > sos,
+        _ => false,
+    }
+}
+
 fn check_limits(origin: &str, width: u32, height: u32, limits: &ImageLimits) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(VisionError::InvalidImage(format!(
@@ -200,8 +211,16 @@ impl Image {
         let reader = ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| bad(e.to_string()))?;
-        if reader.format().is_none() {
-            return Err(bad("not a JPEG or PNG image".into()));
+        match reader.format() {
+            None => return Err(bad("not a JPEG or PNG image".into())),
+            // The JPEG decoder fills a cut-off image with grey instead of failing; a half
+            // photo must not reach detection and recognition as if it were whole.
+            Some(image::ImageFormat::Jpeg) if !jpeg_has_end(bytes) => {
+                return Err(bad(
+                    "truncated JPEG: no end-of-image marker after the last scan".into(),
+                ))
+            }
+            Some(_) => {}
         }
         // Header only: the size is known before any pixel is decoded.
         let (w, h) = reader.into_dimensions().map_err(|e| bad(e.to_string()))?;
