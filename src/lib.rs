@@ -18,6 +18,8 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod bench;
+
 pub use edgeai_core as core;
 pub use edgeai_llm as llm;
 pub use edgeai_vision as vision;
