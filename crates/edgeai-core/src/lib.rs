@@ -27,6 +27,8 @@
 mod backend;
 mod error;
 mod model;
+pub mod npy;
+pub mod onnx_info;
 pub mod paths;
 pub mod quant;
 mod tensor;
