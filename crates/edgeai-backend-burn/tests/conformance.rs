@@ -1,0 +1,274 @@
+//! The burn backend against tract (the reference) on the three graph models, with seeded
+//! random inputs and real photos: max absolute difference <= 1e-3 on every output. Plus the
+//! error paths: unknown operators, truncated and garbage files, wrong inputs.
+
+use edgeai_backend_burn::{BurnBackend, Engine};
+use edgeai_backend_tract::TractBackend;
+use edgeai_core::{paths::model_path, Backend, DType, Error, LoadOptions, Model, Tensor};
+use edgeai_vision::image::{ChannelOrder, Image, ImageLimits, Normalization};
+
+const TOL: f32 = 1e-3;
+
+fn path_or_skip(rel: &str) -> Option<std::path::PathBuf> {
+    let p = model_path(rel);
+    if p.is_none() {
+        eprintln!("skipping: {rel} not fetched (run scripts/fetch-models)");
+    }
+    p
+}
+
+fn load_pair(rel: &str) -> Option<(Box<dyn Model>, Box<dyn Model>)> {
+    let p = path_or_skip(rel)?;
+    let burn = BurnBackend::new()
+        .load(p.clone().into(), &LoadOptions::new())
+        .unwrap_or_else(|e| panic!("burn cannot load {rel}: {e}"));
+    let tract = TractBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap();
+    Some((burn, tract))
+}
+
+/// xorshift64*: deterministic inputs without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (v >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
+        let n = shape.iter().product();
+        let v = (0..n).map(|_| lo + (hi - lo) * self.next_f32()).collect();
+        Tensor::from_vec(shape.to_vec(), v).unwrap()
+    }
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape(), b.shape());
+    let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs both models on `input` and asserts every output agrees within [`TOL`].
+fn assert_agree(burn: &dyn Model, tract: &dyn Model, input: Vec<Tensor>, what: &str) {
+    let a = burn.run(input.clone()).unwrap();
+    let b = tract.run(input).unwrap();
+    assert_eq!(a.len(), b.len(), "{what}: output count");
+    for ((spec, x), y) in burn.outputs().iter().zip(&a).zip(&b) {
+        let d = max_abs_diff(x, y);
+        println!("{what}: output {} max abs diff vs tract {d:.2e}", spec.name);
+        assert!(d <= TOL, "{what}: output {} differs by {d}", spec.name);
+    }
+}
+
+fn photo(name: &str) -> Option<Image> {
+    let p = model_path(format!("photos/{name}"))?;
+    Some(Image::open(p, &ImageLimits::default()).unwrap())
+}
+
+#[test]
+fn sface_matches_tract() {
+    let Some((burn, tract)) = load_pair("face/sface.onnx") else {
+        return;
+    };
+    assert_eq!(burn.inputs()[0].name, "data");
+    assert_eq!(burn.outputs()[0].name, "fc1");
+    let mut rng = Rng(0x5eed_0001);
+    for i in 0..2 {
+        let x = rng.tensor(&[1, 3, 112, 112], 0.0, 255.0);
+        assert_agree(&*burn, &*tract, vec![x], &format!("sface random #{i}"));
+    }
+    if let Some(img) = photo("obama.jpg") {
+        let face = img.resize(112, 112).unwrap();
+        let x = face
+            .to_tensor(ChannelOrder::Rgb, &Normalization::NONE)
+            .unwrap();
+        assert_agree(&*burn, &*tract, vec![x], "sface obama.jpg");
+    }
+}
+
+#[test]
+fn yunet_matches_tract() {
+    let Some((burn, tract)) = load_pair("face/yunet.onnx") else {
+        return;
+    };
+    let names: Vec<&str> = burn.outputs().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names.len(), 12);
+    assert_eq!((names[0], names[11]), ("cls_8", "kps_32"));
+    let mut rng = Rng(0x5eed_0002);
+    let x = rng.tensor(&[1, 3, 640, 640], 0.0, 255.0);
+    assert_agree(&*burn, &*tract, vec![x], "yunet random");
+    if let Some(img) = photo("obama.jpg") {
+        let (boxed, _) = img.letterbox(640, 640).unwrap();
+        let x = boxed
+            .to_tensor(ChannelOrder::Bgr, &Normalization::NONE)
+            .unwrap();
+        assert_agree(&*burn, &*tract, vec![x], "yunet obama.jpg");
+    }
+}
+
+#[test]
+fn ppocr_classifier_matches_tract_with_dynamic_batch() {
+    // Shape -> Cast -> Slice -> Concat -> Reshape on a run-time batch size.
+    let Some((burn, tract)) = load_pair("cls/ppocr_mobilenetv3_cls.onnx") else {
+        return;
+    };
+    let mut rng = Rng(0x5eed_0003);
+    for batch in [1, 3] {
+        let x = rng.tensor(&[batch, 3, 48, 192], -1.0, 1.0);
+        assert_agree(&*burn, &*tract, vec![x], &format!("ppocr cls batch {batch}"));
+    }
+    let out = burn
+        .run(vec![rng.tensor(&[2, 3, 48, 192], -1.0, 1.0)])
+        .unwrap();
+    assert_eq!(out[0].shape(), &[2, 2]);
+    // Softmax rows sum to one.
+    for row in out[0].as_slice::<f32>().unwrap().chunks(2) {
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-5);
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn ndarray_engine_matches_tract_on_sface() {
+    let Some(p) = path_or_skip("face/sface.onnx") else {
+        return;
+    };
+    let burn = BurnBackend::with_engine(Engine::NdArray)
+        .load(p.clone().into(), &LoadOptions::new())
+        .unwrap();
+    let tract = TractBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap();
+    let x = Rng(7).tensor(&[1, 3, 112, 112], 0.0, 255.0);
+    assert_agree(&*burn, &*tract, vec![x], "sface on ndarray");
+}
+
+#[test]
+fn engine_without_its_feature_is_unavailable() {
+    for e in [Engine::Flex, Engine::NdArray] {
+        if e.is_compiled() {
+            continue;
+        }
+        let err = BurnBackend::with_engine(e)
+            .load(vec![0u8; 4].into(), &LoadOptions::new())
+            .unwrap_err();
+        assert!(matches!(err, Error::BackendUnavailable { .. }), "{err}");
+    }
+    assert!(BurnBackend::new().engine().is_compiled());
+}
+
+#[test]
+fn unknown_operator_is_named() {
+    let Some(p) = path_or_skip("test/unknown_op.onnx") else {
+        return;
+    };
+    let err = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap_err();
+    match &err {
+        Error::UnsupportedOperator { backend, ops, .. } => {
+            assert_eq!(backend, "burn");
+            assert_eq!(ops, &vec!["EdgeaiNoSuchOp".to_string()]);
+        }
+        other => panic!("expected UnsupportedOperator, got {other}"),
+    }
+    assert!(err.to_string().contains("EdgeaiNoSuchOp"));
+}
+
+#[test]
+fn truncated_and_garbage_files_are_errors() {
+    let Some(p) = path_or_skip("face/yunet.onnx") else {
+        return;
+    };
+    let bytes = std::fs::read(p).unwrap();
+    for cut in [1, 7, 100, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+        let r = BurnBackend::new().load(bytes[..cut].to_vec().into(), &LoadOptions::new());
+        assert!(r.is_err(), "yunet cut at {cut} bytes loaded");
+    }
+    for junk in [vec![], vec![0xff; 64], b"not an onnx file at all".to_vec()] {
+        let err = BurnBackend::new()
+            .load(junk.clone().into(), &LoadOptions::new())
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidModel { .. }),
+            "{} junk bytes: {err}",
+            junk.len()
+        );
+    }
+}
+
+#[test]
+fn wrong_inputs_are_errors_naming_the_input() {
+    let Some(p) = path_or_skip("test/add_batch.onnx") else {
+        return;
+    };
+    let m = BurnBackend::new().load(p.into(), &LoadOptions::new()).unwrap();
+    let spec = m.inputs()[0].clone();
+    let bad = Tensor::zeros(DType::I64, vec![1, 1]).unwrap();
+    let err = m.run(vec![bad]).unwrap_err();
+    assert!(err.to_string().contains(&spec.name), "{err}");
+    assert!(m.run(vec![]).is_err());
+}
+
+#[test]
+fn one_model_serves_many_threads() {
+    let Some((burn, tract)) = load_pair("face/sface.onnx") else {
+        return;
+    };
+    let x = Rng(11).tensor(&[1, 3, 112, 112], 0.0, 255.0);
+    let want = tract.run(vec![x.clone()]).unwrap();
+    let burn = std::sync::Arc::new(burn);
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (m, x) = (burn.clone(), x.clone());
+            std::thread::spawn(move || m.run(vec![x]).unwrap())
+        })
+        .collect();
+    for h in handles {
+        let got = h.join().unwrap();
+        assert!(max_abs_diff(&got[0], &want[0]) <= TOL);
+    }
+}
+
+#[test]
+fn threads_option_gives_the_same_result() {
+    let Some(p) = path_or_skip("face/sface.onnx") else {
+        return;
+    };
+    let x = Rng(13).tensor(&[1, 3, 112, 112], 0.0, 255.0);
+    let one = BurnBackend::new()
+        .load(p.clone().into(), &LoadOptions::new().with_threads(1))
+        .unwrap()
+        .run(vec![x.clone()])
+        .unwrap();
+    let two = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new().with_threads(2))
+        .unwrap()
+        .run(vec![x])
+        .unwrap();
+    assert!(max_abs_diff(&one[0], &two[0]) <= 1e-4);
+}
+
+#[test]
+fn symbolic_batch_runs_at_any_size() {
+    let Some(p) = path_or_skip("test/add_batch.onnx") else {
+        return;
+    };
+    let m = BurnBackend::new().load(p.into(), &LoadOptions::new()).unwrap();
+    assert_eq!(m.inputs()[0].shape_string(), "[batch, 3]");
+    for batch in [1, 4] {
+        let x = Tensor::from_vec(vec![batch, 3], (0..batch * 3).map(|i| i as f32).collect()).unwrap();
+        let y = m.run(vec![x]).unwrap();
+        assert_eq!(y[0].shape(), &[batch, 3]);
+        let want: Vec<f32> = (0..batch * 3).map(|i| i as f32 + 1.0).collect();
+        assert_eq!(y[0].as_slice::<f32>().unwrap(), &want[..]);
+    }
+}
