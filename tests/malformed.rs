@@ -794,3 +794,141 @@ fn images_truncated_and_empty() {
         &["empty", &path.display().to_string()],
     );
 }
+
+// ------------------------------------------------------------------ .npy
+
+/// A `.npy` file (version 1) with `header` as its dictionary and `data` after it.
+fn npy(header: &str, data: &[u8]) -> Vec<u8> {
+    let mut h = header.to_string();
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn npy_bad_headers() {
+    use edgeai::core::npy;
+    let ok = npy(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
+        &[0, 0, 128, 63, 0, 0, 0, 64],
+    );
+    assert_eq!(
+        npy::from_bytes(&ok).unwrap().as_slice::<f32>().unwrap(),
+        &[1.0, 2.0]
+    );
+    let f4 =
+        |shape: &str| format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    let mut long_header = ok.clone();
+    long_header[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+    let mut v9 = ok.clone();
+    v9[6] = 9;
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("empty", Vec::new(), &["magic"]),
+        (
+            "wrong magic",
+            b"\x93NUMPX\x01\x00\x10\x00{}".to_vec(),
+            &["magic"],
+        ),
+        ("version 9", v9, &["version 9"]),
+        (
+            "header length past EOF",
+            long_header,
+            &["truncated header", "65535"],
+        ),
+        ("not a dict", npy("[1, 2, 3]", &[]), &["bad header"]),
+        (
+            "unknown key",
+            npy("{'descr': '<f4', 'color': 'red', }", &[]),
+            &["color"],
+        ),
+        (
+            "float64",
+            npy(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 8],
+            ),
+            &["float64"],
+        ),
+        (
+            "structured dtype",
+            npy(
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
+                &[0; 4],
+            ),
+            &["descr"],
+        ),
+        (
+            "big-endian",
+            npy(
+                "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 4],
+            ),
+            &["big-endian"],
+        ),
+        (
+            "fortran order",
+            npy(
+                "{'descr': '<f4', 'fortran_order': True, 'shape': (1, 1), }",
+                &[0; 4],
+            ),
+            &["fortran_order"],
+        ),
+        ("negative dim", npy(&f4("(-1,)"), &[0; 4]), &["shape"]),
+        (
+            "data too short",
+            npy(&f4("(3,)"), &[0; 8]),
+            &["needs 12 data bytes", "has 8"],
+        ),
+        (
+            "data too long",
+            npy(&f4("(1,)"), &[0; 8]),
+            &["needs 4 data bytes", "has 8"],
+        ),
+    ];
+    for (case, bytes, needles) in cases {
+        let e = npy::from_bytes(&bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{case}: parsed"));
+        assert_mentions(case, &e.to_string(), needles);
+    }
+}
+
+/// Shapes whose element count overflows, or claims far more than the file holds: an error
+/// before any allocation of that size.
+#[test]
+fn npy_overflowing_and_huge_shapes() {
+    use edgeai::core::npy;
+    for (case, shape, needle) in [
+        (
+            "product overflows usize",
+            "(4294967296, 4294967296, 16)",
+            "too many elements",
+        ),
+        (
+            "byte size overflows usize",
+            "(4611686018427387904,)",
+            "too many elements",
+        ),
+        (
+            "2^40 floats in 8 bytes",
+            "(1099511627776,)",
+            "needs 4398046511104 data bytes",
+        ),
+    ] {
+        let bytes = npy(
+            &format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}"),
+            &[0; 8],
+        );
+        let len = bytes.len();
+        let (r, usage) = measure(|| npy::from_bytes(&bytes));
+        let e = r.err().unwrap_or_else(|| panic!("{case}: parsed"));
+        assert_mentions(case, &e.to_string(), &[needle]);
+        assert_bounded(case, usage, len + (16 << 10));
+    }
+}
