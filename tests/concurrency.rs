@@ -6,6 +6,7 @@
 //! - a gallery file enrolled into and searched from several threads, and from two processes,
 //!   at once: every enrolment lands, and no `database is locked` reaches the caller.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -236,6 +237,8 @@ fn two_llm_sessions_over_one_model_at_once() {
 
 const DIM: usize = 16;
 const CHILD_ENV: &str = "EDGEAI_CONCURRENCY_GALLERY_CHILD";
+/// Identities each of the two processes enrols.
+const PROCESS_ENROLMENTS: usize = 150;
 
 fn config() -> GalleryConfig {
     GalleryConfig {
@@ -311,7 +314,7 @@ fn check_all(path: &Path, writers: &[usize], count: usize) {
 #[test]
 fn gallery_enroll_and_identify_from_several_threads() {
     const WRITERS: usize = 4;
-    const PER_WRITER: usize = 15;
+    const PER_WRITER: usize = 60;
     let path = fresh_path("threads");
     // Everyone opens the not-yet-existing file at the same moment (creation races too),
     // and a reader keeps reopening and searching while the writers write.
@@ -348,14 +351,23 @@ fn gallery_enroll_and_identify_from_several_threads() {
 }
 
 /// The second process of `gallery_enroll_from_two_processes`: runs only when re-executed
-/// with the gallery path in `CHILD_ENV`.
+/// with the gallery path in `CHILD_ENV`. It opens the gallery, says `READY`, waits for `GO`
+/// on stdin (so both processes write at the same time), then enrols.
 #[test]
 fn gallery_child_process() {
     let Some(path) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    // Opening creates the file if the parent has not yet: both race on creation too.
+    let opened = Gallery::open(Path::new(&path), config());
+    println!("READY");
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
     // Reports instead of panicking, so the parent can show the child's error.
-    match enroll_many(Path::new(&path), 1, 25) {
+    let r = opened
+        .map_err(|e| format!("open: {e}"))
+        .and_then(|_| enroll_many(Path::new(&path), 1, PROCESS_ENROLMENTS));
+    match r {
         Ok(()) => println!("CHILD OK"),
         Err(e) => println!("CHILD ERROR {e}"),
     }
@@ -368,7 +380,7 @@ fn gallery_enroll_from_two_processes() {
     }
     let path = fresh_path("processes");
     let exe = std::env::current_exe().unwrap();
-    let child = Command::new(exe)
+    let mut child = Command::new(exe)
         .args([
             "--exact",
             "gallery_child_process",
@@ -377,21 +389,32 @@ fn gallery_enroll_from_two_processes() {
             "1",
         ])
         .env(CHILD_ENV, &path)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    // This process writes at the same time (writer 0); the child is writer 1.
-    let mine = enroll_many(&path, 0, 25);
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "child exited before READY"
+        );
+    }
+    // Both go: the child is writer 1, this process writer 0.
+    writeln!(child.stdin.as_mut().unwrap(), "GO").unwrap();
+    let mine = enroll_many(&path, 0, PROCESS_ENROLMENTS);
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    let status = child.wait().unwrap();
     mine.unwrap();
     assert!(
-        out.status.success() && stdout.contains("CHILD OK"),
-        "child failed ({}): {stdout}",
-        out.status
+        status.success() && rest.contains("CHILD OK"),
+        "child failed ({status}): {rest}"
     );
-    check_all(&path, &[0, 1], 25);
+    check_all(&path, &[0, 1], PROCESS_ENROLMENTS);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }

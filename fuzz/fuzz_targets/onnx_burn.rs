@@ -1,0 +1,39 @@
+//! ONNX loading through the burn backend's run-time loader on arbitrary bytes; a model that
+//! loads and has small fixed-size inputs is also run once on zeros.
+#![no_main]
+
+use edgeai_backend_burn::BurnBackend;
+use edgeai_core::{Backend, Dim, LoadOptions, ModelSource, Tensor};
+use libfuzzer_sys::fuzz_target;
+
+/// Inputs larger than this many elements are not run (keeps each execution short).
+const MAX_RUN_ELEMENTS: usize = 1 << 16;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(model) = BurnBackend::new().load(ModelSource::Bytes(data.to_vec()), &LoadOptions::new())
+    else {
+        return;
+    };
+    let mut inputs = Vec::new();
+    for spec in model.inputs() {
+        let Some(shape) = spec.shape.as_ref() else {
+            return;
+        };
+        let dims: Vec<usize> = shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => *n,
+                Dim::Symbolic(_) => 1,
+            })
+            .collect();
+        let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if !n.is_some_and(|n| n <= MAX_RUN_ELEMENTS) {
+            return;
+        }
+        let Ok(t) = Tensor::zeros(spec.dtype, dims) else {
+            return;
+        };
+        inputs.push(t);
+    }
+    let _ = model.run(inputs);
+});
