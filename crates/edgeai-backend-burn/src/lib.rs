@@ -142,7 +142,8 @@ impl Backend for BurnBackend {
             #[cfg(feature = "flex")]
             Engine::Flex => load_on::<burn_flex::Flex>(plan, Default::default(), options, &origin),
             #[cfg(feature = "ndarray")]
-            #[allow(deprecated)] // burn-ndarray is deprecated upstream; offered for comparison
+            #[allow(deprecated)]
+            // burn-ndarray is deprecated upstream; offered for comparison
             Engine::NdArray => load_on::<burn_ndarray::NdArray>(
                 plan,
                 burn_ndarray::NdArrayDevice::Cpu,
@@ -299,7 +300,10 @@ impl Plan {
             .iter()
             .map(|v| {
                 let id = *slots.get(&v.name).ok_or_else(|| {
-                    invalid(origin, format!("graph output `{}` is never produced", v.name))
+                    invalid(
+                        origin,
+                        format!("graph output `{}` is never produced", v.name),
+                    )
                 })?;
                 Ok((id, graph::spec_of(v).map_err(|e| invalid(origin, e))?))
             })
@@ -326,7 +330,9 @@ fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
 }
 
 /// Runs `f`, turning a panic inside burn into an error message.
-fn guarded<T>(f: impl FnOnce() -> std::result::Result<T, String>) -> std::result::Result<T, String> {
+fn guarded<T>(
+    f: impl FnOnce() -> std::result::Result<T, String>,
+) -> std::result::Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_message(p)))
 }
 
@@ -804,7 +810,12 @@ mod tests {
         }
     }
 
-    fn model(nodes: Vec<NodeProto>, inits: Vec<TensorProto>, inp: ValueInfoProto, out: ValueInfoProto) -> Vec<u8> {
+    fn model(
+        nodes: Vec<NodeProto>,
+        inits: Vec<TensorProto>,
+        inp: ValueInfoProto,
+        out: ValueInfoProto,
+    ) -> Vec<u8> {
         ModelProto {
             ir_version: 8,
             opset_import: vec![OperatorSetIdProto {
@@ -892,12 +903,17 @@ mod tests {
             vec![
                 node("Shape", &["x"], &["s"], vec![]),
                 node("Slice", &["s", "st", "en"], &["n"], vec![]),
-                node("Concat", &["n", "m1"], &["t"], vec![AttributeProto {
+                node(
+                    "Concat",
+                    &["n", "m1"],
+                    &["t"],
+                    vec![AttributeProto {
                         name: "axis".into(),
                         i: 0,
                         r#type: 2,
                         ..Default::default()
-                    }]),
+                    }],
+                ),
                 node("Reshape", &["x", "t"], &["y"], vec![]),
             ],
             vec![i64s("st", &[0]), i64s("en", &[1]), i64s("m1", &[-1])],

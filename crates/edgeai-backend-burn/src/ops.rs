@@ -103,10 +103,17 @@ pub(crate) fn unsupported_variant(node: &Node) -> Option<String> {
             let ctm = a.string("coordinate_transformation_mode", "half_pixel");
             let nearest = a.string("nearest_mode", "round_prefer_floor");
             match mode.as_str() {
-                "nearest" if node.op == "Upsample" || (ctm == "asymmetric" && nearest == "floor") => None,
+                "nearest"
+                    if node.op == "Upsample" || (ctm == "asymmetric" && nearest == "floor") =>
+                {
+                    None
+                }
                 "linear" | "bilinear"
                     if node.op == "Upsample"
-                        || matches!(ctm.as_str(), "half_pixel" | "pytorch_half_pixel" | "align_corners") =>
+                        || matches!(
+                            ctm.as_str(),
+                            "half_pixel" | "pytorch_half_pixel" | "align_corners"
+                        ) =>
                 {
                     None
                 }
@@ -428,7 +435,10 @@ fn pads2(
             if p.len() != 4 || p.iter().any(|&x| x < 0) {
                 return Err(format!("pads {p:?} is not 4 non-negative values"));
             }
-            Ok([(p[0] as usize, p[2] as usize), (p[1] as usize, p[3] as usize)])
+            Ok([
+                (p[0] as usize, p[2] as usize),
+                (p[1] as usize, p[3] as usize),
+            ])
         }
         "VALID" => Ok([(0, 0), (0, 0)]),
         "SAME_UPPER" | "SAME_LOWER" => {
@@ -458,7 +468,12 @@ fn pair(a: &Attrs, name: &str, default: usize) -> R<[usize; 2]> {
     }
 }
 
-fn check_window(input: &[usize], pads: [(usize, usize); 2], kernel: [usize; 2], dil: [usize; 2]) -> R<()> {
+fn check_window(
+    input: &[usize],
+    pads: [(usize, usize); 2],
+    kernel: [usize; 2],
+    dil: [usize; 2],
+) -> R<()> {
     for i in 0..2 {
         let eff = (kernel[i].max(1) - 1) * dil[i] + 1;
         if input[i] + pads[i].0 + pads[i].1 < eff {
@@ -479,7 +494,10 @@ fn conv<B: Backend>(
     let a = &node.attrs;
     let (xs, ws) = (shp::<B>(&x), shp::<B>(&w));
     if xs.len() != 4 || ws.len() != 4 {
-        return Err(bad(node, format!("input {xs:?} and weight {ws:?} are not 4-D")));
+        return Err(bad(
+            node,
+            format!("input {xs:?} and weight {ws:?} are not 4-D"),
+        ));
     }
     let group = a.int("group", 1);
     if group < 1 {
@@ -494,7 +512,10 @@ fn conv<B: Backend>(
     }
     if let Some(b) = &bias {
         if shp::<B>(b) != [ws[0]] {
-            return Err(bad(node, format!("bias {:?} for {} outputs", shp::<B>(b), ws[0])));
+            return Err(bad(
+                node,
+                format!("bias {:?} for {} outputs", shp::<B>(b), ws[0]),
+            ));
         }
     }
     let stride = pair(a, "strides", 1).map_err(|e| bad(node, e))?;
@@ -521,7 +542,10 @@ fn pool<B: Backend>(node: &Node, x: FloatTensor<B>, max: bool) -> R<FloatTensor<
     let pads = pads2(a, &xs[2..], kernel, stride, dil).map_err(|e| bad(node, e))?;
     check_window(&xs[2..], pads, kernel, dil).map_err(|e| bad(node, e))?;
     if pads[0].0 != pads[0].1 || pads[1].0 != pads[1].1 {
-        return Err(bad(node, format!("asymmetric padding {pads:?} is not supported")));
+        return Err(bad(
+            node,
+            format!("asymmetric padding {pads:?} is not supported"),
+        ));
     }
     let ceil = a.int("ceil_mode", 0) != 0;
     let p = [pads[0].0, pads[1].0];
@@ -531,7 +555,14 @@ fn pool<B: Backend>(node: &Node, x: FloatTensor<B>, max: bool) -> R<FloatTensor<
         if dil != [1, 1] {
             return Err(bad(node, "dilated AveragePool is not supported"));
         }
-        B::avg_pool2d(x, kernel, stride, p, a.int("count_include_pad", 0) != 0, ceil)
+        B::avg_pool2d(
+            x,
+            kernel,
+            stride,
+            p,
+            a.int("count_include_pad", 0) != 0,
+            ceil,
+        )
     })
 }
 
@@ -553,7 +584,10 @@ fn matmul<B: Backend>(node: &Node, a: FloatTensor<B>, b: FloatTensor<B>) -> R<Fl
     };
     let (k1, k2) = (sa2[sa2.len() - 1], sb2[sb2.len() - 2]);
     if k1 != k2 {
-        return Err(bad(node, format!("shapes {sa:?} and {sb:?} do not multiply")));
+        return Err(bad(
+            node,
+            format!("shapes {sa:?} and {sb:?} do not multiply"),
+        ));
     }
     let n = sb2[sb2.len() - 1];
     let mut out_shape;
@@ -623,10 +657,18 @@ fn resize<B: Backend>(
             .zip(&s)
             .map(|(&d, &f)| (d as f32 * f).floor() as usize)
             .collect(),
-        (_, s) => return Err(bad(node, format!("needs 4 positive scales or sizes, got {s:?}"))),
+        (_, s) => {
+            return Err(bad(
+                node,
+                format!("needs 4 positive scales or sizes, got {s:?}"),
+            ))
+        }
     };
     if out[0] != xs[0] || out[1] != xs[1] {
-        return Err(bad(node, "resizing the batch or channel dimension is not supported"));
+        return Err(bad(
+            node,
+            "resizing the batch or channel dimension is not supported",
+        ));
     }
     if out[2] == 0 || out[3] == 0 {
         return Err(bad(node, format!("empty output size {out:?}")));
@@ -711,7 +753,9 @@ fn unary<B: Backend>(op: &str, node: &Node, x: FloatTensor<B>) -> R<FloatTensor<
         "Reciprocal" => B::float_recip(x),
         "Erf" => B::float_erf(x),
         "LeakyRelu" => B::leaky_relu(x, a.float("alpha", 0.01).into()),
-        "HardSigmoid" => B::hard_sigmoid(x, a.float("alpha", 0.2).into(), a.float("beta", 0.5).into()),
+        "HardSigmoid" => {
+            B::hard_sigmoid(x, a.float("alpha", 0.2).into(), a.float("beta", 0.5).into())
+        }
         "HardSwish" => {
             let g = B::hard_sigmoid(x.clone(), (1.0f32 / 6.0).into(), 0.5f32.into());
             B::float_mul(x, g)
@@ -720,11 +764,7 @@ fn unary<B: Backend>(op: &str, node: &Node, x: FloatTensor<B>) -> R<FloatTensor<
     })
 }
 
-fn reduce<B: Backend>(
-    node: &Node,
-    x: FloatTensor<B>,
-    axes: Option<Vec<i64>>,
-) -> R<FloatTensor<B>> {
+fn reduce<B: Backend>(node: &Node, x: FloatTensor<B>, axes: Option<Vec<i64>>) -> R<FloatTensor<B>> {
     let xs = shp::<B>(&x);
     let keep = node.attrs.int("keepdims", 1) != 0;
     let mut axes = match axes {
@@ -770,7 +810,13 @@ fn cast<B: Backend>(node: &Node, v: Val<B>, dev: &B::Device) -> R<Val<B>> {
             };
             Ok(Val::I(Arc::new(Host::ints(h.shape.clone(), d))))
         }
-        dt::INT8 | dt::UINT8 | dt::INT16 | dt::UINT16 | dt::INT32 | dt::UINT32 | dt::INT64
+        dt::INT8
+        | dt::UINT8
+        | dt::INT16
+        | dt::UINT16
+        | dt::INT32
+        | dt::UINT32
+        | dt::INT64
         | dt::UINT64 => {
             let h = to_host::<B>(v)?;
             Ok(Val::I(Arc::new(Host::ints(h.shape.clone(), h.to_i64()))))
@@ -847,12 +893,14 @@ pub(crate) fn exec<B: Backend>(
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" => {
             let (x, y) = (take(0)?, take(1)?);
             match (x, y) {
-                (Val::I(p), Val::I(q)) => {
-                    one(host_val::<B>(host_binary(op, &p, &q).map_err(|e| bad(node, e))?))
-                }
+                (Val::I(p), Val::I(q)) => one(host_val::<B>(
+                    host_binary(op, &p, &q).map_err(|e| bad(node, e))?,
+                )),
                 (x, y) if op == "Equal" => {
                     let (p, q) = (to_host::<B>(x)?, to_host::<B>(y)?);
-                    one(host_val::<B>(host_binary(op, &p, &q).map_err(|e| bad(node, e))?))
+                    one(host_val::<B>(
+                        host_binary(op, &p, &q).map_err(|e| bad(node, e))?,
+                    ))
                 }
                 (x, y) => one(Val::F(
                     float_binary::<B>(op, to_f::<B>(x, dev), to_f::<B>(y, dev))
@@ -870,7 +918,10 @@ pub(crate) fn exec<B: Backend>(
             let s = to_f::<B>(take(1)?, dev);
             let (xs, ss) = (shp::<B>(&x), shp::<B>(&s));
             if broadcast_shape(&xs, &ss).ok().as_deref() != Some(&xs[..]) {
-                return Err(bad(node, format!("slope {ss:?} does not broadcast to {xs:?}")));
+                return Err(bad(
+                    node,
+                    format!("slope {ss:?} does not broadcast to {xs:?}"),
+                ));
             }
             let s = reshape::<B>(s, &pad_rank(&ss, xs.len()));
             one(Val::F(B::prelu(x, s)))
@@ -905,13 +956,19 @@ pub(crate) fn exec<B: Backend>(
         "Conv" => {
             let x = to_f::<B>(take(0)?, dev);
             let w = to_f::<B>(take(1)?, dev);
-            let b = if n_in > 2 { take(2).ok().map(|v| to_f::<B>(v, dev)) } else { None };
+            let b = if n_in > 2 {
+                take(2).ok().map(|v| to_f::<B>(v, dev))
+            } else {
+                None
+            };
             one(Val::F(conv::<B>(node, x, w, b)?))
         }
         "BatchNormalization" => {
             let x = to_f::<B>(take(0)?, dev);
             let xs = shp::<B>(&x);
-            let c = *xs.get(1).ok_or_else(|| bad(node, "input has no channel dimension"))?;
+            let c = *xs
+                .get(1)
+                .ok_or_else(|| bad(node, "input has no channel dimension"))?;
             let mut p = Vec::with_capacity(4);
             for i in 1..5 {
                 let t = to_f::<B>(take(i)?, dev);
@@ -961,16 +1018,31 @@ pub(crate) fn exec<B: Backend>(
         "Gemm" => {
             let x = to_f::<B>(take(0)?, dev);
             let w = to_f::<B>(take(1)?, dev);
-            let c = if n_in > 2 { take(2).ok().map(|v| to_f::<B>(v, dev)) } else { None };
+            let c = if n_in > 2 {
+                take(2).ok().map(|v| to_f::<B>(v, dev))
+            } else {
+                None
+            };
             let (xs, ws) = (shp::<B>(&x), shp::<B>(&w));
             if xs.len() != 2 || ws.len() != 2 {
                 return Err(bad(node, format!("operands {xs:?} and {ws:?} are not 2-D")));
             }
-            let x = if a.int("transA", 0) != 0 { B::float_swap_dims(x, 0, 1) } else { x };
-            let w = if a.int("transB", 0) != 0 { B::float_swap_dims(w, 0, 1) } else { w };
+            let x = if a.int("transA", 0) != 0 {
+                B::float_swap_dims(x, 0, 1)
+            } else {
+                x
+            };
+            let w = if a.int("transB", 0) != 0 {
+                B::float_swap_dims(w, 0, 1)
+            } else {
+                w
+            };
             let (xs, ws) = (shp::<B>(&x), shp::<B>(&w));
             if xs[1] != ws[0] {
-                return Err(bad(node, format!("operands {xs:?} and {ws:?} do not multiply")));
+                return Err(bad(
+                    node,
+                    format!("operands {xs:?} and {ws:?} do not multiply"),
+                ));
             }
             let mut y = B::float_matmul(x, w);
             let alpha = a.float("alpha", 1.0);
@@ -979,7 +1051,11 @@ pub(crate) fn exec<B: Backend>(
             }
             if let Some(c) = c {
                 let beta = a.float("beta", 1.0);
-                let c = if beta != 1.0 { B::float_mul_scalar(c, beta.into()) } else { c };
+                let c = if beta != 1.0 {
+                    B::float_mul_scalar(c, beta.into())
+                } else {
+                    c
+                };
                 y = float_binary::<B>("Add", y, c).map_err(|e| bad(node, e))?;
             }
             one(Val::F(y))
@@ -1013,7 +1089,8 @@ pub(crate) fn exec<B: Backend>(
                 to_host::<B>(take(1)?)?.to_i64()
             };
             let s = val_shape(&x);
-            let t = reshape_target(&s, &spec, a.int("allowzero", 0) != 0).map_err(|e| bad(node, e))?;
+            let t =
+                reshape_target(&s, &spec, a.int("allowzero", 0) != 0).map_err(|e| bad(node, e))?;
             one(reshape_val::<B>(x, &t))
         }
         "Squeeze" | "Unsqueeze" => {
@@ -1022,7 +1099,11 @@ pub(crate) fn exec<B: Backend>(
             let axes = if opset < 13 {
                 a.ints("axes")
             } else if n_in > 1 {
-                take(1).ok().map(to_host::<B>).transpose()?.map(|h| h.to_i64())
+                take(1)
+                    .ok()
+                    .map(to_host::<B>)
+                    .transpose()?
+                    .map(|h| h.to_i64())
             } else {
                 None
             };
@@ -1102,14 +1183,24 @@ pub(crate) fn exec<B: Backend>(
             let axis = norm_axis(a.int("axis", 0), rank).map_err(|e| bad(node, e))?;
             if vals.iter().all(|v| matches!(v, Val::I(_))) {
                 let hs: Vec<Arc<Host>> = vals.into_iter().map(to_host::<B>).collect::<R<_>>()?;
-                return one(host_val::<B>(host_concat(&hs, axis).map_err(|e| bad(node, e))?));
+                return one(host_val::<B>(
+                    host_concat(&hs, axis).map_err(|e| bad(node, e))?,
+                ));
             }
             let ts: Vec<FloatTensor<B>> = vals.into_iter().map(|v| to_f::<B>(v, dev)).collect();
             let s0 = shp::<B>(&ts[0]);
             for t in &ts {
                 let s = shp::<B>(t);
-                if s.len() != s0.len() || s.iter().zip(&s0).enumerate().any(|(i, (p, q))| i != axis && p != q) {
-                    return Err(bad(node, format!("inputs {s0:?} and {s:?} differ off axis {axis}")));
+                if s.len() != s0.len()
+                    || s.iter()
+                        .zip(&s0)
+                        .enumerate()
+                        .any(|(i, (p, q))| i != axis && p != q)
+                {
+                    return Err(bad(
+                        node,
+                        format!("inputs {s0:?} and {s:?} differ off axis {axis}"),
+                    ));
                 }
             }
             one(Val::F(B::float_cat(ts, axis)))
@@ -1157,7 +1248,10 @@ pub(crate) fn exec<B: Backend>(
                         return Err(bad(node, "empty indices"));
                     }
                     let it = B::int_from_data(
-                        TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [ids.len()]),
+                        TensorData::new(
+                            ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+                            [ids.len()],
+                        ),
                         dev,
                     );
                     let y = B::float_select(t, axis, it);
@@ -1176,7 +1270,11 @@ pub(crate) fn exec<B: Backend>(
                         .iter()
                         .map(|v| {
                             let step = if v.len() > 1 { v[1] - v[0] } else { 1 };
-                            Slice::new(v[0] as isize, Some(v[v.len() - 1] as isize + 1), step as isize)
+                            Slice::new(
+                                v[0] as isize,
+                                Some(v[v.len() - 1] as isize + 1),
+                                step as isize,
+                            )
                         })
                         .collect();
                     one(Val::F(B::float_slice(t, &slices)))
@@ -1228,7 +1326,10 @@ pub(crate) fn exec<B: Backend>(
                 Val::I(h) => {
                     let idx = broadcast_index(&out, &h.shape);
                     let v = h.to_i64();
-                    one(Val::I(Arc::new(Host::ints(out, idx.iter().map(|&i| v[i]).collect()))))
+                    one(Val::I(Arc::new(Host::ints(
+                        out,
+                        idx.iter().map(|&i| v[i]).collect(),
+                    ))))
                 }
             }
         }
@@ -1236,7 +1337,11 @@ pub(crate) fn exec<B: Backend>(
             let x = to_f::<B>(take(0)?, dev);
             let from_input = (op == "ReduceSum" && opset >= 13) || opset >= 18;
             let axes = if from_input && n_in > 1 {
-                take(1).ok().map(to_host::<B>).transpose()?.map(|h| h.to_i64())
+                take(1)
+                    .ok()
+                    .map(to_host::<B>)
+                    .transpose()?
+                    .map(|h| h.to_i64())
             } else if from_input {
                 None
             } else {
@@ -1251,8 +1356,16 @@ pub(crate) fn exec<B: Backend>(
             } else if op == "Upsample" || opset < 11 {
                 (Some(to_host::<B>(take(1)?)?.to_f32()), None)
             } else {
-                let sc = if n_in > 2 { take(2).ok().map(to_host::<B>).transpose()? } else { None };
-                let sz = if n_in > 3 { take(3).ok().map(to_host::<B>).transpose()? } else { None };
+                let sc = if n_in > 2 {
+                    take(2).ok().map(to_host::<B>).transpose()?
+                } else {
+                    None
+                };
+                let sz = if n_in > 3 {
+                    take(3).ok().map(to_host::<B>).transpose()?
+                } else {
+                    None
+                };
                 (
                     sc.map(|h| h.to_f32()).filter(|v| !v.is_empty()),
                     sz.map(|h| h.to_i64()).filter(|v| !v.is_empty()),

@@ -123,7 +123,12 @@ fn ppocr_classifier_matches_tract_with_dynamic_batch() {
     let mut rng = Rng(0x5eed_0003);
     for batch in [1, 3] {
         let x = rng.tensor(&[batch, 3, 48, 192], -1.0, 1.0);
-        assert_agree(&*burn, &*tract, vec![x], &format!("ppocr cls batch {batch}"));
+        assert_agree(
+            &*burn,
+            &*tract,
+            vec![x],
+            &format!("ppocr cls batch {batch}"),
+        );
     }
     let out = burn
         .run(vec![rng.tensor(&[2, 3, 48, 192], -1.0, 1.0)])
@@ -210,7 +215,9 @@ fn wrong_inputs_are_errors_naming_the_input() {
     let Some(p) = path_or_skip("test/add_batch.onnx") else {
         return;
     };
-    let m = BurnBackend::new().load(p.into(), &LoadOptions::new()).unwrap();
+    let m = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap();
     let spec = m.inputs()[0].clone();
     let bad = Tensor::zeros(DType::I64, vec![1, 1]).unwrap();
     let err = m.run(vec![bad]).unwrap_err();
@@ -262,10 +269,13 @@ fn symbolic_batch_runs_at_any_size() {
     let Some(p) = path_or_skip("test/add_batch.onnx") else {
         return;
     };
-    let m = BurnBackend::new().load(p.into(), &LoadOptions::new()).unwrap();
+    let m = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap();
     assert_eq!(m.inputs()[0].shape_string(), "[batch, 3]");
     for batch in [1, 4] {
-        let x = Tensor::from_vec(vec![batch, 3], (0..batch * 3).map(|i| i as f32).collect()).unwrap();
+        let x =
+            Tensor::from_vec(vec![batch, 3], (0..batch * 3).map(|i| i as f32).collect()).unwrap();
         let y = m.run(vec![x]).unwrap();
         assert_eq!(y[0].shape(), &[batch, 3]);
         let want: Vec<f32> = (0..batch * 3).map(|i| i as f32 + 1.0).collect();
