@@ -24,7 +24,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tract",
         TractBackend::new().load(path.clone().into(), &opts)?,
     )];
-    for (name, e) in [("burn-flex", Engine::Flex), ("burn-ndarray", Engine::NdArray)] {
+    for (name, e) in [
+        ("burn-flex", Engine::Flex),
+        ("burn-ndarray", Engine::NdArray),
+    ] {
         if e.is_compiled() {
             let t = Instant::now();
             let m = BurnBackend::with_engine(e).load(path.clone().into(), &opts)?;
@@ -68,8 +71,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .iter()
             .zip(&reference)
             .map(|(a, b)| {
-                let (a, b) = (a.as_slice::<f32>().unwrap_or(&[]), b.as_slice::<f32>().unwrap_or(&[]));
-                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+                let (a, b) = (
+                    a.as_slice::<f32>().unwrap_or(&[]),
+                    b.as_slice::<f32>().unwrap_or(&[]),
+                );
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max)
             })
             .fold(0.0f32, f32::max);
         println!(
