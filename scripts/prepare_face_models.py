@@ -10,6 +10,12 @@ the original and the prepared model with ONNX Runtime on real photos and fails u
     (bbox / landmark offsets in anchor units) from the original;
   - SFace: the embedding cosine between original and prepared is > 0.9999 on every photo.
 
+MediaPipe's BlazeFace ships as TensorFlow Lite with float16 weights behind DEQUANTIZE, which
+tract-tflite lacks; it is converted to ONNX with tflite2onnx (no TensorFlow) and checked against
+the LiteRT interpreter running the original on the same photos (every output within 1e-2, the
+same anchors above the 0.5 score; where no LiteRT wheel exists for the machine, only the
+converted model's own detections are checked).
+
 It also writes small test models under models/test/ (built with onnx.helper):
   - add_batch.onnx: Y = X + 1 with X float32 [batch, 3] (a symbolic batch dimension);
   - unknown_op.onnx: a valid graph whose node is an operator no runtime knows.
@@ -28,6 +34,10 @@ FACE = {
     "face/yunet_int8bq.onnx": "face/yunet.onnx",
     "face/sface_int8bq.onnx": "face/sface.onnx",
 }
+BLAZE = {
+    "face/blazeface_short_range.tflite": "face/blazeface_short_range.onnx",
+    "face/blazeface_full_range.tflite": "face/blazeface_full_range.onnx",
+}
 TEST = ["test/add_batch.onnx", "test/unknown_op.onnx"]
 PHOTOS = ["obama.jpg", "obama2.jpg", "biden.jpg", "t1.jpg"]
 STAMP = "prepared.json"
@@ -40,7 +50,7 @@ def sha256(path):
 def wanted(models, face, test):
     outs = []
     if face:
-        outs += list(FACE.values())
+        outs += list(FACE.values()) + list(BLAZE.values())
     if test:
         outs += TEST
     return outs
@@ -61,7 +71,7 @@ def stamp_ok(models, face, test):
         if not p.exists() or s.get("outputs", {}).get(rel) != sha256(p):
             return False
     if face:
-        for src in FACE:
+        for src in list(FACE) + list(BLAZE):
             p = models / src
             if not p.exists() or s.get("inputs", {}).get(src) != sha256(p):
                 return False
@@ -236,6 +246,60 @@ def verify(models):
         print(f"prepare: sface {name}: embedding cosine original vs prepared {cos:.7f}")
 
 
+def convert_blazeface(models, src, dst):
+    """tflite -> ONNX (NCHW input), then the check against LiteRT described at the top."""
+    import numpy as np
+    import onnxruntime as ort
+    import logging
+
+    import tflite2onnx
+
+    # It warns once per float16 tensor ("not supported/tested yet"): the LiteRT check below
+    # is what tells whether the conversion is right.
+    logging.getLogger("tflite2onnx").setLevel(logging.ERROR)
+    tmp = dst.with_suffix(".onnx.tmp")
+    tflite2onnx.convert(str(src), str(tmp))
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    side = sess.get_inputs()[0].shape[2]
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = None
+    worst = 0.0
+    for photo in PHOTOS:
+        path = models / "photos" / photo
+        img = load_photo(path) if path.exists() else None
+        if img is None:
+            continue
+        img = resize_nn(img, side, side)
+        x = (img.astype(np.float32) - 127.5) / 127.5  # HWC RGB
+        outs = sorted(sess.run(None, {sess.get_inputs()[0].name: x.transpose(2, 0, 1)[None]}),
+                      key=lambda a: a.shape[-1])
+        scores = 1 / (1 + np.exp(-np.clip(outs[0].ravel(), -100, 100)))
+        if photo.startswith("obama") and scores.max() < 0.5:
+            sys.exit(f"prepare: {dst.name} finds no face in {photo} (max score {scores.max():.3f})")
+        if Interpreter is None:
+            continue
+        it = Interpreter(model_path=str(src))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], x[None])
+        it.invoke()
+        refs = sorted((it.get_tensor(d["index"]) for d in it.get_output_details()),
+                      key=lambda a: a.shape[-1])
+        for r, o in zip(refs, outs):
+            if r.shape != o.shape:
+                sys.exit(f"prepare: {dst.name}: output shape {o.shape} != {r.shape}")
+            worst = max(worst, float(np.abs(r - o).max()))
+        ref_scores = 1 / (1 + np.exp(-np.clip(refs[0].ravel(), -100, 100)))
+        if not np.array_equal(ref_scores > 0.5, scores > 0.5):
+            sys.exit(f"prepare: {dst.name}: detections on {photo} differ from LiteRT's")
+    if Interpreter is not None and worst > 1e-2:
+        sys.exit(f"prepare: {dst.name}: max abs diff vs LiteRT {worst:.2e} > 1e-2")
+    tmp.replace(dst)
+    how = f"max abs diff vs LiteRT {worst:.1e}" if Interpreter else "LiteRT not available here: sanity check only"
+    print(f"prepare: {dst.name} converted ({how})")
+
+
 def test_models(models):
     import onnx
     from onnx import TensorProto, helper
@@ -272,11 +336,13 @@ def main():
         for src, dst in FACE.items():
             fold(models / src, models / dst)
         verify(models)
+        for src, dst in BLAZE.items():
+            convert_blazeface(models, models / src, models / dst)
     if a.test:
         test_models(models)
     stamp = {
         "script": sha256(__file__),
-        "inputs": {src: sha256(models / src) for src in FACE} if a.face else {},
+        "inputs": {src: sha256(models / src) for src in list(FACE) + list(BLAZE)} if a.face else {},
         "outputs": {rel: sha256(models / rel) for rel in wanted(models, a.face, a.test)},
     }
     (models / STAMP).write_text(json.dumps(stamp, indent=1))

@@ -107,7 +107,7 @@ fn person(photo: &str) -> &str {
 
 /// Every same-person pair above the SFace threshold, every different-person pair below;
 /// prints the scores and margins.
-fn check_identities(emb: &BTreeMap<String, Vec<f32>>, backend: &str) {
+fn check_identities(emb: &BTreeMap<String, Vec<f32>>, backend: &str, pairs: (usize, usize)) {
     let names: Vec<&String> = emb.keys().collect();
     let (mut min_same, mut max_diff) = (f32::MAX, f32::MIN);
     let (mut same_pairs, mut diff_pairs) = (0, 0);
@@ -139,7 +139,7 @@ fn check_identities(emb: &BTreeMap<String, Vec<f32>>, backend: &str) {
             }
         }
     }
-    assert_eq!((same_pairs, diff_pairs), (10, 18));
+    assert_eq!((same_pairs, diff_pairs), pairs);
     println!(
         "[{backend}] {same_pairs} same-person pairs, lowest {min_same:.3}; {diff_pairs} \
          different-person pairs, highest {max_diff:.3}; threshold {SFACE_COSINE_THRESHOLD}"
@@ -155,7 +155,7 @@ fn tract_detects_and_recognises_faces() {
     let Some(emb) = embeddings(&rec, "tract") else {
         return;
     };
-    check_identities(&emb, "tract");
+    check_identities(&emb, "tract", (10, 18));
 }
 
 #[test]
@@ -165,7 +165,7 @@ fn ort_detects_and_recognises_the_same_identities() {
     let Some(emb) = embeddings(&rec, "ort") else {
         return;
     };
-    check_identities(&emb, "ort");
+    check_identities(&emb, "ort", (10, 18));
     #[cfg(feature = "tract")]
     {
         let Some(tr) = recognizer("tract") else {
@@ -207,4 +207,101 @@ fn photo_without_a_face_and_bad_files_are_clear_errors() {
         let e = Image::decode(&bytes[..200], &ImageLimits::default()).unwrap_err();
         assert!(matches!(e, VisionError::Decode { .. }), "{e}");
     }
+}
+
+/// BlazeFace (MediaPipe full range, converted to ONNX by scripts/fetch-models) as the detector
+/// in front of SFace: it finds the portraits' faces where YuNet does, and the identities come
+/// out the same.
+#[test]
+#[cfg(feature = "tract")]
+fn blazeface_detector_gives_the_same_identities() {
+    use edgeai::core::Backend;
+    use edgeai::vision::{BlazeFace, BlazeFaceConfig, FaceDetector, SFace};
+    let (Some(bf), Some(sf)) = (
+        model_path("face/blazeface_full_range.onnx"),
+        model_path("face/sface.onnx"),
+    ) else {
+        println!("skipping: face/blazeface_full_range.onnx, face/sface.onnx not fetched (run scripts/fetch-models)");
+        return;
+    };
+    let Some(yunet) = recognizer("tract") else {
+        return;
+    };
+    let tract = edgeai::backend_tract::TractBackend::new();
+    let opts = LoadOptions::new();
+    let det = BlazeFace::new(
+        tract
+            .load(bf.as_path().into(), &opts)
+            .expect("load BlazeFace"),
+        BlazeFaceConfig::default(),
+    )
+    .expect("BlazeFace model fits");
+    let emb =
+        SFace::new(tract.load(sf.as_path().into(), &opts).expect("load SFace")).expect("SFace");
+    let rec = FaceRecognizer::new(Box::new(det), Box::new(emb));
+    let mut out = BTreeMap::new();
+    for &(name, want) in EXPECTED_FACES {
+        let Some(path) = model_path(format!("photos/{name}")) else {
+            println!("skipping: photos/{name} not fetched (run scripts/fetch-models)");
+            return;
+        };
+        let img = Image::open(&path, &ImageLimits::default()).expect("decode photo");
+        let faces = rec.detector().detect(&img).expect("detect");
+        if name == "Tom_Hanks_54745.png" {
+            // An aligned 112x112 crop: the face fills the frame, which BlazeFace (trained on
+            // faces with context around them) does not report. Recorded, not hidden.
+            println!("[blazeface] {name}: {} face(s) (aligned crop)", faces.len());
+            assert!(faces.len() <= 1, "{name}: {} faces", faces.len());
+            continue;
+        }
+        let reference = yunet.detect(&img).expect("YuNet");
+        println!(
+            "[blazeface] {name}: {} face(s) {:?}",
+            faces.len(),
+            faces.iter().map(|f| f.score).collect::<Vec<_>>()
+        );
+        assert_eq!(faces.len(), want, "[blazeface] {name}: face count");
+        // Every BlazeFace face is one YuNet found (the boxes overlap), landmarks inside it.
+        for f in &faces {
+            let iou = reference
+                .iter()
+                .map(|r| r.bbox.iou(&f.bbox))
+                .fold(0f32, f32::max);
+            assert!(
+                iou > 0.4,
+                "{name}: BlazeFace box {:?} matches no YuNet box (best IoU {iou})",
+                f.bbox
+            );
+            for &(x, y) in &f.landmarks[..3] {
+                assert!(
+                    f.bbox.contains(x, y),
+                    "{name}: landmark ({x}, {y}) outside {:?}",
+                    f.bbox
+                );
+            }
+        }
+        // The identity check below uses the same person as the YuNet test: the BlazeFace face
+        // on YuNet's largest face.
+        let target = yunet.largest_face(&img, name).expect("YuNet finds a face");
+        let best = faces
+            .iter()
+            .max_by(|a, b| {
+                a.bbox
+                    .iou(&target.face.bbox)
+                    .total_cmp(&b.bbox.iou(&target.face.bbox))
+            })
+            .expect("a face");
+        let embedding = rec
+            .embed_faces(&img, std::slice::from_ref(best))
+            .expect("embed")[0]
+            .clone();
+        let agree = cosine(&embedding, &target.embedding);
+        println!(
+            "[blazeface] {name}: box IoU with YuNet {:.2}, embedding cosine with the YuNet pipeline {agree:.3}",
+            best.bbox.iou(&target.face.bbox)
+        );
+        out.insert(name.to_string(), embedding);
+    }
+    // 5 Obama photos (10 pairs); Biden and t1 against them and each other (11 pairs).
+    check_identities(&out, "blazeface", (10, 11));
 }

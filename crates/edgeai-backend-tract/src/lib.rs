@@ -2,7 +2,8 @@
 //!
 //! The default edgeai backend: [tract](https://crates.io/crates/tract-onnx), a pure-Rust
 //! inference engine. It loads ONNX models from a path or bytes, optimises them, and runs them
-//! behind edgeai-core's [`Backend`] / [`Model`] traits.
+//! behind edgeai-core's [`Backend`] / [`Model`] traits. TensorFlow Lite flatbuffers (`.tflite`,
+//! e.g. MediaPipe's BlazeFace) load through tract-tflite the same way.
 //!
 //! - Symbolic dimensions (a batch size, an image size) stay symbolic: the model is optimised
 //!   once and the sizes are resolved at each run from the inputs.
@@ -51,51 +52,23 @@ impl Backend for TractBackend {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            formats: vec![ModelFormat::Onnx],
+            formats: vec![ModelFormat::Onnx, ModelFormat::Tflite],
             symbolic_dims: true,
         }
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        source.check_format(NAME, &[ModelFormat::Onnx])?;
+        let format = source.check_format(NAME, &[ModelFormat::Onnx, ModelFormat::Tflite])?;
         let bytes = source.into_bytes()?;
+        let typed = match format {
+            ModelFormat::Tflite => load_tflite(&bytes, &origin)?,
+            _ => load_onnx(&bytes, &origin)?,
+        };
         let invalid = |reason: String| Error::InvalidModel {
             origin: origin.clone(),
             reason,
         };
-        let onnx = tract_onnx::onnx();
-        let proto = onnx
-            .proto_model_for_read(&mut bytes.as_slice())
-            .map_err(|e| invalid(chain(&e)))?;
-        if proto.graph.is_none() {
-            return Err(invalid("not an ONNX model: no graph".into()));
-        }
-        let inference = onnx
-            .model_for_proto_model(&proto)
-            .map_err(|e| invalid(chain(&e)))?;
-        let mut missing: Vec<String> = inference
-            .nodes()
-            .iter()
-            .filter(|n| n.op_is::<UnimplementedOp>())
-            .map(|n| {
-                let name = n.op().name();
-                name.strip_prefix("Unimplemented(")
-                    .and_then(|s| s.strip_suffix(')'))
-                    .unwrap_or(&name)
-                    .to_string()
-            })
-            .collect();
-        if !missing.is_empty() {
-            missing.sort();
-            missing.dedup();
-            return Err(Error::UnsupportedOperator {
-                backend: NAME.into(),
-                origin,
-                ops: missing,
-            });
-        }
-        let typed = inference.into_typed().map_err(|e| invalid(chain(&e)))?;
         let typed = match options.optimization {
             OptLevel::None => typed,
             OptLevel::Basic => typed.into_decluttered().map_err(|e| invalid(chain(&e)))?,
@@ -123,6 +96,122 @@ impl Backend for TractBackend {
             inputs,
             outputs,
         }))
+    }
+}
+
+/// Parses ONNX bytes into a typed model, listing every operator tract lacks.
+fn load_onnx(bytes: &[u8], origin: &str) -> Result<TypedModel> {
+    let invalid = |reason: String| Error::InvalidModel {
+        origin: origin.to_string(),
+        reason,
+    };
+    let onnx = tract_onnx::onnx();
+    let proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(|e| invalid(chain(&e)))?;
+    if proto.graph.is_none() {
+        return Err(invalid("not an ONNX model: no graph".into()));
+    }
+    let inference = onnx
+        .model_for_proto_model(&proto)
+        .map_err(|e| invalid(chain(&e)))?;
+    let mut missing: Vec<String> = inference
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<UnimplementedOp>())
+        .map(|n| {
+            let name = n.op().name();
+            name.strip_prefix("Unimplemented(")
+                .and_then(|s| s.strip_suffix(')'))
+                .unwrap_or(&name)
+                .to_string()
+        })
+        .collect();
+    if !missing.is_empty() {
+        missing.sort();
+        missing.dedup();
+        return Err(Error::UnsupportedOperator {
+            backend: NAME.into(),
+            origin: origin.to_string(),
+            ops: missing,
+        });
+    }
+    inference.into_typed().map_err(|e| invalid(chain(&e)))
+}
+
+/// Parses a TensorFlow Lite flatbuffer into a typed model (tract-tflite).
+///
+/// tract-tflite stops at the first operator it lacks with a debug dump of the operator code;
+/// that becomes [`Error::UnsupportedOperator`] naming the builtin or custom operator.
+fn load_tflite(bytes: &[u8], origin: &str) -> Result<TypedModel> {
+    if bytes.len() < 8 || &bytes[4..8] != b"TFL3" {
+        return Err(Error::InvalidModel {
+            origin: origin.to_string(),
+            reason: "not a TensorFlow Lite flatbuffer (no `TFL3` identifier)".into(),
+        });
+    }
+    // tract-tflite 0.23 unwraps some flatbuffer fields while walking the graph; a malformed
+    // file must be an error, not a crash of the caller, so a panic in there becomes one.
+    let parsed =
+        std::panic::catch_unwind(|| tract_tflite::tflite().model_for_read(&mut &bytes[..]))
+            .map_err(|p| Error::InvalidModel {
+                origin: origin.to_string(),
+                reason: format!(
+                    "malformed TensorFlow Lite file (tract-tflite panicked: {})",
+                    p.downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown".into())
+                ),
+            })?;
+    parsed.map_err(|e| {
+        let msg = chain(&e);
+        match unsupported_tflite_op(&msg) {
+            Some(op) => Error::UnsupportedOperator {
+                backend: NAME.into(),
+                origin: origin.to_string(),
+                ops: vec![op],
+            },
+            None => Error::InvalidModel {
+                origin: origin.to_string(),
+                reason: msg,
+            },
+        }
+    })
+}
+
+/// The operator named in tract-tflite's "Unsupported: OperatorCode { deprecated_builtin_code:
+/// 6, custom_code: None, .. builtin_code: DEQUANTIZE .. }" (numbers mapped to their names).
+fn unsupported_tflite_op(msg: &str) -> Option<String> {
+    let rest = &msg[msg.find("Unsupported:")?..];
+    if let Some(i) = rest.find("custom_code: Some(\"") {
+        let name: String = rest[i + 19..].chars().take_while(|c| *c != '"').collect();
+        if !name.is_empty() {
+            return Some(name);
+        }
+    }
+    // As tract-tflite itself decides: the deprecated 8-bit code unless it is the placeholder
+    // (127) that points to the 32-bit `builtin_code` field.
+    let token_after = |key: &str| -> Option<String> {
+        let i = rest.find(key)? + key.len();
+        let t: String = rest[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (!t.is_empty()).then_some(t)
+    };
+    let name_of = |token: String| match token.parse::<i32>() {
+        Ok(n) => tract_tflite::tflite::BuiltinOperator(n)
+            .variant_name()
+            .map(str::to_string)
+            .unwrap_or(token),
+        Err(_) => token,
+    };
+    match token_after("deprecated_builtin_code: ") {
+        Some(t) if t != "127" => Some(name_of(t)),
+        _ => token_after("\n    builtin_code: ")
+            .or_else(|| token_after(" builtin_code: "))
+            .map(name_of),
     }
 }
 

@@ -426,6 +426,26 @@ impl Image {
     pub fn to_tensor(&self, order: ChannelOrder, norm: &Normalization) -> Result<Tensor> {
         images_to_tensor(std::slice::from_ref(self), order, norm)
     }
+
+    /// The image as a `[1, height, width, 3]` (NHWC, TensorFlow Lite layout) f32 tensor in
+    /// `order`, normalised.
+    pub fn to_tensor_nhwc(&self, order: ChannelOrder, norm: &Normalization) -> Result<Tensor> {
+        let src_channel = match order {
+            ChannelOrder::Rgb => [0usize, 1, 2],
+            ChannelOrder::Bgr => [2usize, 1, 0],
+        };
+        let inv_std = norm.std.map(|s| 1.0 / s);
+        let mut out = Vec::with_capacity(self.data.len());
+        for px in self.data.chunks_exact(3) {
+            for ((&sc, &mean), &inv) in src_channel.iter().zip(&norm.mean).zip(&inv_std) {
+                out.push((f32::from(px[sc]) - mean) * inv);
+            }
+        }
+        Ok(Tensor::from_vec(
+            vec![1, self.height as usize, self.width as usize, 3],
+            out,
+        )?)
+    }
 }
 
 fn axis_sample(pos: f32, len: u32) -> (usize, usize, f32) {
@@ -522,6 +542,24 @@ mod tests {
             Image::from_raw(0, 5, PixelFormat::Rgb8, &[]),
             Err(VisionError::InvalidImage(_))
         ));
+    }
+
+    #[test]
+    fn nhwc_tensor_keeps_pixels_together() {
+        let img = gradient(3, 2);
+        let t = img
+            .to_tensor_nhwc(ChannelOrder::Bgr, &Normalization::NONE)
+            .unwrap();
+        assert_eq!(t.shape(), &[1, 2, 3, 3]);
+        let v = t.view::<f32>().unwrap();
+        assert_eq!(v[[0, 1, 2, 0]], 7.0); // blue first
+        assert_eq!(v[[0, 1, 2, 1]], 10.0); // green = y*10
+        assert_eq!(v[[0, 1, 2, 2]], 20.0); // red = x*10
+        let t = img
+            .to_tensor_nhwc(ChannelOrder::Rgb, &Normalization::SYMMETRIC)
+            .unwrap();
+        let v = t.view::<f32>().unwrap();
+        assert!((v[[0, 0, 0, 2]] - (7.0 - 127.5) / 127.5).abs() < 1e-6);
     }
 
     #[test]

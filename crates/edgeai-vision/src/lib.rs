@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod align;
+pub mod blazeface;
 pub mod detect;
 pub mod draw;
 pub mod embed;
@@ -25,6 +26,7 @@ pub mod index;
 mod pipeline;
 
 pub use crate::image::{ChannelOrder, Image, ImageLimits, Normalization, PixelFormat};
+pub use blazeface::{BlazeFace, BlazeFaceConfig};
 pub use detect::{nms, BBox, Face, FaceDetector, YuNet, YuNetConfig};
 pub use embed::{cosine, FaceEmbedder, SFace, SFACE_COSINE_THRESHOLD};
 pub use error::{Result, VisionError};
