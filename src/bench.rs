@@ -271,10 +271,9 @@ fn random_tensor(spec: &TensorSpec, rng: &mut SplitMix64, sym: usize) -> Result<
         ),
         DType::I8 => Tensor::from_vec(shape, (0..n).map(|_| rng.next() as i8).collect::<Vec<_>>()),
         DType::U8 => Tensor::from_vec(shape, (0..n).map(|_| rng.next() as u8).collect::<Vec<_>>()),
-        DType::I32 => Tensor::from_vec(
-            shape,
-            (0..n).map(|_| small(rng) as i32).collect::<Vec<_>>(),
-        ),
+        DType::I32 => {
+            Tensor::from_vec(shape, (0..n).map(|_| small(rng) as i32).collect::<Vec<_>>())
+        }
         DType::I64 => Tensor::from_vec(shape, (0..n).map(|_| small(rng)).collect::<Vec<_>>()),
     }
 }
@@ -461,7 +460,10 @@ mod tests {
 
     #[test]
     fn measure_times_the_runs_and_keeps_the_outputs() {
-        let cfg = BenchConfig::new().with_runs(5).with_warmup(2).with_threads(1);
+        let cfg = BenchConfig::new()
+            .with_runs(5)
+            .with_warmup(2)
+            .with_threads(1);
         let r = measure(
             &DoubleBackend,
             ModelSource::Bytes(vec![]),

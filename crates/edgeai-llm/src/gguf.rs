@@ -651,6 +651,90 @@ impl Reader<'_> {
     }
 }
 
+/// What `edgeai inspect` shows about a GGUF file: [`GgufFile::summary`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct GgufSummary {
+    /// GGUF version (2 or 3).
+    pub version: u32,
+    /// `general.architecture` (`llama`, `gemma3`...), if present.
+    pub architecture: Option<String>,
+    /// `general.name`, if present.
+    pub name: Option<String>,
+    /// Total elements over all tensors (the parameter count).
+    pub parameters: u64,
+    /// Number of tensors.
+    pub tensors: usize,
+    /// `(ggml type name, tensor count, bytes)` per tensor type, most tensors first.
+    pub tensor_types: Vec<(String, usize, u64)>,
+    /// `<arch>.context_length`, if present.
+    pub context_length: Option<u64>,
+    /// `<arch>.embedding_length`, if present.
+    pub embedding_length: Option<u64>,
+    /// `<arch>.block_count` (layers), if present.
+    pub block_count: Option<u64>,
+    /// `<arch>.attention.head_count`, if present.
+    pub head_count: Option<u64>,
+    /// `<arch>.attention.head_count_kv`, if present.
+    pub head_count_kv: Option<u64>,
+    /// `tokenizer.ggml.model` (`gpt2`, `llama`...), if present.
+    pub tokenizer_model: Option<String>,
+    /// Entries in `tokenizer.ggml.tokens`, if present.
+    pub vocab_size: Option<usize>,
+    /// `tokenizer.chat_template`, if present.
+    pub chat_template: Option<String>,
+    /// Metadata entries.
+    pub metadata_entries: usize,
+}
+
+impl GgufFile {
+    /// The model-level facts of this file (architecture, sizes, tokenizer), read from its
+    /// metadata and tensor index. Keys that are absent are `None`.
+    pub fn summary(&self) -> GgufSummary {
+        let arch = self.get_str("general.architecture").map(str::to_string);
+        let arch_u64 = |key: &str| {
+            arch.as_ref()
+                .and_then(|a| self.get(&format!("{a}.{key}")))
+                .and_then(Value::as_u64)
+        };
+        let mut types: Vec<(String, usize, u64)> = Vec::new();
+        for t in &self.tensors {
+            let name = t.ty.name();
+            match types.iter_mut().find(|(n, _, _)| n == name) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += t.size as u64;
+                }
+                None => types.push((name.to_string(), 1, t.size as u64)),
+            }
+        }
+        types.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        GgufSummary {
+            version: self.version,
+            name: self.get_str("general.name").map(str::to_string),
+            parameters: self
+                .tensors
+                .iter()
+                .fold(0u64, |a, t| a.saturating_add(t.elements())),
+            tensors: self.tensors.len(),
+            tensor_types: types,
+            context_length: arch_u64("context_length"),
+            embedding_length: arch_u64("embedding_length"),
+            block_count: arch_u64("block_count"),
+            head_count: arch_u64("attention.head_count"),
+            head_count_kv: arch_u64("attention.head_count_kv"),
+            tokenizer_model: self.get_str("tokenizer.ggml.model").map(str::to_string),
+            vocab_size: self
+                .get("tokenizer.ggml.tokens")
+                .and_then(Value::as_array)
+                .map(<[Value]>::len),
+            chat_template: self.get_str("tokenizer.chat_template").map(str::to_string),
+            metadata_entries: self.metadata.len(),
+            architecture: arch,
+        }
+    }
+}
+
 /// A tiny GGUF writer, for tests and tools that build small files in memory.
 pub mod writer {
     use super::{Value, DEFAULT_ALIGNMENT, GGUF_MAGIC};
@@ -985,5 +1069,39 @@ mod tests {
         let mut c = b.clone();
         c[p] = 5;
         expect_err(c, "bool value 5");
+    }
+
+    #[test]
+    fn summary_reads_arch_keys_tokens_and_type_histogram() {
+        let bytes = GgufWriter::new()
+            .kv("general.architecture", Value::String("llama".into()))
+            .kv("general.name", Value::String("tiny".into()))
+            .kv("llama.context_length", Value::U32(2048))
+            .kv("llama.block_count", Value::U32(2))
+            .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+            .kv(
+                "tokenizer.ggml.tokens",
+                Value::Array(vec![Value::String("a".into()), Value::String("b".into())]),
+            )
+            .kv("tokenizer.chat_template", Value::String("{{ x }}".into()))
+            .tensor("a", &[4, 2], GgmlType::F32, f32_bytes(&[0.0; 8]))
+            .tensor("b", &[3], GgmlType::F32, f32_bytes(&[0.0; 3]))
+            .tensor("c", &[32], GgmlType::Q8_0, vec![0; 34])
+            .build();
+        let s = GgufFile::from_bytes(bytes).unwrap().summary();
+        assert_eq!(s.architecture.as_deref(), Some("llama"));
+        assert_eq!(s.name.as_deref(), Some("tiny"));
+        assert_eq!(s.context_length, Some(2048));
+        assert_eq!(s.block_count, Some(2));
+        assert_eq!(s.embedding_length, None);
+        assert_eq!(s.vocab_size, Some(2));
+        assert_eq!(s.tokenizer_model.as_deref(), Some("gpt2"));
+        assert_eq!(s.chat_template.as_deref(), Some("{{ x }}"));
+        assert_eq!(s.parameters, 8 + 3 + 32);
+        assert_eq!(s.tensors, 3);
+        assert_eq!(
+            s.tensor_types,
+            vec![("F32".to_string(), 2, 44), ("Q8_0".to_string(), 1, 34)]
+        );
     }
 }

@@ -1,0 +1,182 @@
+//! `edgeai chat`: the chat example's features (streaming, sampling flags, one-shot prompt,
+//! speeds at the end) through `edgeai-llm`.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use edgeai::llm::generate::{Chat, GenerateOptions};
+use edgeai::llm::{
+    ChatTemplate, EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
+};
+
+use crate::fail::{Failure, Result};
+use crate::progress;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The GGUF model (a Llama-family architecture).
+    pub model: PathBuf,
+    /// Answer this one message and exit (default: interactive; `/reset`, `/quit`).
+    #[arg(long, short)]
+    pub prompt: Option<String>,
+    /// System prompt.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// Sampling temperature; 0 is greedy (deterministic).
+    #[arg(long, default_value_t = SamplerConfig::default().temperature)]
+    pub temperature: f32,
+    /// Keep the K most likely tokens (0 = off).
+    #[arg(long, default_value_t = SamplerConfig::default().top_k)]
+    pub top_k: usize,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = SamplerConfig::default().top_p)]
+    pub top_p: f32,
+    /// Drop tokens below this fraction of the best one's probability (0 = off).
+    #[arg(long, default_value_t = SamplerConfig::default().min_p)]
+    pub min_p: f32,
+    /// Repetition penalty (1 = off).
+    #[arg(long, default_value_t = SamplerConfig::default().repeat_penalty)]
+    pub repeat_penalty: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = SamplerConfig::default().seed)]
+    pub seed: u64,
+    /// Most tokens to generate per reply.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// Kernel threads (0 = all cores).
+    #[arg(long, short, default_value_t = 0)]
+    pub threads: usize,
+    /// Context length (KV cache size) in tokens.
+    #[arg(long, default_value_t = 2048)]
+    pub ctx: usize,
+    /// Inference engine: `edgeai` (native kernels) or `candle` (with the `candle` feature).
+    #[arg(long, default_value = "edgeai")]
+    pub engine: String,
+}
+
+#[derive(Default)]
+struct Totals {
+    prompt_tokens: usize,
+    prefill_secs: f64,
+    gen_tokens: usize,
+    decode_secs: f64,
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if !matches!(a.engine.as_str(), "edgeai" | "candle") {
+        return Err(Failure::usage(format!(
+            "unknown engine `{}` (edgeai, candle)",
+            a.engine
+        )));
+    }
+    if !(a.temperature.is_finite() && a.temperature >= 0.0) {
+        return Err(Failure::usage("--temperature must be a number >= 0"));
+    }
+    std::fs::metadata(&a.model).map_err(|e| edgeai::core::Error::io(&a.model, e))?;
+    edgeai::core::quant::set_num_threads(a.threads);
+    let threads = edgeai::core::quant::num_threads();
+    let model = progress::with_spinner(format!("loading {}", a.model.display()), || {
+        LlamaModel::open(&a.model)
+    })?;
+    let tokenizer = Tokenizer::from_gguf(model.gguf())?;
+    let template = match model.gguf().get_str("tokenizer.chat_template") {
+        Some(t) => ChatTemplate::detect(t)?,
+        None => ChatTemplate::chatml(),
+    };
+    let mut engine: Box<dyn LanguageModel> = match a.engine.as_str() {
+        #[cfg(feature = "candle")]
+        "candle" => {
+            drop(model);
+            Box::new(progress::with_spinner("loading the candle engine", || {
+                edgeai::backend_candle::CandleLlama::open(&a.model, a.ctx, threads)
+            })?)
+        }
+        #[cfg(not(feature = "candle"))]
+        "candle" => {
+            return Err(Failure::usage(
+                "engine `candle` is not compiled in: build with `--features candle`",
+            ))
+        }
+        _ => Box::new(LlamaEngine::new(
+            model,
+            &EngineOptions {
+                context_length: a.ctx,
+                ..Default::default()
+            },
+        )?),
+    };
+    eprintln!(
+        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}",
+        a.model.display(),
+        engine.name(),
+        engine.context_length(),
+        edgeai::core::quant::kernel_path().name()
+    );
+    let opts = GenerateOptions {
+        max_tokens: a.max_tokens,
+        stop: Vec::new(),
+        sampler: SamplerConfig {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repeat_penalty: a.repeat_penalty,
+            seed: a.seed,
+            ..SamplerConfig::default()
+        },
+    };
+    let mut chat = Chat::new(template, a.system.as_deref());
+    let mut totals = Totals::default();
+    let mut turn = |chat: &mut Chat, engine: &mut dyn LanguageModel, text: &str| -> Result<()> {
+        let mut out = std::io::stdout().lock();
+        let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
+            // A closed stdout (e.g. `| head`) stops generation instead of failing.
+            out.write_all(piece.as_bytes()).is_ok() && out.flush().is_ok()
+        })?;
+        let _ = writeln!(out);
+        totals.prompt_tokens += g.prompt_tokens;
+        totals.prefill_secs += g.prefill_secs;
+        totals.gen_tokens += g.tokens.len();
+        totals.decode_secs += g.decode_secs;
+        tracing::debug!(reason = ?g.stop_reason, "turn done");
+        Ok(())
+    };
+    if let Some(p) = &a.prompt {
+        turn(&mut chat, engine.as_mut(), p)?;
+    } else {
+        eprintln!("type a message (/reset to start over, /quit to exit)");
+        let stdin = std::io::stdin();
+        loop {
+            eprint!("> ");
+            let mut line = String::new();
+            if stdin.lock().read_line(&mut line).map_err(Failure::from)? == 0 {
+                break;
+            }
+            match line.trim() {
+                "" => continue,
+                "/quit" | "/exit" => break,
+                "/reset" => {
+                    chat.clear();
+                    engine.reset();
+                    continue;
+                }
+                text => {
+                    if let Err(e) = turn(&mut chat, engine.as_mut(), text) {
+                        eprintln!("edgeai: error: {}", e.message);
+                    }
+                }
+            }
+        }
+    }
+    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
+    eprintln!(
+        "prefill: {} tokens in {:.3} s ({:.1} tok/s) | decode: {} tokens in {:.3} s ({:.1} tok/s)",
+        totals.prompt_tokens,
+        totals.prefill_secs,
+        rate(totals.prompt_tokens, totals.prefill_secs),
+        totals.gen_tokens,
+        totals.decode_secs,
+        rate(totals.gen_tokens, totals.decode_secs)
+    );
+    Ok(())
+}

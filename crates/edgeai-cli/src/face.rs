@@ -1,0 +1,253 @@
+//! `edgeai face`: the face_id example's features through `edgeai-vision`.
+
+use std::path::{Path, PathBuf};
+
+use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::vision::{
+    draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision, YuNetConfig,
+};
+
+use crate::fail::{Context, Failure, Result};
+use crate::progress;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The gallery file (default: `$XDG_DATA_HOME/edgeai/gallery.sqlite`, else
+    /// `~/.local/share/edgeai/gallery.sqlite`).
+    #[arg(long, global = true)]
+    pub gallery: Option<PathBuf>,
+    /// Backend for the detector and the embedder (default: the first compiled in).
+    #[arg(long, short, global = true)]
+    pub backend: Option<String>,
+    /// Cosine similarity at or above which two faces are the same person
+    /// (default: the gallery's, SFace's 0.363).
+    #[arg(long, global = true)]
+    pub threshold: Option<f32>,
+    /// Int8 gallery search with exact re-ranking.
+    #[arg(long, global = true)]
+    pub int8: bool,
+    /// Face detector model (default: models/face/yunet.onnx).
+    #[arg(long, global = true, value_name = "ONNX")]
+    pub detector: Option<PathBuf>,
+    /// Face embedding model (default: models/face/sface.onnx).
+    #[arg(long, global = true, value_name = "ONNX")]
+    pub embedder: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: FaceCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum FaceCommand {
+    /// Add NAME with the largest face of each photo (all photos are checked before anything
+    /// is written).
+    Enroll {
+        name: String,
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
+    /// Find and name every face in a photo; writes an annotated PNG.
+    Identify {
+        photo: PathBuf,
+        /// The annotated image (default: `<photo stem>_annotated.png`).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Whether the largest faces of two photos are the same person.
+    Verify { a: PathBuf, b: PathBuf },
+    /// List enrolled identities.
+    List,
+    /// Remove an identity.
+    Remove { name: String },
+}
+
+fn default_gallery() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("edgeai").join("gallery.sqlite")
+}
+
+fn model(given: &Option<PathBuf>, default: &str) -> Result<PathBuf> {
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => model_path(default).ok_or_else(|| {
+            Failure::runtime(format!(
+                "models/{default} not found: run scripts/fetch-models, set EDGEAI_MODELS, \
+                 or pass --detector/--embedder"
+            ))
+        }),
+    }
+}
+
+fn recognizer(a: &Args) -> Result<FaceRecognizer> {
+    let det = model(&a.detector, "face/yunet.onnx")?;
+    let emb = model(&a.embedder, "face/sface.onnx")?;
+    let backend = crate::run::backend(a.backend.as_deref())?;
+    Ok(progress::with_spinner("loading the face models", || {
+        FaceRecognizer::from_backend(
+            backend.as_ref(),
+            det,
+            emb,
+            &LoadOptions::new(),
+            YuNetConfig::default(),
+        )
+    })?)
+}
+
+fn gallery_path(a: &Args) -> PathBuf {
+    a.gallery.clone().unwrap_or_else(default_gallery)
+}
+
+fn open_gallery(a: &Args) -> Result<Gallery> {
+    let path = gallery_path(a);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| edgeai::core::Error::io(dir, e))?;
+    }
+    let mut cfg = GalleryConfig::default();
+    if let Some(t) = a.threshold {
+        cfg.threshold = t;
+    }
+    if a.int8 {
+        cfg.precision = SearchPrecision::Int8Rerank;
+    }
+    Ok(Gallery::open(&path, cfg)?)
+}
+
+fn open_image(p: &Path) -> Result<Image> {
+    Ok(Image::open(p, &ImageLimits::default())?)
+}
+
+pub fn main(a: Args) -> Result<()> {
+    if let Some(t) = a.threshold {
+        if !(-1.0..=1.0).contains(&t) {
+            return Err(Failure::usage("--threshold must be a cosine in [-1, 1]"));
+        }
+    }
+    match &a.command {
+        FaceCommand::Enroll { name, photos } => enroll(&a, name, photos),
+        FaceCommand::Identify { photo, out } => identify(&a, photo, out.as_deref()),
+        FaceCommand::Verify { a: pa, b: pb } => verify(&a, pa, pb),
+        FaceCommand::List => {
+            let g = open_gallery(&a)?;
+            println!("{} identities in {}", g.len(), gallery_path(&a).display());
+            for (name, n) in g.list() {
+                println!("  {name} ({n} photo(s))");
+            }
+            Ok(())
+        }
+        FaceCommand::Remove { name } => {
+            let mut g = open_gallery(&a)?;
+            if g.remove(name)? {
+                println!("removed `{name}`");
+                Ok(())
+            } else {
+                Err(Failure::runtime(format!(
+                    "no identity named `{name}` in {}",
+                    gallery_path(&a).display()
+                )))
+            }
+        }
+    }
+}
+
+fn enroll(a: &Args, name: &str, photos: &[PathBuf]) -> Result<()> {
+    let rec = recognizer(a)?;
+    let pb = progress::bar(photos.len() as u64, format!("enrolling {name}"));
+    let mut embeddings = Vec::new();
+    for p in photos {
+        let origin = p.display().to_string();
+        let f = open_image(p).and_then(|img| Ok(rec.largest_face(&img, &origin)?));
+        let f = match f {
+            Ok(f) => f,
+            Err(e) => {
+                pb.abandon();
+                return Err(e.context("nothing enrolled"));
+            }
+        };
+        pb.suspend(|| {
+            println!(
+                "{origin}: face at ({:.0}, {:.0}) {:.0}x{:.0}, score {:.3}",
+                f.face.bbox.x, f.face.bbox.y, f.face.bbox.width, f.face.bbox.height, f.face.score
+            )
+        });
+        embeddings.push(f.embedding);
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let mut g = open_gallery(a)?;
+    g.enroll(name, &embeddings)?;
+    println!(
+        "enrolled `{name}` ({} photo(s)) in {}",
+        embeddings.len(),
+        gallery_path(a).display()
+    );
+    Ok(())
+}
+
+fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
+    let rec = recognizer(a)?;
+    let g = open_gallery(a)?;
+    let mut img = open_image(photo)?;
+    let faces = rec.analyze(&img)?;
+    if faces.is_empty() {
+        println!("{}: no face found", photo.display());
+    }
+    let mut labels = Vec::new();
+    for (i, f) in faces.iter().enumerate() {
+        let id = g.identify(&f.embedding, 3)?;
+        let b = &f.face.bbox;
+        let label = match id.best() {
+            Some(m) => format!("{} {:.2}", m.name, m.score),
+            None => match id.candidates.first() {
+                Some(m) => format!("unknown (closest {} {:.2})", m.name, m.score),
+                None => "unknown (empty gallery)".to_string(),
+            },
+        };
+        println!(
+            "face {i}: box ({:.0}, {:.0}) {:.0}x{:.0}, detection {:.3}: {label}",
+            b.x, b.y, b.width, b.height, f.face.score
+        );
+        labels.push((f.face, id.best().is_some(), label));
+    }
+    for (face, known, label) in &labels {
+        let color = if *known { [0, 220, 0] } else { [230, 40, 40] };
+        draw::draw_face(&mut img, face, Some(label), color);
+    }
+    let out = out.map(Path::to_path_buf).unwrap_or_else(|| {
+        let stem = photo
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "photo".into());
+        PathBuf::from(format!("{stem}_annotated.png"))
+    });
+    img.save(&out)?;
+    println!("annotated image: {}", out.display());
+    Ok(())
+}
+
+fn verify(a: &Args, pa: &Path, pb: &Path) -> Result<()> {
+    let rec = recognizer(a)?;
+    let mut emb = Vec::new();
+    for p in [pa, pb] {
+        let origin = p.display().to_string();
+        let f = rec
+            .largest_face(&open_image(p)?, &origin)
+            .context(|| "verify")?;
+        emb.push(f.embedding);
+    }
+    let threshold = a.threshold.unwrap_or(GalleryConfig::default().threshold);
+    let v = edgeai::vision::verify(&emb[0], &emb[1], threshold)?;
+    println!(
+        "cosine {:.3} (threshold {:.3}): {}",
+        v.score,
+        v.threshold,
+        if v.same_person {
+            "same person"
+        } else {
+            "different people"
+        }
+    );
+    Ok(())
+}
