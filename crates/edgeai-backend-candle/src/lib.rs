@@ -1,8 +1,22 @@
 //! # edgeai-backend-candle
 //!
-//! The candle backend. It holds the candle-transformers quantized llama engine behind the
-//! `edgeai-llm` engine trait ([`CandleLlama`]), used to cross-check and benchmark the native
-//! decoder on the same GGUF. (ONNX graphs through `candle-onnx` are a later issue.)
+//! The candle backend, in two parts:
+//!
+//! - [`CandleBackend`]: an edgeai [`Backend`](edgeai_core::Backend) for ONNX graphs, run by
+//!   `candle-onnx`'s reference evaluator (`simple_eval`) on the CPU. Operators it lacks are
+//!   reported when the model loads ([`edgeai_core::Error::UnsupportedOperator`]).
+//! - [`CandleLlama`]: candle-transformers' quantized llama engine behind the `edgeai-llm`
+//!   engine trait, used to cross-check and benchmark the native decoder on the same GGUF.
+//!
+//! ```no_run
+//! use edgeai_backend_candle::CandleBackend;
+//! use edgeai_core::{Backend, DType, LoadOptions, Tensor};
+//!
+//! let model = CandleBackend::new().load("models/face/sface.onnx".into(), &LoadOptions::new())?;
+//! let out = model.run(vec![Tensor::zeros(DType::F32, vec![1, 3, 112, 112])?])?;
+//! assert_eq!(out[0].shape(), &[1, 128]);
+//! # Ok::<(), edgeai_core::Error>(())
+//! ```
 //!
 //! ```no_run
 //! use edgeai_backend_candle::CandleLlama;
@@ -14,6 +28,11 @@
 //! # Ok::<(), edgeai_llm::Error>(())
 //! ```
 #![warn(missing_docs)]
+
+mod graph;
+mod rewrite;
+
+pub use graph::{CandleBackend, CandleModel, SUPPORTED_OPS};
 
 use std::path::Path;
 
