@@ -35,14 +35,18 @@ pub use edgeai_backend_tract as backend_tract;
 
 use edgeai_core::{Backend, Error, Result};
 
-/// The graph backends compiled into this build, in order of preference. The `candle` and
-/// `burn` features do not add an entry yet: their crates do not implement [`Backend`] for
-/// ONNX graphs so far (candle supplies the cross-check LLM engine; see their crate docs).
+/// The graph backends compiled into this build, in order of preference: tract (pure Rust,
+/// the reference the others are checked against), ONNX Runtime, candle (candle-onnx),
+/// burn (our run-time ONNX interpreter on burn tensor ops).
 const COMPILED: &[&str] = &[
     #[cfg(feature = "tract")]
     "tract",
     #[cfg(feature = "ort")]
     "ort",
+    #[cfg(feature = "candle")]
+    "candle",
+    #[cfg(feature = "burn")]
+    "burn",
 ];
 
 /// Names of the graph backends compiled into this build, in order of preference.
@@ -61,6 +65,10 @@ pub fn backend(name: &str) -> Result<Box<dyn Backend>> {
         "tract" => Ok(Box::new(edgeai_backend_tract::TractBackend::new())),
         #[cfg(feature = "ort")]
         "ort" => Ok(Box::new(edgeai_backend_ort::OrtBackend::new())),
+        #[cfg(feature = "candle")]
+        "candle" => Ok(Box::new(edgeai_backend_candle::CandleBackend::new())),
+        #[cfg(feature = "burn")]
+        "burn" => Ok(Box::new(edgeai_backend_burn::BurnBackend::new())),
         _ => Err(Error::BackendUnavailable {
             backend: name.to_string(),
             reason: format!(
