@@ -28,7 +28,7 @@ impl Host {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         match &self.data {
             HostData::F32(v) => v.len(),
             HostData::I64(v) => v.len(),
@@ -158,11 +158,11 @@ pub(crate) fn host_from_proto(t: &TensorProto) -> Result<Host, String> {
         }
     };
     let host = Host { shape, data };
-    if host.len() != n {
+    if host.count() != n {
         return Err(format!(
             "tensor `{name}` has shape {:?} ({n} elements) but holds {} values",
             host.shape,
-            host.len()
+            host.count()
         ));
     }
     Ok(host)

@@ -569,7 +569,7 @@ fn fuse_conv_bn(nodes: Vec<Node>, hosts: &mut Vec<Option<Host>>, keep: &[usize])
             continue;
         };
         let m = wshape.first().copied().unwrap_or(0);
-        if m == 0 || p.iter().any(|v| v.len() != m) || w.len() % m != 0 {
+        if m == 0 || w.is_empty() || p.iter().any(|v| v.len() != m) || w.len() % m != 0 {
             continue;
         }
         let bias = match conv.inputs.get(2).copied().flatten() {
@@ -582,12 +582,12 @@ fn fuse_conv_bn(nodes: Vec<Node>, hosts: &mut Vec<Option<Host>>, keep: &[usize])
         let eps = bn.attrs.float("epsilon", 1e-5);
         let per = w.len() / m;
         let mut nb = vec![0.0f32; m];
-        for o in 0..m {
+        for (o, (nbo, wo)) in nb.iter_mut().zip(w.chunks_mut(per)).enumerate() {
             let a = p[0][o] / (p[3][o] + eps).sqrt();
-            for v in &mut w[o * per..(o + 1) * per] {
+            for v in wo {
                 *v *= a;
             }
-            nb[o] = (bias[o] - p[2][o]) * a + p[1][o];
+            *nbo = (bias[o] - p[2][o]) * a + p[1][o];
         }
         // Fused weights in fresh slots: the originals may be read elsewhere; unread
         // constants are dropped after folding.
@@ -646,7 +646,7 @@ fn pretranspose_gemm(nodes: &mut [Node], hosts: &mut Vec<Option<Host>>) {
 }
 
 impl<B: BurnEngine> BurnModel<B> {
-    fn to_val(&self, t: Tensor) -> Val<B> {
+    fn val_of(&self, t: Tensor) -> Val<B> {
         let (shape, data) = t.into_parts();
         let f = |v: Vec<f32>| {
             Val::F(ops::upload::<B>(
@@ -669,7 +669,7 @@ impl<B: BurnEngine> BurnModel<B> {
         }
     }
 
-    fn from_val(&self, v: Val<B>, spec: &TensorSpec) -> std::result::Result<Tensor, String> {
+    fn tensor_of(&self, v: Val<B>, spec: &TensorSpec) -> std::result::Result<Tensor, String> {
         let (shape, data) = match v {
             Val::F(t) => {
                 let (shape, v) = ops::download::<B>(t)?;
@@ -702,7 +702,7 @@ impl<B: BurnEngine> BurnModel<B> {
     fn run_graph(&self, inputs: Vec<Tensor>) -> std::result::Result<Vec<Tensor>, String> {
         let mut slots = self.constants.clone();
         for (&s, t) in self.input_slots.iter().zip(inputs) {
-            slots[s] = Some(self.to_val(t));
+            slots[s] = Some(self.val_of(t));
         }
         for step in &self.steps {
             let node = &step.node;
@@ -741,7 +741,7 @@ impl<B: BurnEngine> BurnModel<B> {
                 let v = slots[s]
                     .clone()
                     .ok_or_else(|| format!("output `{}` was not computed", spec.name))?;
-                self.from_val(v, spec)
+                self.tensor_of(v, spec)
             })
             .collect()
     }
