@@ -209,6 +209,18 @@ fn pad_rank(shape: &[usize], rank: usize) -> Vec<usize> {
     s
 }
 
+/// The most elements a tensor that the graph builds from attribute or shape data (Expand,
+/// ConstantOfShape, Resize, broadcasts) may have: a corrupt file asking for more is an error,
+/// not an allocation failure.
+const MAX_ELEMENTS: usize = 1 << 28;
+
+fn check_size(shape: &[usize]) -> R<()> {
+    match numel(shape) {
+        Ok(n) if n <= MAX_ELEMENTS => Ok(()),
+        _ => Err(format!("a tensor of shape {shape:?} is too large")),
+    }
+}
+
 fn broadcast_shape(a: &[usize], b: &[usize]) -> R<Vec<usize>> {
     let r = a.len().max(b.len());
     let (pa, pb) = (pad_rank(a, r), pad_rank(b, r));
@@ -254,6 +266,7 @@ fn broadcast_index(out: &[usize], inp: &[usize]) -> Vec<usize> {
 
 fn host_binary(op: &str, a: &Host, b: &Host) -> R<Host> {
     let out = broadcast_shape(&a.shape, &b.shape)?;
+    check_size(&out)?;
     let ia = broadcast_index(&out, &a.shape);
     let ib = broadcast_index(&out, &b.shape);
     match (&a.data, &b.data) {
@@ -670,6 +683,7 @@ fn resize<B: Backend>(
             "resizing the batch or channel dimension is not supported",
         ));
     }
+    check_size(&out).map_err(|e| bad(node, e))?;
     if out[2] == 0 || out[3] == 0 {
         return Err(bad(node, format!("empty output size {out:?}")));
     }
@@ -1289,6 +1303,7 @@ pub(crate) fn exec<B: Backend>(
                 .iter()
                 .map(|&d| usize::try_from(d).map_err(|_| bad(node, format!("shape {s:?}"))))
                 .collect::<R<Vec<_>>>()?;
+            check_size(&shape).map_err(|e| bad(node, e))?;
             let n = numel(&shape).map_err(|e| bad(node, e))?;
             let fill = match a.tensor("value") {
                 Some(t) => crate::graph::host_from_proto(t).map_err(|e| bad(node, e))?,
@@ -1315,6 +1330,7 @@ pub(crate) fn exec<B: Backend>(
                 .collect::<R<_>>()?;
             let s = val_shape(&x);
             let out = broadcast_shape(&s, &spec).map_err(|e| bad(node, e))?;
+            check_size(&out).map_err(|e| bad(node, e))?;
             match x {
                 Val::F(t) => {
                     let t = reshape::<B>(t, &pad_rank(&s, out.len()));
