@@ -153,18 +153,23 @@ pub struct TensorInfo {
 }
 
 impl TensorInfo {
-    /// Number of elements.
+    /// Number of elements (saturating at `u64::MAX`; a parsed file's never overflow).
     pub fn elements(&self) -> u64 {
-        self.dims.iter().product()
+        checked_product(&self.dims).unwrap_or(u64::MAX)
     }
 
     /// `(rows, cols)` of the tensor viewed as a matrix: `cols = dims[0]`, `rows` = the product
-    /// of the other dimensions.
+    /// of the other dimensions (saturating; a parsed file's never overflow).
     pub fn matrix_shape(&self) -> (usize, usize) {
-        let cols = self.dims.first().copied().unwrap_or(1) as usize;
-        let rows = self.dims.iter().skip(1).product::<u64>() as usize;
-        (rows, cols)
+        let cols = self.dims.first().copied().unwrap_or(1);
+        let rows = checked_product(self.dims.get(1..).unwrap_or(&[])).unwrap_or(u64::MAX);
+        let us = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        (us(rows), us(cols))
     }
+}
+
+fn checked_product(dims: &[u64]) -> Option<u64> {
+    dims.iter().try_fold(1u64, |acc, &d| acc.checked_mul(d))
 }
 
 enum Storage {
@@ -316,9 +321,10 @@ impl GgufFile {
             let avail = file_len.saturating_sub(data_offset);
             let mut tensors = Vec::with_capacity(infos.len());
             for (start, name, dims, ty, offset) in infos {
-                let elements = dims
-                    .iter()
-                    .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                // The rows (all dims but the first) must not overflow either: with a zero
+                // first dim the full product is 0 whatever the others claim.
+                let elements = checked_product(&dims)
+                    .filter(|_| checked_product(&dims[1..]).is_some())
                     .filter(|&e| e <= file_len.saturating_mul(8))
                     .ok_or_else(|| {
                         r.err_at(

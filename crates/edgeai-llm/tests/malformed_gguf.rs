@@ -52,3 +52,46 @@ fn absurd_block_count_does_not_reserve_layers() {
     let largest = LARGEST.load(Ordering::Relaxed);
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
+
+/// Found by `fuzz/` (target `gguf`): a tensor whose first dimension is 0 and whose other
+/// dimensions multiply past u64. The full product is 0, so the parser accepted it, and
+/// `TensorInfo::matrix_shape` then overflowed (a panic in debug builds, a wrong row count in
+/// release).
+const FUZZ_CRASH_ZERO_DIM: &str = concat!(
+    "474755460200000001000000000000000400000000000000140000000000000067656e6572616c2e6172636869746563",
+    "747572650800000005000000000000006c6c616d61110000000000000067656e6572616c2e616c69679a929291740500",
+    "00002000000014000000000000006c656e6572616c2e6172636869746563747572650800000005000000000000006c6c",
+    "616d61110000000000000067656e6572616c2e616c69679a92929174040000002000000014000000000000006c6c616d",
+    "612e636f6e746578745f6c656e67746804000000000000000000000000006c6c616d61110000000000000067656e6572",
+    "616c000000000000000000000000000000040000000000000002000000000000000000000000000000000000",
+);
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn zero_first_dim_with_overflowing_rows_is_an_error() {
+    let e = GgufFile::from_bytes(unhex(FUZZ_CRASH_ZERO_DIM))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("overflow"), "{e}");
+    let bytes = GgufWriter::new()
+        .tensor("z", &[0, 1 << 40, 1 << 40], GgmlType::F32, Vec::new())
+        .build();
+    let e = GgufFile::from_bytes(bytes).unwrap_err().to_string();
+    assert!(e.contains("`z`") && e.contains("overflow"), "{e}");
+    // The accessors saturate on hand-built infos instead of overflowing.
+    let t = edgeai_llm::gguf::TensorInfo {
+        name: "t".into(),
+        dims: vec![0, u64::MAX, 2],
+        ty: GgmlType::F32,
+        offset: 0,
+        size: 0,
+    };
+    assert_eq!(t.matrix_shape(), (usize::MAX, 0));
+    assert_eq!(t.elements(), 0);
+}
