@@ -226,14 +226,39 @@ fn reference(ty: GgmlType, w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Ve
         }
         _ => x.to_vec(),
     };
-    wd.chunks(cols)
+    let mut out: Vec<f64> = wd
+        .chunks(cols)
         .map(|row| {
             row.iter()
                 .zip(&xq)
                 .map(|(a, b)| *a as f64 * *b as f64)
                 .sum()
         })
-        .collect()
+        .collect();
+    if ty == GgmlType::Q4_1 {
+        // The min term `m * d8 * sum(q8)` uses ggml's block_q8_1 sum, kept in f16 (computed
+        // from the unrounded activation scale): mirror that rounding.
+        let nb = cols / 32;
+        for (r, o) in out.iter_mut().enumerate() {
+            for b in 0..nb {
+                let blk = &bytes[(r * nb + b) * 20..][..20];
+                let m = half::f16::from_le_bytes([blk[2], blk[3]]).to_f32() as f64;
+                let xs = &x[b * 32..][..32];
+                let d = xs.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                let qsum: f32 = xq[b * 32..][..32].iter().sum::<f32>();
+                let d8 = if d == 0.0 { 0.0 } else { half::f16::from_f32(d).to_f32() };
+                let isum = if d8 == 0.0 { 0.0 } else { (qsum / d8).round() };
+                let exact = d * isum;
+                let s16 = if exact.abs() <= f32::from(half::f16::MAX) {
+                    half::f16::from_f32(exact).to_f32() as f64
+                } else {
+                    exact as f64
+                };
+                *o += m * (s16 - qsum as f64);
+            }
+        }
+    }
+    out
 }
 
 #[test]

@@ -201,10 +201,25 @@ impl Scratch {
             self.q8_sums.resize(nb, 0.0);
         }
         quantize_row_q8_0(x, &mut self.q8[..nb]);
-        for (s, b) in self.q8_sums[..nb].iter_mut().zip(&self.q8[..nb]) {
+        // ggml's block_q8_1 keeps `s = d * sum(q)` as f16 (from the unrounded f32 scale), and
+        // so do llama.cpp and candle: rounding it the same way keeps Q4_1 logits bit-close to
+        // theirs, which matters where two tokens nearly tie under greedy decoding.
+        for ((s, b), xs) in self.q8_sums[..nb]
+            .iter_mut()
+            .zip(&self.q8[..nb])
+            .zip(x.chunks_exact(QK))
+        {
             let qs = b.qs;
             let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            *s = b.d.to_f32() * sum as f32;
+            let d = xs.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            let exact = d * sum as f32;
+            // Beyond f16's range ggml would store an infinity (and 0 * inf = NaN for a zero
+            // min); keep the f32 value there instead.
+            *s = if exact.abs() <= f32::from(half::f16::MAX) {
+                half::f16::from_f32(exact).to_f32()
+            } else {
+                exact
+            };
         }
         (&self.q8[..nb], &self.q8_sums[..nb])
     }
