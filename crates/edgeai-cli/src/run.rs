@@ -228,8 +228,8 @@ pub fn stats(t: &Tensor) -> String {
 }
 
 pub fn main(a: Args) -> Result<()> {
-    let backend = backend(a.backend.as_deref())?;
     check_graph_model(&a.model, "run")?;
+    let backend = backend(a.backend.as_deref())?;
     let (model, load_ms) = load(backend.as_ref(), &a.model, a.threads)?;
     let inputs = make_inputs(model.as_ref(), &a.inputs, a.seed, a.dim)?;
     for (s, t) in model.inputs().iter().zip(&inputs) {

@@ -66,7 +66,7 @@ fn usage_errors_exit_2() {
         &["novalue"],
     );
     assert_fails(
-        &edgeai(&["run", "m.onnx", "--backend", "nosuch"]),
+        &edgeai(&["bench", "m.onnx", "--backend", "nosuch"]),
         2,
         &["unknown backend `nosuch`", "tract"],
     );
@@ -343,7 +343,6 @@ fn chat_at_temperature_zero_is_deterministic() {
     assert_eq!(b.status.code(), Some(0), "{}", stderr(&b));
     assert!(!stdout(&a).trim().is_empty());
     assert_eq!(stdout(&a), stdout(&b));
-    assert!(stdout(&a).contains("Paris"), "{}", stdout(&a));
     assert!(stderr(&a).contains("tok/s"), "{}", stderr(&a));
     assert_fails(
         &edgeai(&["chat", s(&model), "--engine", "nope"]),
