@@ -41,7 +41,7 @@ impl Rng {
     }
 
     fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
-        let n = shape.iter().product();
+        let n: usize = shape.iter().product();
         let v = (0..n).map(|_| lo + (hi - lo) * self.next_f32()).collect();
         Tensor::from_vec(shape.to_vec(), v).unwrap()
     }
@@ -121,7 +121,7 @@ fn ppocr_classifier_matches_tract_with_dynamic_batch() {
         return;
     };
     let mut rng = Rng(0x5eed_0003);
-    for batch in [1, 3] {
+    for batch in [1usize, 3] {
         let x = rng.tensor(&[batch, 3, 48, 192], -1.0, 1.0);
         assert_agree(
             &*burn,
@@ -273,7 +273,7 @@ fn symbolic_batch_runs_at_any_size() {
         .load(p.into(), &LoadOptions::new())
         .unwrap();
     assert_eq!(m.inputs()[0].shape_string(), "[batch, 3]");
-    for batch in [1, 4] {
+    for batch in [1usize, 4] {
         let x =
             Tensor::from_vec(vec![batch, 3], (0..batch * 3).map(|i| i as f32).collect()).unwrap();
         let y = m.run(vec![x]).unwrap();
