@@ -864,7 +864,7 @@ mod tests {
         match err {
             Error::UnsupportedOperator { ops, backend, .. } => {
                 assert_eq!(backend, "burn");
-                assert_eq!(ops, vec!["FancyOp".to_string(), "Loop".to_string()]);
+                assert_eq!(ops.as_slice(), ["FancyOp", "Loop"]);
             }
             other => panic!("{other}"),
         }

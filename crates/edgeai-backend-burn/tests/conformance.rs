@@ -181,7 +181,7 @@ fn unknown_operator_is_named() {
     match &err {
         Error::UnsupportedOperator { backend, ops, .. } => {
             assert_eq!(backend, "burn");
-            assert_eq!(ops, &vec!["EdgeaiNoSuchOp".to_string()]);
+            assert_eq!(ops.as_slice(), ["EdgeaiNoSuchOp"]);
         }
         other => panic!("expected UnsupportedOperator, got {other}"),
     }
