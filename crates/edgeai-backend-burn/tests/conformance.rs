@@ -164,7 +164,8 @@ fn engine_without_its_feature_is_unavailable() {
         }
         let err = BurnBackend::with_engine(e)
             .load(vec![0u8; 4].into(), &LoadOptions::new())
-            .unwrap_err();
+            .err()
+            .map_or_else(|| panic!("the model loaded"), |e| e);
         assert!(matches!(err, Error::BackendUnavailable { .. }), "{err}");
     }
     assert!(BurnBackend::new().engine().is_compiled());
@@ -177,7 +178,8 @@ fn unknown_operator_is_named() {
     };
     let err = BurnBackend::new()
         .load(p.into(), &LoadOptions::new())
-        .unwrap_err();
+        .err()
+        .map_or_else(|| panic!("the model loaded"), |e| e);
     match &err {
         Error::UnsupportedOperator { backend, ops, .. } => {
             assert_eq!(backend, "burn");
@@ -201,7 +203,8 @@ fn truncated_and_garbage_files_are_errors() {
     for junk in [vec![], vec![0xff; 64], b"not an onnx file at all".to_vec()] {
         let err = BurnBackend::new()
             .load(junk.clone().into(), &LoadOptions::new())
-            .unwrap_err();
+            .err()
+            .map_or_else(|| panic!("the model loaded"), |e| e);
         assert!(
             matches!(err, Error::InvalidModel { .. }),
             "{} junk bytes: {err}",
