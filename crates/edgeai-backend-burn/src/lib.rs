@@ -861,7 +861,7 @@ mod tests {
         let err = BurnBackend::new()
             .load(bytes.into(), &LoadOptions::new())
             .err()
-            .map_or_else(|| panic!("the model loaded"), |e| e);
+            .unwrap_or_else(|| panic!("the model loaded"));
         match err {
             Error::UnsupportedOperator { ops, backend, .. } => {
                 assert_eq!(backend, "burn");
@@ -894,7 +894,7 @@ mod tests {
         let err = BurnBackend::new()
             .load(bytes.into(), &LoadOptions::new())
             .err()
-            .map_or_else(|| panic!("the model loaded"), |e| e);
+            .unwrap_or_else(|| panic!("the model loaded"));
         assert!(err.to_string().contains("Resize(mode=cubic"), "{err}");
     }
 
@@ -942,7 +942,7 @@ mod tests {
         let err = BurnBackend::new()
             .load(bytes.into(), &LoadOptions::new())
             .err()
-            .map_or_else(|| panic!("the model loaded"), |e| e);
+            .unwrap_or_else(|| panic!("the model loaded"));
         assert!(matches!(err, Error::InvalidModel { .. }), "{err}");
         assert!(err.to_string().contains("nowhere"));
     }

@@ -165,7 +165,7 @@ fn engine_without_its_feature_is_unavailable() {
         let err = BurnBackend::with_engine(e)
             .load(vec![0u8; 4].into(), &LoadOptions::new())
             .err()
-            .map_or_else(|| panic!("the model loaded"), |e| e);
+            .unwrap_or_else(|| panic!("the model loaded"));
         assert!(matches!(err, Error::BackendUnavailable { .. }), "{err}");
     }
     assert!(BurnBackend::new().engine().is_compiled());
@@ -179,7 +179,7 @@ fn unknown_operator_is_named() {
     let err = BurnBackend::new()
         .load(p.into(), &LoadOptions::new())
         .err()
-        .map_or_else(|| panic!("the model loaded"), |e| e);
+        .unwrap_or_else(|| panic!("the model loaded"));
     match &err {
         Error::UnsupportedOperator { backend, ops, .. } => {
             assert_eq!(backend, "burn");
@@ -204,7 +204,7 @@ fn truncated_and_garbage_files_are_errors() {
         let err = BurnBackend::new()
             .load(junk.clone().into(), &LoadOptions::new())
             .err()
-            .map_or_else(|| panic!("the model loaded"), |e| e);
+            .unwrap_or_else(|| panic!("the model loaded"));
         assert!(
             matches!(err, Error::InvalidModel { .. }),
             "{} junk bytes: {err}",
