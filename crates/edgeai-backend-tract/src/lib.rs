@@ -61,9 +61,44 @@ impl Backend for TractBackend {
         let origin = source.origin();
         let format = source.check_format(NAME, &[ModelFormat::Onnx, ModelFormat::Tflite])?;
         let bytes = source.into_bytes()?;
+        // tract panics on some malformed graphs (e.g. a graph output that no node produces:
+        // found by fuzz/, target onnx_tract); a bad file must be an error, not a panic.
+        // Nothing outlives a panicking load, so no broken state can be observed.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            load_bytes(format, &bytes, &origin, options)
+        }))
+        .unwrap_or_else(|panic| {
+            Err(Error::InvalidModel {
+                origin: origin.clone(),
+                reason: format!(
+                    "tract panicked while loading the model: {}",
+                    panic_message(panic.as_ref())
+                ),
+            })
+        })
+    }
+}
+
+/// The message of a caught panic.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+fn load_bytes(
+    format: ModelFormat,
+    bytes: &[u8],
+    origin: &str,
+    options: &LoadOptions,
+) -> Result<Box<dyn Model>> {
+    {
+        let origin = origin.to_string();
         let typed = match format {
-            ModelFormat::Tflite => load_tflite(&bytes, &origin)?,
-            _ => load_onnx(&bytes, &origin)?,
+            ModelFormat::Tflite => load_tflite(bytes, &origin)?,
+            _ => load_onnx(bytes, &origin)?,
         };
         let invalid = |reason: String| Error::InvalidModel {
             origin: origin.clone(),
@@ -253,10 +288,20 @@ impl Model for TractModel {
             .into_iter()
             .map(|t| to_tract(t).map(TValue::from))
             .collect::<Result<TVec<_>>>()?;
-        let outs = self.plan.run(values).map_err(|e| Error::Run {
-            backend: NAME.into(),
-            reason: chain(&e),
-        })?;
+        // The plan is immutable and each run builds its own state, so a panicking run
+        // leaves nothing behind; report it as a failed run rather than unwinding into the
+        // caller.
+        let outs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
+            .unwrap_or_else(|panic| {
+                Err(TractError::msg(format!(
+                    "tract panicked while running the model: {}",
+                    panic_message(panic.as_ref())
+                )))
+            })
+            .map_err(|e| Error::Run {
+                backend: NAME.into(),
+                reason: chain(&e),
+            })?;
         outs.into_iter()
             .map(|v| from_tract(v.into_tensor()))
             .collect()
