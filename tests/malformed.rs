@@ -403,6 +403,11 @@ fn value_info(out: &mut Vec<u8>, field: u64, name: &str, elem: u64, dims: &[Onnx
 
 /// `Y = op(X, [initializer W])` with X, Y float `[N, 3]`; `init` is `(name, dims, raw data)`.
 fn onnx_model(op: &str, init: Option<(&str, &[u64], &[u8])>) -> Vec<u8> {
+    onnx_model_with_output(op, init, "Y")
+}
+
+/// As [`onnx_model`], with the graph output called `output` (the node still writes `Y`).
+fn onnx_model_with_output(op: &str, init: Option<(&str, &[u64], &[u8])>, output: &str) -> Vec<u8> {
     let mut m = Vec::new();
     pb::int(&mut m, 1, 8); // ir_version
     pb::msg(&mut m, 8, |o| pb::int(o, 2, 13)); // opset_import { version: 13 }
@@ -429,7 +434,7 @@ fn onnx_model(op: &str, init: Option<(&str, &[u64], &[u8])>) -> Vec<u8> {
         }
         let nx = [OnnxDim::Param("N"), OnnxDim::Value(3)];
         value_info(g, 11, "X", ONNX_FLOAT, &nx);
-        value_info(g, 12, "Y", ONNX_FLOAT, &nx);
+        value_info(g, 12, output, ONNX_FLOAT, &nx);
     });
     m
 }
@@ -566,6 +571,20 @@ fn onnx_initializer_dims_overflow() {
         assert!(matches!(e, Error::InvalidModel { .. }), "{case}: {e}");
         eprintln!("{case}: {e} ({usage:?})");
         assert_bounded(&case, usage, len * 64 + (16 << 20));
+    }
+}
+
+/// A graph output that no node produces (tract 0.23.9 panicked on it; found by fuzz/).
+#[test]
+fn onnx_graph_output_without_producer() {
+    for b in backends() {
+        let Some(r) = load(b.as_ref(), onnx_model_with_output("Relu", None, "a")) else {
+            continue;
+        };
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{}: a dangling graph output loaded", b.name()));
+        assert!(matches!(e, Error::InvalidModel { .. }), "{}: {e}", b.name());
     }
 }
 

@@ -6,10 +6,24 @@ use edgeai_backend_tract::TractBackend;
 use edgeai_core::{Backend, Dim, LoadOptions, ModelSource, Tensor};
 use libfuzzer_sys::fuzz_target;
 
+/// libfuzzer-sys's panic hook aborts even on a panic that is caught. The backend catches
+/// panics inside the engine and returns an error (a malformed file must not panic the
+/// caller), so that hook is replaced by the default one: a caught panic is printed and
+/// fuzzing goes on; a panic that escapes `load`/`run` still aborts (libfuzzer-sys catches it
+/// at the target's boundary) and is reported as a crash.
+fn keep_going_on_caught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| eprintln!("caught engine panic: {info}")));
+    });
+}
+
 /// Inputs larger than this many elements are not run (keeps each execution short).
 const MAX_RUN_ELEMENTS: usize = 1 << 16;
 
 fuzz_target!(|data: &[u8]| {
+    keep_going_on_caught_panics();
     let Ok(model) =
         TractBackend::new().load(ModelSource::Bytes(data.to_vec()), &LoadOptions::new())
     else {
