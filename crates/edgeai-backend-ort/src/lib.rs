@@ -226,7 +226,9 @@ fn spec(name: &str, ty: &ValueType) -> Result<TensorSpec> {
                 Dim::Fixed(d as usize)
             } else {
                 let s = dimension_symbols.get(i).cloned().unwrap_or_default();
-                Dim::Symbolic(if s.is_empty() {
+                // ORT names every unnamed dimension "?": those are independent sizes, not one
+                // shared symbol (validate_inputs makes equal names take equal sizes).
+                Dim::Symbolic(if s.is_empty() || s == "?" {
                     format!("{name}_dim{i}")
                 } else {
                     s
