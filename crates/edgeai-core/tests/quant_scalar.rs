@@ -246,7 +246,11 @@ fn reference(ty: GgmlType, w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Ve
                 let xs = &x[b * 32..][..32];
                 let d = xs.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
                 let qsum: f32 = xq[b * 32..][..32].iter().sum::<f32>();
-                let d8 = if d == 0.0 { 0.0 } else { half::f16::from_f32(d).to_f32() };
+                let d8 = if d == 0.0 {
+                    0.0
+                } else {
+                    half::f16::from_f32(d).to_f32()
+                };
                 let isum = if d8 == 0.0 { 0.0 } else { (qsum / d8).round() };
                 let exact = d * isum;
                 let s16 = if exact.abs() <= f32::from(half::f16::MAX) {

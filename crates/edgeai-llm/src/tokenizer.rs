@@ -150,14 +150,20 @@ impl Tokenizer {
             })?;
             merge_pairs.push((a.to_string(), b.to_string()));
         }
-        let bpe = BPE::builder()
-            .vocab_and_merges(
-                vocab
-                    .into_iter()
-                    .collect::<tokenizers::models::bpe::Vocab>(),
-                merge_pairs,
-            )
-            .build()
+        let builder = BPE::builder().vocab_and_merges(
+            vocab
+                .into_iter()
+                .collect::<tokenizers::models::bpe::Vocab>(),
+            merge_pairs,
+        );
+        // tokenizers 0.23's BPE builder slices merge strings without checking them and panics
+        // on some malformed vocabularies (found by fuzz/, target tokenizer_gguf): a bad file
+        // must be an error. Nothing escapes the closure, so no broken state is observable.
+        let bpe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()))
+            .map_err(|_| Error::Metadata {
+                key: "tokenizer.ggml.merges".into(),
+                reason: "the vocabulary and merges do not form a valid BPE model".into(),
+            })?
             .map_err(tok_err)?;
         let mut inner = tokenizers::Tokenizer::new(bpe);
         let byte_level = ByteLevel::new(false, true, true);

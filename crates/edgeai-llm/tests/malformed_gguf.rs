@@ -95,3 +95,30 @@ fn zero_first_dim_with_overflowing_rows_is_an_error() {
     assert_eq!(t.matrix_shape(), (usize::MAX, 0));
     assert_eq!(t.elements(), 0);
 }
+
+/// fuzz/ (target tokenizer_gguf): a vocabulary with a duplicate token and merges whose result
+/// is not in it made tokenizers' BPE builder panic ("range end index 2 out of range"). It
+/// must be an error naming the merges.
+#[test]
+fn duplicate_vocabulary_with_dangling_merges_is_not_a_panic() {
+    let strs = |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());
+    let bytes = GgufWriter::new()
+        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv("tokenizer.ggml.pre", Value::String("gpt2".into()))
+        .kv("tokenizer.ggml.tokens", strs(&["a", "b", "c", "a", ">"]))
+        .kv("tokenizer.ggml.merges", strs(&["a b", "ab c"]))
+        .kv(
+            "tokenizer.ggml.token_type",
+            Value::Array(vec![Value::I32(1); 5]),
+        )
+        .kv("tokenizer.ggml.add_bos_token", Value::Bool(true))
+        .kv("tokenizer.ggml.bos_token_id", Value::U32(98))
+        .kv("tokenizer.ggml.eos_token_id", Value::U32(52))
+        .tensor("t", &[1], GgmlType::F32, vec![0; 4])
+        .build();
+    let f = GgufFile::from_bytes(bytes).expect("the writer's output parses");
+    let err = edgeai_llm::Tokenizer::from_gguf(&f)
+        .err()
+        .expect("these merges do not form a BPE model");
+    assert!(err.to_string().contains("merges"), "{err}");
+}
