@@ -334,7 +334,10 @@ fn gguf_llama_with_absurd_layer_count() {
         let g = GgufFile::from_bytes(bytes)?;
         edgeai::llm::LlamaModel::from_gguf(g)
     });
-    let msg = r.err().expect("a model without layers loaded").to_string();
+    let Err(e) = r else {
+        panic!("a model without layers loaded")
+    };
+    let msg = e.to_string();
     assert_mentions(
         "absurd layer count",
         &msg,
@@ -819,7 +822,7 @@ fn images_truncated_and_empty() {
 /// A `.npy` file (version 1) with `header` as its dictionary and `data` after it.
 fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
-    while (10 + h.len() + 1) % 64 != 0 {
+    while !(10 + h.len() + 1).is_multiple_of(64) {
         h.push(' ');
     }
     h.push('\n');
