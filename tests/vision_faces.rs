@@ -216,7 +216,7 @@ fn photo_without_a_face_and_bad_files_are_clear_errors() {
 #[cfg(feature = "tract")]
 fn blazeface_detector_gives_the_same_identities() {
     use edgeai::core::Backend;
-    use edgeai::vision::{BlazeFace, BlazeFaceConfig, FaceDetector, SFace};
+    use edgeai::vision::{BlazeFace, BlazeFaceConfig, SFace};
     let (Some(bf), Some(sf)) = (
         model_path("face/blazeface_full_range.onnx"),
         model_path("face/sface.onnx"),
