@@ -117,8 +117,8 @@ fn duplicate_vocabulary_with_dangling_merges_is_not_a_panic() {
         .tensor("t", &[1], GgmlType::F32, vec![0; 4])
         .build();
     let f = GgufFile::from_bytes(bytes).expect("the writer's output parses");
-    let err = edgeai_llm::Tokenizer::from_gguf(&f)
-        .err()
-        .expect("these merges do not form a BPE model");
+    let Err(err) = edgeai_llm::Tokenizer::from_gguf(&f) else {
+        panic!("these merges do not form a BPE model")
+    };
     assert!(err.to_string().contains("merges"), "{err}");
 }
