@@ -307,6 +307,27 @@ fn prepare(bytes: &[u8], origin: &str) -> Result<CandleModel> {
         }
     }
 
+    // Every graph output must come from a node, an input or a constant: a dangling one would
+    // only fail (or panic) inside simple_eval at run time.
+    {
+        let produced: std::collections::HashSet<&str> = graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().map(String::as_str))
+            .chain(graph.input.iter().map(|i| i.name.as_str()))
+            .chain(consts.keys().map(String::as_str))
+            .collect();
+        if let Some(o) = graph
+            .output
+            .iter()
+            .find(|o| !produced.contains(o.name.as_str()))
+        {
+            return Err(invalid(format!(
+                "graph output `{}` is produced by no node, input or initializer",
+                o.name
+            )));
+        }
+    }
     let inputs = graph
         .input
         .iter()
