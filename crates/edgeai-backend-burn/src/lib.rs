@@ -135,6 +135,19 @@ impl Backend for BurnBackend {
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         source.check_format(NAME, &[ModelFormat::Onnx])?;
+        if !self.engine.is_compiled() {
+            // Say so before reading anything: no file can load on a missing engine.
+            return Err(Error::BackendUnavailable {
+                backend: NAME.into(),
+                reason: format!(
+                    "edgeai-backend-burn was built without the `{}` feature",
+                    match self.engine {
+                        Engine::Flex => "flex",
+                        Engine::NdArray => "ndarray",
+                    }
+                ),
+            });
+        }
         let origin = source.origin();
         let bytes = source.into_bytes()?;
         let plan = Plan::parse(&bytes, &origin)?;

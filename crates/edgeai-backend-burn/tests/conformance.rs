@@ -115,28 +115,44 @@ fn yunet_matches_tract() {
 }
 
 #[test]
-fn ppocr_classifier_matches_tract_with_dynamic_batch() {
-    // Shape -> Cast -> Slice -> Concat -> Reshape on a run-time batch size.
-    let Some((burn, tract)) = load_pair("cls/ppocr_mobilenetv3_cls.onnx") else {
+fn ppocr_classifier_runs_with_a_dynamic_batch() {
+    // Shape -> Cast -> Slice -> Concat -> Reshape on a run-time batch size. tract cannot type
+    // this model as shipped (input [-1, 3, ?, ?]), so the reference is burn itself at batch 1:
+    // every row of a batch-3 run must equal the batch-1 run of that image. (Against ONNX
+    // Runtime the outputs agree to 8.6e-7; see the README's conformance section.)
+    let Some(p) = path_or_skip("cls/ppocr_mobilenetv3_cls.onnx") else {
         return;
     };
+    let burn = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap_or_else(|e| panic!("burn cannot load the classifier: {e}"));
     let mut rng = Rng(0x5eed_0003);
-    for batch in [1usize, 3] {
-        let x = rng.tensor(&[batch, 3, 48, 192], -1.0, 1.0);
-        assert_agree(
-            &*burn,
-            &*tract,
-            vec![x],
-            &format!("ppocr cls batch {batch}"),
-        );
+    let images: Vec<Tensor> = (0..3)
+        .map(|_| rng.tensor(&[1, 3, 48, 192], -1.0, 1.0))
+        .collect();
+    let singles: Vec<Vec<f32>> = images
+        .iter()
+        .map(|x| {
+            let out = burn.run(vec![x.clone()]).unwrap();
+            assert_eq!(out[0].shape(), &[1, 2]);
+            out[0].as_slice::<f32>().unwrap().to_vec()
+        })
+        .collect();
+    let mut batch = Vec::new();
+    for x in &images {
+        batch.extend_from_slice(x.as_slice::<f32>().unwrap());
     }
     let out = burn
-        .run(vec![rng.tensor(&[2, 3, 48, 192], -1.0, 1.0)])
+        .run(vec![Tensor::from_vec(vec![3, 3, 48, 192], batch).unwrap()])
         .unwrap();
-    assert_eq!(out[0].shape(), &[2, 2]);
-    // Softmax rows sum to one.
-    for row in out[0].as_slice::<f32>().unwrap().chunks(2) {
-        assert!((row[0] + row[1] - 1.0).abs() < 1e-5);
+    assert_eq!(out[0].shape(), &[3, 2]);
+    let rows = out[0].as_slice::<f32>().unwrap();
+    for (i, (row, single)) in rows.chunks(2).zip(&singles).enumerate() {
+        // Softmax rows sum to one, and batching changes nothing beyond rounding.
+        assert!((row[0] + row[1] - 1.0).abs() < 1e-5, "{row:?}");
+        for (a, b) in row.iter().zip(single) {
+            assert!((a - b).abs() < 1e-5, "image {i}: batched {a} vs alone {b}");
+        }
     }
 }
 
