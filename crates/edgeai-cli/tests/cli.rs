@@ -164,7 +164,20 @@ fn run_matches_library(rel: &str, tag: &str, shape: Option<&[usize]>) {
     let o = edgeai(&args);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for (spec, want) in m.outputs().iter().zip(&expected) {
-        let file = d.join("out").join(format!("{}.npy", spec.name));
+        // The CLI writes `<name>.npy` with characters other than letters, digits, `.`, `_`
+        // and `-` replaced by `_` (PP-OCR's output is `save_infer_model/scale_0.tmp_1`).
+        let safe: String = spec
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let file = d.join("out").join(format!("{safe}.npy"));
         let got = npy::read(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.shape(), want.shape());
         let (g, w) = (
