@@ -185,20 +185,9 @@ fn load_tflite(bytes: &[u8], origin: &str) -> Result<TypedModel> {
             reason: "not a TensorFlow Lite flatbuffer (no `TFL3` identifier)".into(),
         });
     }
-    // tract-tflite 0.23 unwraps some flatbuffer fields while walking the graph; a malformed
-    // file must be an error, not a crash of the caller, so a panic in there becomes one.
-    let parsed =
-        std::panic::catch_unwind(|| tract_tflite::tflite().model_for_read(&mut &bytes[..]))
-            .map_err(|p| Error::InvalidModel {
-                origin: origin.to_string(),
-                reason: format!(
-                    "malformed TensorFlow Lite file (tract-tflite panicked: {})",
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "unknown".into())
-                ),
-            })?;
+    // tract-tflite 0.23 unwraps some flatbuffer fields while walking the graph: `load` runs
+    // this under the same catch_unwind as ONNX loading, so such a panic is an error too.
+    let parsed = tract_tflite::tflite().model_for_read(&mut &bytes[..]);
     parsed.map_err(|e| {
         let msg = chain(&e);
         match unsupported_tflite_op(&msg) {
