@@ -35,9 +35,19 @@ fn tokenizer_roundtrip_and_specials() {
         "   leading   and\ttabs\t\tand\n\n\nnewlines   ",
         "",
     ] {
+        assert!(t.encodes_losslessly(s));
         let ids = t.encode(s).unwrap();
         assert_eq!(t.decode(&ids).unwrap(), s, "ids {ids:?}");
     }
+    // Found by the `tokenize` fuzz target: SmolLM2's vocabulary has no token for byte 0x14
+    // (nor for 20 other bytes); encoding drops it, like llama.cpp, and says so.
+    let s = "<|im_start\u{14}>user\nWhat is >\n<|im_start|>assistant\n";
+    assert!(!t.encodes_byte(0x14) && t.encodes_byte(b'<') && !t.encodes_losslessly(s));
+    let missing = (0..=255u8).filter(|&b| !t.encodes_byte(b)).count();
+    assert_eq!(missing, 21);
+    let ids = t.encode(s).unwrap();
+    assert_eq!(t.decode(&ids).unwrap(), s.replace('\u{14}', ""));
+    assert_eq!(ids.iter().filter(|&&i| i == 1).count(), 1);
     assert_eq!(t.token_to_id("<|im_start|>"), Some(1));
     assert_eq!(t.token_to_id("<|im_end|>"), Some(2));
     let ids = t.encode("<|im_start|>user\nHi<|im_end|>").unwrap();

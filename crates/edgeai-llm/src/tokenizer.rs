@@ -61,6 +61,8 @@ pub struct Tokenizer {
     eos: Option<u32>,
     eog: Vec<u32>,
     add_bos: bool,
+    /// `encodable[b]`: the vocabulary has a single-byte token for byte `b`.
+    encodable: [bool; 256],
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -259,6 +261,12 @@ impl Tokenizer {
                 }
             }
         }
+        let mut encodable = [false; 256];
+        for (bytes, &is_special) in token_bytes.iter().zip(&special) {
+            if let ([b], false) = (bytes.as_slice(), is_special) {
+                encodable[*b as usize] = true;
+            }
+        }
         Self {
             inner,
             token_bytes,
@@ -267,12 +275,21 @@ impl Tokenizer {
             eos,
             eog,
             add_bos,
+            encodable,
         }
     }
 
     /// Encodes `text`; special-token strings such as `<|im_start|>` map to their single id.
     /// A BOS token is prepended when the model asks for one (`tokenizer.ggml.add_bos_token`).
+    ///
+    /// Bytes the vocabulary has no token for are dropped, as llama.cpp does (SmolLM2's
+    /// vocabulary lacks 21 of the 256 byte tokens, among them most C0 control characters and
+    /// the bytes that never occur in UTF-8); see [`Tokenizer::encodes_byte`]. Every other text
+    /// decodes back to itself byte for byte.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(b) = text.bytes().find(|&b| !self.encodes_byte(b)) {
+            tracing::debug!(byte = b, "the vocabulary has no token for this byte; dropped");
+        }
         let enc = self.inner.encode(text, false).map_err(tok_err)?;
         let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
         if self.add_bos {
@@ -310,6 +327,18 @@ impl Tokenizer {
     /// The id of a token string (as stored in the vocabulary).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    /// Whether the vocabulary can represent byte `b` (has a single-byte token for it).
+    /// [`Tokenizer::encode`] drops the bytes for which this is false.
+    pub fn encodes_byte(&self, b: u8) -> bool {
+        self.encodable[b as usize]
+    }
+
+    /// Whether the vocabulary represents every byte of `text`, so that decoding
+    /// [`Tokenizer::encode`]'s ids gives `text` back exactly.
+    pub fn encodes_losslessly(&self, text: &str) -> bool {
+        text.bytes().all(|b| self.encodes_byte(b))
     }
 
     /// Whether `id` is a control (special) token.
