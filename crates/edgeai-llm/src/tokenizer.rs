@@ -288,7 +288,10 @@ impl Tokenizer {
     /// decodes back to itself byte for byte.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
         if let Some(b) = text.bytes().find(|&b| !self.encodes_byte(b)) {
-            tracing::debug!(byte = b, "the vocabulary has no token for this byte; dropped");
+            tracing::debug!(
+                byte = b,
+                "the vocabulary has no token for this byte; dropped"
+            );
         }
         let enc = self.inner.encode(text, false).map_err(tok_err)?;
         let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
