@@ -390,4 +390,59 @@ mod tests {
         let inv = inverse_table();
         assert_eq!(byte_level_decode("ĠParis", &inv), b" Paris");
     }
+
+    /// A complete byte-level vocabulary (all 256 bytes, two merges, two control tokens) in an
+    /// in-memory GGUF: no model file and no mmap, so this also runs under Miri.
+    fn synthetic() -> Tokenizer {
+        use crate::gguf::writer::GgufWriter;
+        use crate::gguf::{GgufFile, Value};
+        let table = bytes_to_unicode();
+        let mut tokens = vec!["<|im_start|>".to_string(), "<|im_end|>".to_string()];
+        tokens.extend(table.iter().map(|c| c.to_string()));
+        tokens.push("he".into());
+        tokens.push("hel".into());
+        let mut types = vec![TOKEN_TYPE_CONTROL, TOKEN_TYPE_CONTROL];
+        types.resize(tokens.len(), 1);
+        let strings =
+            |v: &[String]| Value::Array(v.iter().map(|t| Value::String(t.clone())).collect());
+        let bytes = GgufWriter::new()
+            .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+            .kv("tokenizer.ggml.pre", Value::String("smollm".into()))
+            .kv("tokenizer.ggml.tokens", strings(&tokens))
+            .kv(
+                "tokenizer.ggml.token_type",
+                Value::Array(types.iter().map(|&t| Value::I32(t as i32)).collect()),
+            )
+            .kv(
+                "tokenizer.ggml.merges",
+                strings(&["h e".into(), "he l".into()]),
+            )
+            .kv("tokenizer.ggml.bos_token_id", Value::U32(0))
+            .kv("tokenizer.ggml.eos_token_id", Value::U32(1))
+            .build();
+        Tokenizer::from_gguf(&GgufFile::from_bytes(bytes).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn synthetic_vocabulary_round_trips_and_maps_specials() {
+        let t = synthetic();
+        assert_eq!(t.vocab_size(), 260);
+        assert!((0..=255u8).all(|b| t.encodes_byte(b)));
+        for s in ["hello", "Ça va? 🦀 日本", "a\tb\n\n  c", "x\u{14}y", ""] {
+            let ids = t.encode(s).unwrap();
+            assert_eq!(t.decode(&ids).unwrap(), s, "{ids:?}");
+        }
+        // "hel" is one merged token; digits split one by one.
+        assert_eq!(t.encode("hel").unwrap(), vec![259]);
+        assert_eq!(t.encode("42").unwrap().len(), 2);
+        let ids = t.encode("<|im_start|>hi<|im_end|>").unwrap();
+        assert_eq!((ids[0], *ids.last().unwrap()), (0, 1));
+        assert!(t.is_special(0) && !t.is_special(2));
+        assert!(t.is_end_of_generation(1));
+        assert!(t
+            .decode(&[260])
+            .unwrap_err()
+            .to_string()
+            .contains("outside the vocabulary"));
+    }
 }
