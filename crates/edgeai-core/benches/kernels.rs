@@ -89,6 +89,13 @@ fn bench_matrix(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("edgeai", &shape), |b| {
                 b.iter(|| m.matvec(black_box(&x), &mut y, &mut s).unwrap())
             });
+            // The row-interleaved form (AVX-512 VNNI), where this CPU has it.
+            if packed_kernels_available() && PackedMatrix::supports(ty, rows, cols) {
+                let p = PackedMatrix::pack(&m).unwrap();
+                g.bench_function(BenchmarkId::new("edgeai-packed", &shape), |b| {
+                    b.iter(|| p.matvec(black_box(&x), &mut y, &mut s).unwrap())
+                });
+            }
             g.bench_function(BenchmarkId::new("edgeai-scalar", &shape), |b| {
                 b.iter(|| {
                     m.matvec_with(KernelPath::Scalar, black_box(&x), &mut y, &mut s)

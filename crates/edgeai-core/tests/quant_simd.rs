@@ -237,6 +237,42 @@ proptest! {
         }
     }
 
+    /// Row-interleaved packed matrices: the scalar twin equals the SIMD kernel bit for bit
+    /// (same operations per lane), and both equal the row-major scalar path within the
+    /// accumulation-order tolerance above.
+    #[test]
+    fn packed_matches_row_major(
+        ti in 0usize..4, tiles in 1usize..4, nblk in 1usize..4,
+        bytes in proptest::collection::vec(any::<u8>(), 64..512),
+        scales in proptest::collection::vec(scale_strategy(), 1..8),
+        seed_x in activation_strategy(3 * 256),
+    ) {
+        let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K][ti];
+        let (rows, cols) = (tiles * packed::TILE, ty.block_len() * nblk);
+        let data = weights(ty, rows, cols, &bytes, &scales, &[]);
+        let m = QMatrix::new(ty, rows, cols, &data).unwrap();
+        let p = PackedMatrix::pack(&m).unwrap();
+        prop_assert_eq!((p.rows(), p.cols(), p.ty()), (rows, cols, ty));
+        let x = &seed_x[..cols];
+        let mut s = Scratch::new();
+        let mut want = vec![0f32; rows];
+        m.matvec_with(KernelPath::Scalar, x, &mut want, &mut s).unwrap();
+        let mut twin = vec![0f32; rows];
+        p.matvec_with(KernelPath::Scalar, x, &mut twin, &mut s).unwrap();
+        let masses = mass(&m, x);
+        for r in 0..rows {
+            let tol = 1e-5 * masses[r];
+            prop_assert!(((twin[r] - want[r]) as f64).abs() <= tol,
+                "{ty} {rows}x{cols} row {r}: packed {} row-major {} tol {tol}", twin[r], want[r]);
+        }
+        if packed_kernels_available() {
+            let mut simd = vec![0f32; rows];
+            p.matvec_with(KernelPath::Avx512Vnni, x, &mut simd, &mut s).unwrap();
+            prop_assert_eq!(simd.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                twin.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", ty);
+        }
+    }
+
     #[test]
     fn dot_i8_exact(a in proptest::collection::vec(any::<i8>(), 0..700), b in proptest::collection::vec(any::<i8>(), 0..700)) {
         let want = scalar::dot_i8(&a, &b);
@@ -302,4 +338,28 @@ fn best_path_is_selected() {
         );
     }
     let _ = forced;
+}
+
+#[test]
+fn packing_rejects_what_it_cannot_pack() {
+    let q8 = vec![0u8; 15 * 34];
+    let m = QMatrix::new(GgmlType::Q8_0, 15, 32, &q8).unwrap();
+    let e = PackedMatrix::pack(&m).unwrap_err().to_string();
+    assert!(e.contains("multiple of 16 rows"), "{e}");
+    let q6 = vec![0u8; 16 * 210];
+    let m = QMatrix::new(GgmlType::Q6K, 16, 256, &q6).unwrap();
+    assert!(PackedMatrix::pack(&m).is_err());
+    assert!(PackedMatrix::supports(GgmlType::Q4K, 48, 512));
+    assert!(!PackedMatrix::supports(GgmlType::Q4K, 48, 0));
+    let q8 = vec![0u8; 16 * 34];
+    let p = PackedMatrix::pack(&QMatrix::new(GgmlType::Q8_0, 16, 32, &q8).unwrap()).unwrap();
+    let mut s = Scratch::new();
+    let e = p
+        .matvec(&[0.0; 31], &mut [0.0; 16], &mut s)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("input has 31"), "{e}");
+    assert!(p
+        .matvec_with(KernelPath::Avx2, &[0.0; 32], &mut [0.0; 16], &mut s)
+        .is_err());
 }

@@ -33,6 +33,7 @@ mod dispatch;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+pub mod packed;
 pub mod scalar;
 mod threads;
 #[cfg(target_arch = "x86_64")]
@@ -46,6 +47,7 @@ pub use blocks::{
     BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
 };
 pub use dispatch::{available_kernel_paths, force_kernel_path, kernel_path, KernelPath};
+pub use packed::{packed_kernels_available, PackedMatrix};
 pub use threads::{num_threads, set_num_threads};
 
 use crate::{Error, Result};
@@ -185,6 +187,8 @@ pub struct Scratch {
     q8: Vec<BlockQ8_0>,
     q8_sums: Vec<f32>,
     q8k: Vec<BlockQ8K>,
+    /// Integer sums of the Q8_0 activation blocks (packed kernels).
+    q8_isum: Vec<i32>,
 }
 
 impl Scratch {
@@ -222,6 +226,19 @@ impl Scratch {
             };
         }
         (&self.q8[..nb], &self.q8_sums[..nb])
+    }
+
+    /// [`Scratch::quantize_q8_0`] plus the integer sum of each block's quants.
+    fn quantize_q8_0_isum(&mut self, x: &[f32]) -> (&[BlockQ8_0], &[f32], &[i32]) {
+        let nb = x.len() / QK;
+        self.quantize_q8_0(x);
+        self.q8_isum.clear();
+        self.q8_isum.extend(
+            self.q8[..nb]
+                .iter()
+                .map(|b| b.qs.iter().map(|&q| q as i32).sum::<i32>()),
+        );
+        (&self.q8[..nb], &self.q8_sums[..nb], &self.q8_isum)
     }
 
     /// Quantizes `x` to Q8_K.

@@ -84,7 +84,7 @@ impl<'a> OutPtr<'a> {
     }
 
     #[inline]
-    fn write(&self, i: usize, v: f32) {
+    pub(crate) fn write(&self, i: usize, v: f32) {
         if i < self.len {
             // SAFETY: i < len, the pointer comes from a live `&'a mut [f32]` held for 'a, and
             // no two tasks write the same index (see the Send/Sync comment).
@@ -156,5 +156,21 @@ pub(crate) fn for_rows4(
         (0..nchunks)
             .into_par_iter()
             .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
+    });
+}
+
+/// `f(t)` for every tile `t < ntiles` (each writes its own outputs), parallel over chunks.
+pub(crate) fn for_tiles(ntiles: usize, work: usize, f: impl Fn(usize) + Sync) {
+    let threads = num_threads();
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
+        (0..ntiles).for_each(f);
+        return;
+    }
+    let chunk = ntiles.div_ceil(threads * 4).max(1);
+    let nchunks = ntiles.div_ceil(chunk);
+    run(work, || {
+        (0..nchunks)
+            .into_par_iter()
+            .for_each(|c| (c * chunk..((c + 1) * chunk).min(ntiles)).for_each(&f))
     });
 }
