@@ -445,6 +445,7 @@ pub(crate) fn scalar_tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K
 }
 
 /// The bytes of one packed tile block, for the SIMD kernels' bounds checks.
+#[cfg(target_arch = "x86_64")]
 pub(crate) fn tile_block_len(ty: GgmlType) -> usize {
     tile_block_bytes(ty).unwrap_or(usize::MAX)
 }
