@@ -229,6 +229,28 @@ impl GgufFile {
         Self::parse(Storage::Mmap(mmap), path.display().to_string())
     }
 
+    /// Tells the kernel that this process no longer needs the mapped pages of bytes
+    /// `start..start + len` (for weights that were copied elsewhere, e.g. repacked), so they
+    /// stop counting towards its resident memory. The bytes stay readable: a later access
+    /// reads them from the file again. A no-op for in-memory files; failures are ignored
+    /// (the call is only a hint).
+    pub fn release_pages(&self, start: usize, len: usize) {
+        if let Storage::Mmap(m) = &self.storage {
+            if start.checked_add(len).is_some_and(|end| end <= m.len()) && len > 0 {
+                // SAFETY: the map is a read-only private file mapping that is never written,
+                // so MADV_DONTNEED only drops page-table entries: the addresses stay mapped and
+                // the next access faults the same file contents back in (the file must not be
+                // modified while mapped, as for `open`). No reference is invalidated.
+                let r = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len)
+                };
+                if let Err(e) = r {
+                    tracing::debug!("madvise(DONTNEED) on {}: {e}", self.origin);
+                }
+            }
+        }
+    }
+
     /// Parses GGUF bytes held in memory.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Self> {
         Self::parse(Storage::Owned(bytes), "<bytes>".to_string())
