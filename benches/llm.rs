@@ -28,24 +28,28 @@ fn tokens(n: usize) -> Vec<u32> {
     base.iter().copied().cycle().take(n).collect()
 }
 
-/// Engines under test, each with a thread count; candle's pool is fixed at creation.
-fn engines(threads: usize) -> Vec<Box<dyn LanguageModel>> {
+/// Engines under test (label, engine), each with a thread count; candle's pool is fixed at
+/// creation. `edgeai` is the default load (row-interleaved packed weights where the CPU has
+/// the packed kernels); `edgeai-rowmajor` the weights left in the map, when that differs.
+fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
     let path = edgeai::core::paths::model_path(MODEL).expect("model checked by caller");
-    let model = LlamaModel::open(&path).expect("load model");
-    #[allow(unused_mut)] // pushed to only with the candle feature
-    let mut v: Vec<Box<dyn LanguageModel>> = vec![Box::new(
-        LlamaEngine::new(
-            model,
-            &EngineOptions {
-                context_length: CTX,
-                batch: 64,
-            },
-        )
-        .expect("engine"),
-    )];
+    let opts = EngineOptions {
+        context_length: CTX,
+        batch: 64,
+    };
+    let native = |pack: bool| -> Box<dyn LanguageModel> {
+        let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");
+        let model = LlamaModel::from_gguf_with(gguf, pack).expect("load model");
+        Box::new(LlamaEngine::new(std::sync::Arc::new(model), &opts).expect("engine"))
+    };
+    let mut v = vec![("edgeai", native(LlamaModel::packing_by_default()))];
+    if LlamaModel::packing_by_default() {
+        v.push(("edgeai-rowmajor", native(false)));
+    }
     #[cfg(feature = "candle")]
-    v.push(Box::new(
-        edgeai::backend_candle::CandleLlama::open(&path, CTX, threads).expect("candle"),
+    v.push((
+        "candle",
+        Box::new(edgeai::backend_candle::CandleLlama::open(&path, CTX, threads).expect("candle")),
     ));
     let _ = threads;
     v
@@ -66,8 +70,8 @@ fn bench(c: &mut Criterion) {
                 .measurement_time(Duration::from_secs(8))
                 .throughput(Throughput::Elements(n as u64));
             let toks = tokens(n);
-            for e in engines.iter_mut() {
-                let id = BenchmarkId::new(e.name().to_string(), format!("{threads}t"));
+            for (name, e) in engines.iter_mut() {
+                let id = BenchmarkId::new(*name, format!("{threads}t"));
                 g.bench_function(id, |b| {
                     b.iter_custom(|iters| {
                         let mut total = Duration::ZERO;
@@ -89,8 +93,8 @@ fn bench(c: &mut Criterion) {
             .measurement_time(Duration::from_secs(8))
             .throughput(Throughput::Elements(1));
         let prompt = tokens(DECODE_FROM);
-        for e in engines.iter_mut() {
-            let id = BenchmarkId::new(e.name().to_string(), format!("{threads}t"));
+        for (name, e) in engines.iter_mut() {
+            let id = BenchmarkId::new(*name, format!("{threads}t"));
             e.reset();
             g.bench_function(id, |b| {
                 b.iter_custom(|iters| {

@@ -118,6 +118,12 @@ fn bench_matrix(c: &mut Criterion) {
                 g.bench_function(BenchmarkId::new("edgeai", &shape), |b| {
                     b.iter(|| m.matmul(black_box(&x), n, &mut y, &mut s).unwrap())
                 });
+                if packed_kernels_available() && PackedMatrix::supports(ty, rows, cols) {
+                    let p = PackedMatrix::pack(&m).unwrap();
+                    g.bench_function(BenchmarkId::new("edgeai-packed", &shape), |b| {
+                        b.iter(|| p.matmul(black_box(&x), n, &mut y, &mut s).unwrap())
+                    });
+                }
                 g.bench_function(BenchmarkId::new("candle", &shape), |b| {
                     b.iter(|| cm.forward(black_box(&xt)).unwrap())
                 });

@@ -245,7 +245,7 @@ proptest! {
         ti in 0usize..4, tiles in 1usize..4, nblk in 1usize..4,
         bytes in proptest::collection::vec(any::<u8>(), 64..512),
         scales in proptest::collection::vec(scale_strategy(), 1..8),
-        seed_x in activation_strategy(3 * 256),
+        seed_x in activation_strategy(3 * 3 * 256),
     ) {
         let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K][ti];
         let (rows, cols) = (tiles * packed::TILE, ty.block_len() * nblk);
@@ -264,6 +264,15 @@ proptest! {
             let tol = 1e-5 * masses[r];
             prop_assert!(((twin[r] - want[r]) as f64).abs() <= tol,
                 "{ty} {rows}x{cols} row {r}: packed {} row-major {} tol {tol}", twin[r], want[r]);
+        }
+        // Several activations at once: the same as one at a time, bit for bit.
+        let x3 = &seed_x[..3 * cols];
+        let mut many = vec![0f32; 3 * rows];
+        p.matmul(x3, 3, &mut many, &mut s).unwrap();
+        for t in 0..3 {
+            let mut one = vec![0f32; rows];
+            p.matvec(&x3[t * cols..(t + 1) * cols], &mut one, &mut s).unwrap();
+            prop_assert_eq!(&many[t * rows..(t + 1) * rows], &one[..]);
         }
         if packed_kernels_available() {
             let mut simd = vec![0f32; rows];
@@ -359,6 +368,11 @@ fn packing_rejects_what_it_cannot_pack() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("input has 31"), "{e}");
+    let e = p
+        .matmul(&[0.0; 64], 3, &mut [0.0; 48], &mut s)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("expected 3 x 32"), "{e}");
     assert!(p
         .matvec_with(KernelPath::Avx2, &[0.0; 32], &mut [0.0; 16], &mut s)
         .is_err());

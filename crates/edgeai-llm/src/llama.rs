@@ -12,8 +12,8 @@
 //!   `output.weight` is absent.
 //! - [`LlamaEngine`] holds an f32 KV cache preallocated for its context length and every
 //!   activation buffer, so decoding allocates nothing per token. Prompts are processed in
-//!   batches with [`QMatrix::matmul`] (packed matrices: one [`PackedMatrix::matvec`] per
-//!   token, still faster); single tokens with [`QMatrix::matvec`].
+//!   batches with [`QMatrix::matmul`] / [`PackedMatrix::matmul`]; single tokens with
+//!   [`QMatrix::matvec`] / [`PackedMatrix::matvec`].
 
 use std::path::Path;
 use std::sync::Arc;
@@ -330,21 +330,7 @@ impl LlamaModel {
         sc: &mut Scratch,
     ) -> Result<()> {
         match w.packed.and_then(|i| self.packed.get(i)) {
-            // One token at a time: the packed GEMV beats the row-major multi-token kernels.
-            Some(p) => {
-                if x.len() != n * w.cols || y.len() != n * w.rows {
-                    return Err(Error::Unsupported(format!(
-                        "matmul shapes: {} inputs and {} outputs for {n} x {}x{}",
-                        x.len(),
-                        y.len(),
-                        w.rows,
-                        w.cols
-                    )));
-                }
-                for (xi, yi) in x.chunks_exact(w.cols).zip(y.chunks_exact_mut(w.rows)) {
-                    p.matvec(xi, yi, sc)?;
-                }
-            }
+            Some(p) => p.matmul(x, n, y, sc)?,
             None => {
                 let m = self.m(w)?;
                 if n == 1 {
@@ -645,7 +631,9 @@ impl LlamaEngine {
             let scores = &mut b.scores[..c.n_head * ctx];
             let work = n * (pos0 + n) * dim;
             match &self.pool {
-                Some((_, pool)) if work >= 1 << 15 => pool.install(|| {
+                // Waking the pool costs tens of microseconds: decode-sized attention (one
+                // token over a short context) runs faster on this thread.
+                Some((_, pool)) if work >= 1 << 20 => pool.install(|| {
                     att.par_chunks_mut(n * hd)
                         .zip(scores.par_chunks_mut(ctx))
                         .enumerate()

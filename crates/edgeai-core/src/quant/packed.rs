@@ -190,8 +190,15 @@ impl PackedMatrix {
     /// `y = W x` on the SIMD kernel when [`kernel_path`](super::kernel_path) is
     /// [`KernelPath::Avx512Vnni`] and the CPU has AVX-512 BW, else on the scalar twin.
     pub fn matvec(&self, x: &[f32], y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
+        self.matmul(x, 1, y, scratch)
+    }
+
+    /// `n` products at once: `x` holds `n` rows of `cols`, `y` receives `n` rows of `rows`
+    /// (row-major). Each tile is read once from memory for all `n` activations (it stays in
+    /// L1 while they run), and the call is split over the kernel threads only once.
+    pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
         let simd = dispatch::kernel_path() == KernelPath::Avx512Vnni && packed_kernels_available();
-        self.run(simd, x, y, scratch)
+        self.run(simd, x, n, y, scratch)
     }
 
     /// [`matvec`](Self::matvec) on an explicit path: [`KernelPath::Scalar`] (the scalar twin)
@@ -205,8 +212,10 @@ impl PackedMatrix {
         scratch: &mut Scratch,
     ) -> Result<()> {
         match path {
-            KernelPath::Scalar => self.run(false, x, y, scratch),
-            KernelPath::Avx512Vnni if packed_kernels_available() => self.run(true, x, y, scratch),
+            KernelPath::Scalar => self.run(false, x, 1, y, scratch),
+            KernelPath::Avx512Vnni if packed_kernels_available() => {
+                self.run(true, x, 1, y, scratch)
+            }
             other => Err(Error::Kernel(format!(
                 "no packed kernel for path {other} on this CPU (packed kernels: scalar{})",
                 if packed_kernels_available() {
@@ -218,21 +227,31 @@ impl PackedMatrix {
         }
     }
 
-    fn run(&self, simd: bool, x: &[f32], y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
-        if x.len() != self.cols || y.len() != self.rows {
+    fn run(
+        &self,
+        simd: bool,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        if Some(x.len()) != n.checked_mul(cols) || Some(y.len()) != n.checked_mul(rows) {
             return Err(Error::Kernel(format!(
-                "{}x{} packed {} matvec: input has {} elements and output {}, expected {} and {}",
-                self.rows,
-                self.cols,
+                "{rows}x{cols} packed {} product of {n} vector(s): input has {} elements and \
+                 output {}, expected {n} x {cols} and {n} x {rows}",
                 self.ty,
                 x.len(),
                 y.len(),
-                self.cols,
-                self.rows
             )));
         }
-        let ntiles = self.rows / TILE;
-        let work = self.rows.saturating_mul(self.cols);
+        if n == 0 {
+            return Ok(());
+        }
+        let ntiles = rows / TILE;
+        // These kernels are fast: split a call over threads only when it is long enough to
+        // repay waking them (~4M multiply-adds, tens of microseconds on one core).
+        let work = rows.saturating_mul(cols).saturating_mul(n) / 64;
         let out = threads::OutPtr::new(y);
         let tb = self.tile_bytes;
         // Work unit `u`: tiles 2u and 2u+1 (the last unit may hold one tile).
@@ -241,26 +260,42 @@ impl PackedMatrix {
         let tiles = |u: usize| {
             &self.data[per_unit * u * tb..(per_unit * (u + 1) * tb).min(self.data.len())]
         };
-        let emit = |u: usize, v: [[f32; TILE]; UNIT]| {
+        let emit = |u: usize, t: usize, v: [[f32; TILE]; UNIT]| {
             let k_u = per_unit.min(ntiles - per_unit * u);
             for (k, tile) in v.iter().enumerate().take(k_u) {
                 for (r, &val) in tile.iter().enumerate() {
-                    out.write((per_unit * u + k) * TILE + r, val);
+                    out.write(t * rows + (per_unit * u + k) * TILE + r, val);
                 }
             }
         };
         match self.ty {
             GgmlType::Q4K => {
                 let act = scratch.quantize_q8k(x);
+                let nb = cols / QK_K;
                 threads::for_tiles(units, work, |u| {
-                    emit(u, tiles_q4k(simd, tiles(u), tb, act));
+                    for t in 0..n {
+                        let a = &act[t * nb..(t + 1) * nb];
+                        emit(u, t, tiles_q4k(simd, tiles(u), tb, a));
+                    }
                 });
             }
             _ => {
                 let (act, sums, isum) = scratch.quantize_q8_0_isum(x);
-                let ty = self.ty;
+                let (ty, nb) = (self.ty, cols / QK);
                 threads::for_tiles(units, work, |u| {
-                    emit(u, tiles_q8_family(simd, ty, tiles(u), tb, act, sums, isum));
+                    for t in 0..n {
+                        let r = t * nb..(t + 1) * nb;
+                        let v = tiles_q8_family(
+                            simd,
+                            ty,
+                            tiles(u),
+                            tb,
+                            &act[r.clone()],
+                            &sums[r.clone()],
+                            &isum[r],
+                        );
+                        emit(u, t, v);
+                    }
                 });
             }
         }
