@@ -274,9 +274,9 @@ proptest! {
             p.matvec(&x3[t * cols..(t + 1) * cols], &mut one, &mut s).unwrap();
             prop_assert_eq!(&many[t * rows..(t + 1) * rows], &one[..]);
         }
-        if packed_kernels_available() {
+        if let Some(path) = packed_simd_path() {
             let mut simd = vec![0f32; rows];
-            p.matvec_with(KernelPath::Avx512Vnni, x, &mut simd, &mut s).unwrap();
+            p.matvec_with(path, x, &mut simd, &mut s).unwrap();
             prop_assert_eq!(simd.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 twin.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", ty);
         }

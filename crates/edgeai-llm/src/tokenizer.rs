@@ -152,15 +152,32 @@ impl Tokenizer {
             })?;
             merge_pairs.push((a.to_string(), b.to_string()));
         }
+        // tokenizers 0.23's BPE builder checks this too, but copies the joined pair into a
+        // buffer sized by the longest token first and panics when it is longer (found by
+        // fuzz/, target tokenizer_gguf): check it here so a bad file is an error, not a panic.
+        let mut joined = String::new();
+        for (i, (a, b)) in merge_pairs.iter().enumerate() {
+            joined.clear();
+            joined.push_str(a);
+            joined.push_str(b);
+            if let Some(missing) = [a.as_str(), b.as_str(), joined.as_str()]
+                .into_iter()
+                .find(|t| !vocab.contains_key(*t))
+            {
+                return Err(Error::Metadata {
+                    key: "tokenizer.ggml.merges".into(),
+                    reason: format!("merge {i} `{a} {b}`: `{missing}` is not in the vocabulary"),
+                });
+            }
+        }
         let builder = BPE::builder().vocab_and_merges(
             vocab
                 .into_iter()
                 .collect::<tokenizers::models::bpe::Vocab>(),
             merge_pairs,
         );
-        // tokenizers 0.23's BPE builder slices merge strings without checking them and panics
-        // on some malformed vocabularies (found by fuzz/, target tokenizer_gguf): a bad file
-        // must be an error. Nothing escapes the closure, so no broken state is observable.
+        // Belt and braces for other builder panics (the known one is ruled out above): a bad
+        // file must be an error. Nothing escapes the closure, so no broken state is observable.
         let bpe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()))
             .map_err(|_| Error::Metadata {
                 key: "tokenizer.ggml.merges".into(),

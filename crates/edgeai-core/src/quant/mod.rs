@@ -47,7 +47,7 @@ pub use blocks::{
     BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
 };
 pub use dispatch::{available_kernel_paths, force_kernel_path, kernel_path, KernelPath};
-pub use packed::{packed_kernels_available, PackedMatrix};
+pub use packed::{packed_kernels_available, packed_simd_path, PackedMatrix};
 pub use threads::{num_threads, set_num_threads};
 
 use crate::{Error, Result};

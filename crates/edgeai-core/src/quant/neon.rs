@@ -305,3 +305,218 @@ pub(crate) mod common {
         unsafe { super::bf16_bytes(w, x) }
     }
 }
+
+/// Packed (row-interleaved) tiles with `sdot`: the layout of `quant::packed`, read as four
+/// 16-byte registers per 64-byte group (rows 0-3, 4-7, 8-11, 12-15), each multiplied by the
+/// group's 4 activation bytes broadcast to every lane. Per row the integer dots and the `f32`
+/// operations (fused multiply-adds included) are those of the scalar twin, so results are
+/// bit-identical to it. Callers check `has_dotprod()`.
+pub(crate) mod packed {
+    use super::*;
+    use crate::quant::packed::{tile_block_len, TILE};
+    use crate::quant::GgmlType;
+
+    /// 8 f16 at `p` to two f32 vectors (`fcvtl`, base AdvSIMD).
+    #[inline(always)]
+    unsafe fn f16x8(p: *const u8) -> (float32x4_t, float32x4_t) {
+        let h = vld1q_u16(p.cast());
+        let (lo, hi): (float32x4_t, float32x4_t);
+        // SAFETY: register-only conversions available on every AArch64 CPU.
+        std::arch::asm!(
+            "fcvtl {lo:v}.4s, {h:v}.4h",
+            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+            h = in(vreg) h, lo = out(vreg) lo, hi = out(vreg) hi,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        (lo, hi)
+    }
+
+    /// The 16 f16 at `p` as f32, times `s`.
+    #[inline(always)]
+    unsafe fn scales(p: *const u8, s: f32) -> [float32x4_t; 4] {
+        let (a, b) = f16x8(p);
+        let (c, d) = f16x8(p.add(16));
+        [a, b, c, d].map(|v| vmulq_n_f32(v, s))
+    }
+
+    /// 16 bytes at `p` as four i32x4 (zero-extended).
+    #[inline(always)]
+    unsafe fn u8x16_to_i32(p: *const u8) -> [int32x4_t; 4] {
+        let v = vld1q_u8(p);
+        let (lo, hi) = (vmovl_u8(vget_low_u8(v)), vmovl_high_u8(v));
+        [
+            vmovl_u16(vget_low_u16(lo)),
+            vmovl_high_u16(lo),
+            vmovl_u16(vget_low_u16(hi)),
+            vmovl_high_u16(hi),
+        ]
+        .map(|v| vreinterpretq_s32_u32(v))
+    }
+
+    /// The 4 activation bytes at `p` in every 32-bit lane.
+    #[inline(always)]
+    unsafe fn bcast4(p: *const i8) -> int8x16_t {
+        vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned()))
+    }
+
+    /// `acc[q] += sdot(w[q], y)` for the four row quads of one 64-byte group.
+    #[inline(always)]
+    unsafe fn group(acc: &mut [int32x4_t; 4], w: [int8x16_t; 4], y: int8x16_t) {
+        for q in 0..4 {
+            acc[q] = dot_sdot(acc[q], w[q], y);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load64(p: *const u8) -> [uint8x16_t; 4] {
+        [
+            vld1q_u8(p),
+            vld1q_u8(p.add(16)),
+            vld1q_u8(p.add(32)),
+            vld1q_u8(p.add(48)),
+        ]
+    }
+
+    fn store(acc: [float32x4_t; 4]) -> [f32; TILE] {
+        let mut out = [0f32; TILE];
+        for (q, v) in acc.into_iter().enumerate() {
+            // SAFETY: `out[4q..4q+4]` is in bounds (q < 4, TILE = 16).
+            unsafe { vst1q_f32(out.as_mut_ptr().add(4 * q), v) };
+        }
+        out
+    }
+
+    /// Tile `k` of a unit of `k_u` tiles (blocks side by side), Q8_0 / Q4_0 / Q4_1.
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn q8_family(
+        ty: GgmlType,
+        unit: &[u8],
+        k_u: usize,
+        k: usize,
+        act: &[BlockQ8_0],
+        sums: &[f32],
+        isum: &[i32],
+    ) -> [f32; TILE] {
+        let tbb = tile_block_len(ty);
+        let k = k.min(k_u.saturating_sub(1));
+        let nb = (unit.len() / (k_u * tbb))
+            .min(act.len())
+            .min(sums.len())
+            .min(isum.len());
+        let m4 = vdupq_n_u8(0x0F);
+        let flip = vdupq_n_u8(0x80);
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        for b in 0..nb {
+            // In bounds: (b * k_u + k) * tbb + (offset < tbb) <= nb * k_u * tbb <= unit.len().
+            let blk = unit.as_ptr().add((b * k_u + k) * tbb);
+            let a = &act[b];
+            let ys = a.qs.as_ptr();
+            let d = scales(blk, a.d.to_f32());
+            let mut dot = [vdupq_n_s32(0); 4];
+            match ty {
+                GgmlType::Q8_0 => {
+                    // Stored as w + 128: flipping the top bit gives w back as i8, so the
+                    // signed dot is already sum(w * y) = sum((w + 128) * y) - 128 * sum(y).
+                    for g in 0..8 {
+                        let w = load64(blk.add(32 + 64 * g))
+                            .map(|v| vreinterpretq_s8_u8(veorq_u8(v, flip)));
+                        group(&mut dot, w, bcast4(ys.add(4 * g)));
+                    }
+                }
+                _ => {
+                    let wo = if ty == GgmlType::Q4_1 { 64 } else { 32 };
+                    for c in 0..4 {
+                        let v = load64(blk.add(wo + 64 * c));
+                        let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
+                        let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
+                        group(&mut dot, lo, bcast4(ys.add(4 * c)));
+                        group(&mut dot, hi, bcast4(ys.add(16 + 4 * c)));
+                    }
+                    if ty == GgmlType::Q4_0 {
+                        let off = vdupq_n_s32(8 * isum[b]);
+                        dot = dot.map(|v| vsubq_s32(v, off));
+                    }
+                }
+            }
+            for q in 0..4 {
+                acc[q] = vfmaq_f32(acc[q], d[q], vcvtq_f32_s32(dot[q]));
+            }
+            if ty == GgmlType::Q4_1 {
+                let m = scales(blk.add(32), 1.0);
+                let s = vdupq_n_f32(sums[b]);
+                for q in 0..4 {
+                    acc[q] = vfmaq_f32(acc[q], m[q], s);
+                }
+            }
+        }
+        store(acc)
+    }
+
+    /// Tile `k` of a unit of `k_u` Q4_K tiles.
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+        let tbb = tile_block_len(GgmlType::Q4K);
+        let k = k.min(k_u.saturating_sub(1));
+        let nb = (unit.len() / (k_u * tbb)).min(act.len());
+        let m4 = vdupq_n_u8(0x0F);
+        let mut acc = [vdupq_n_f32(0.0); 4];
+        for b in 0..nb {
+            // In bounds: as in `q8_family`.
+            let blk = unit.as_ptr().add((b * k_u + k) * tbb);
+            let a = &act[b];
+            let ys = a.qs.as_ptr();
+            let bsums = a.bsums;
+            let mut isum = [vdupq_n_s32(0); 4];
+            for j in 0..4 {
+                let (mut lo_acc, mut hi_acc) = ([vdupq_n_s32(0); 4], [vdupq_n_s32(0); 4]);
+                for c in 0..8 {
+                    let v = load64(blk.add(320 + 512 * j + 64 * c));
+                    let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
+                    let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
+                    group(&mut lo_acc, lo, bcast4(ys.add(64 * j + 4 * c)));
+                    group(&mut hi_acc, hi, bcast4(ys.add(64 * j + 32 + 4 * c)));
+                }
+                let sc_lo = u8x16_to_i32(blk.add(64 + 32 * j));
+                let sc_hi = u8x16_to_i32(blk.add(64 + 32 * j + 16));
+                for q in 0..4 {
+                    isum[q] = vmlaq_s32(isum[q], lo_acc[q], sc_lo[q]);
+                    isum[q] = vmlaq_s32(isum[q], hi_acc[q], sc_hi[q]);
+                }
+            }
+            let mut msum = [vdupq_n_s32(0); 4];
+            for s in 0..8 {
+                let bs = bsums[2 * s] as i32 + bsums[2 * s + 1] as i32;
+                let m = u8x16_to_i32(blk.add(192 + 16 * s));
+                for q in 0..4 {
+                    msum[q] = vmlaq_n_s32(msum[q], m[q], bs);
+                }
+            }
+            let dd = scales(blk, a.d);
+            let dm = scales(blk.add(32), a.d);
+            for q in 0..4 {
+                acc[q] = vfmaq_f32(acc[q], dd[q], vcvtq_f32_s32(isum[q]));
+                acc[q] = vfmsq_f32(acc[q], dm[q], vcvtq_f32_s32(msum[q]));
+            }
+        }
+        store(acc)
+    }
+
+    pub(crate) fn tile_q8_family(
+        ty: GgmlType,
+        unit: &[u8],
+        k_u: usize,
+        k: usize,
+        act: &[BlockQ8_0],
+        sums: &[f32],
+        isum: &[i32],
+    ) -> [f32; TILE] {
+        // SAFETY: called only when `has_dotprod()` (PackedMatrix checks it); the kernel bounds
+        // every pointer offset by the slice lengths it is given.
+        unsafe { q8_family(ty, unit, k_u, k, act, sums, isum) }
+    }
+
+    pub(crate) fn tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+        // SAFETY: as above.
+        unsafe { q4k(unit, k_u, k, act) }
+    }
+}

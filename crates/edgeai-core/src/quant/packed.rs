@@ -95,14 +95,22 @@ pub struct PackedMatrix {
 /// [`PackedMatrix`] runs its scalar twin, which is slower than [`QMatrix`]'s own kernels, so
 /// callers should only pack when this is true.
 pub fn packed_kernels_available() -> bool {
+    packed_simd_path().is_some()
+}
+
+/// The kernel path of the packed SIMD kernels on this CPU: [`KernelPath::Avx512Vnni`]
+/// (AVX-512 F + BW + VNNI) or [`KernelPath::NeonDotprod`] (aarch64 `sdot`); `None` where
+/// only the scalar twin runs.
+pub fn packed_simd_path() -> Option<KernelPath> {
     #[cfg(target_arch = "x86_64")]
-    {
-        super::x86::has_avx512_packed()
+    if super::x86::has_avx512_packed() {
+        return Some(KernelPath::Avx512Vnni);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    #[cfg(target_arch = "aarch64")]
+    if super::neon::has_dotprod() {
+        return Some(KernelPath::NeonDotprod);
     }
+    None
 }
 
 impl PackedMatrix {
@@ -187,8 +195,8 @@ impl PackedMatrix {
         self.data.len()
     }
 
-    /// `y = W x` on the SIMD kernel when [`kernel_path`](super::kernel_path) is
-    /// [`KernelPath::Avx512Vnni`] and the CPU has AVX-512 BW, else on the scalar twin.
+    /// `y = W x` on the packed SIMD kernel when [`kernel_path`](super::kernel_path) is the
+    /// [`packed_simd_path`] (the default where the CPU has one), else on the scalar twin.
     pub fn matvec(&self, x: &[f32], y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
         self.matmul(x, 1, y, scratch)
     }
@@ -197,13 +205,12 @@ impl PackedMatrix {
     /// (row-major). Each tile is read once from memory for all `n` activations (it stays in
     /// L1 while they run), and the call is split over the kernel threads only once.
     pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
-        let simd = dispatch::kernel_path() == KernelPath::Avx512Vnni && packed_kernels_available();
+        let simd = packed_simd_path() == Some(dispatch::kernel_path());
         self.run(simd, x, n, y, scratch)
     }
 
     /// [`matvec`](Self::matvec) on an explicit path: [`KernelPath::Scalar`] (the scalar twin)
-    /// or [`KernelPath::Avx512Vnni`] (an error where the CPU lacks it); other paths have no
-    /// packed kernel and are an error.
+    /// or this CPU's [`packed_simd_path`]; any other path is an error.
     pub fn matvec_with(
         &self,
         path: KernelPath,
@@ -213,16 +220,12 @@ impl PackedMatrix {
     ) -> Result<()> {
         match path {
             KernelPath::Scalar => self.run(false, x, 1, y, scratch),
-            KernelPath::Avx512Vnni if packed_kernels_available() => {
-                self.run(true, x, 1, y, scratch)
-            }
+            p if Some(p) == packed_simd_path() => self.run(true, x, 1, y, scratch),
             other => Err(Error::Kernel(format!(
                 "no packed kernel for path {other} on this CPU (packed kernels: scalar{})",
-                if packed_kernels_available() {
-                    ", avx512vnni"
-                } else {
-                    ""
-                }
+                packed_simd_path()
+                    .map(|p| format!(", {p}"))
+                    .unwrap_or_default()
             ))),
         }
     }
@@ -367,10 +370,15 @@ fn tiles_q8_family(
     if simd {
         return super::x86::packed::tiles_q8_family(ty, data, tb, act, sums, isum);
     }
-    let _ = simd;
     let mut out = [[0f32; TILE]; 2];
     let k_u = data.len() / tb;
     for (k, o) in out.iter_mut().enumerate().take(k_u) {
+        #[cfg(target_arch = "aarch64")]
+        if simd {
+            *o = super::neon::packed::tile_q8_family(ty, data, k_u, k, act, sums, isum);
+            continue;
+        }
+        let _ = simd;
         *o = scalar_tile_q8_family(ty, data, k_u, k, act, sums, isum);
     }
     out
@@ -382,10 +390,15 @@ fn tiles_q4k(simd: bool, data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TIL
     if simd {
         return super::x86::packed::tiles_q4k(data, tb, act);
     }
-    let _ = simd;
     let mut out = [[0f32; TILE]; 2];
     let k_u = data.len() / tb;
     for (k, o) in out.iter_mut().enumerate().take(k_u) {
+        #[cfg(target_arch = "aarch64")]
+        if simd {
+            *o = super::neon::packed::tile_q4k(data, k_u, k, act);
+            continue;
+        }
+        let _ = simd;
         *o = scalar_tile_q4k(data, k_u, k, act);
     }
     out
@@ -480,7 +493,7 @@ pub(crate) fn scalar_tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K
 }
 
 /// The bytes of one packed tile block, for the SIMD kernels' bounds checks.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn tile_block_len(ty: GgmlType) -> usize {
     tile_block_bytes(ty).unwrap_or(usize::MAX)
 }
