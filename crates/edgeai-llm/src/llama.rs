@@ -1,7 +1,7 @@
 //! The Llama-family decoder on `edgeai-core`'s quantized kernels.
 //!
 //! - Weights stay in the GGUF memory map; each matrix is a [`QMatrix`] view. On CPUs with
-//!   the packed kernels (AVX-512 VNNI) the matrices are copied once into the row-interleaved
+//!   the packed kernels (AVX-512 VNNI, aarch64 dotprod) the matrices are copied once into the row-interleaved
 //!   [`PackedMatrix`] layout at load and their map pages released (`EDGEAI_PACK=0` or
 //!   [`LlamaModel::from_gguf_with`] turns this off).
 //! - Token embedding: one row of `token_embd.weight` dequantized per token.
@@ -177,8 +177,8 @@ impl LlamaModel {
     }
 
     /// Whether [`LlamaModel::open`] / [`LlamaModel::from_gguf`] repack the weights: when this
-    /// CPU has the packed kernels ([`quant::packed_kernels_available`]: AVX-512 VNNI) and the
-    /// environment does not say `EDGEAI_PACK=0`.
+    /// CPU has packed kernels ([`quant::packed_kernels_available`]: AVX-512 VNNI or aarch64
+    /// dotprod) and the environment does not say `EDGEAI_PACK=0`.
     pub fn packing_by_default() -> bool {
         quant::packed_kernels_available() && std::env::var("EDGEAI_PACK").as_deref() != Ok("0")
     }
@@ -191,9 +191,10 @@ impl LlamaModel {
 
     /// Loads from a parsed GGUF. With `pack`, every matrix that
     /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (3-5x faster
-    /// matrix-vector products on AVX-512 VNNI; elsewhere slower, so leave it off there) and the
-    /// map's pages of those matrices are released, so resident memory stays about the file
-    /// size. Without `pack`, weights stay in the map, uncopied.
+    /// matrix-vector products measured on AVX-512 VNNI; the dotprod kernels are verified under
+    /// qemu but not yet timed on ARM; on CPUs without packed kernels it is slower, so leave it
+    /// off there) and the map's pages of those matrices are released, so resident memory
+    /// stays about the file size. Without `pack`, weights stay in the map, uncopied.
     pub fn from_gguf_with(gguf: GgufFile, pack: bool) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(&gguf)?;
         let mat = |name: &str, rows: usize, cols: usize| -> Result<QWeight> {

@@ -1,11 +1,13 @@
-//! Row-interleaved ("packed") weights for matrix-vector products with AVX-512 VNNI.
+//! Row-interleaved ("packed") weights for matrix-vector products with AVX-512 VNNI (x86_64)
+//! or `sdot` (aarch64 with dotprod).
 //!
 //! The ggml layout stores one row after another, so a GEMV kernel finishes each 32-weight
 //! block with a horizontal reduction and two scale conversions: about ten instructions per
 //! 32 multiply-adds. [`PackedMatrix`] regroups [`TILE`] = 16 rows so that one 64-byte load
 //! holds 4 consecutive weights of all 16 rows: one `vpdpbusd` then performs 64 multiply-adds
 //! into 16 per-row lanes, the scales of the 16 rows convert with one instruction, and the
-//! lanes *are* the outputs (no horizontal sum at all).
+//! lanes *are* the outputs (no horizontal sum at all). On aarch64 the same 64 bytes are four
+//! `sdot`s of 4 rows each against the 4 activation bytes broadcast to every lane.
 //!
 //! The packed form has the same size as the ggml form (plus 64 bytes per 16 rows and 256
 //! columns for Q4_K's unpacked 6-bit scales), so it keeps the bandwidth advantage of 4-bit
@@ -91,7 +93,7 @@ pub struct PackedMatrix {
     data: Vec<u8>,
 }
 
-/// Whether this CPU has the packed SIMD kernels (AVX-512 F + BW + VNNI); elsewhere a
+/// Whether this CPU has packed SIMD kernels (see [`packed_simd_path`]); elsewhere a
 /// [`PackedMatrix`] runs its scalar twin, which is slower than [`QMatrix`]'s own kernels, so
 /// callers should only pack when this is true.
 pub fn packed_kernels_available() -> bool {
