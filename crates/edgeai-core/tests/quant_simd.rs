@@ -119,14 +119,40 @@ fn mass(m: &QMatrix, x: &[f32]) -> Vec<f64> {
         _ => x.to_vec(),
     };
     let w = m.dequantize();
-    w.chunks(cols.max(1))
+    let mut masses: Vec<f64> = w
+        .chunks(cols.max(1))
         .map(|row| {
             row.iter()
                 .zip(&xq)
                 .map(|(a, b)| (*a as f64 * *b as f64).abs())
                 .sum()
         })
-        .collect()
+        .collect();
+    // Q4_1's min term uses the activation block sum as the kernels keep it (f16 of the
+    // unrounded scale times the integer sum, as ggml's block_q8_1), which stays non-zero where
+    // the f16 scale, and so `xq`, underflows to zero: add |m * s| per block.
+    if m.ty() == GgmlType::Q4_1 {
+        let mut b = vec![BlockQ8_0::default(); cols / 32];
+        quantize_row_q8_0(x, &mut b);
+        let sums: Vec<f64> = b
+            .iter()
+            .zip(x.chunks_exact(32))
+            .map(|(blk, xs)| {
+                let qs = blk.qs;
+                let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+                let d = xs.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                (d * sum as f32).abs() as f64 * 1.001
+            })
+            .collect();
+        for (r, mass) in masses.iter_mut().enumerate() {
+            let row = m.row_bytes(r);
+            for (blk, s) in row.chunks_exact(20).zip(&sums) {
+                let min = f16::from_le_bytes([blk[2], blk[3]]).to_f32().abs() as f64;
+                *mass += min * s;
+            }
+        }
+    }
+    masses
 }
 
 /// (type, rows, cols, tokens, raw bytes, scales, float weights, activations)
