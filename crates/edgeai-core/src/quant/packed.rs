@@ -171,7 +171,6 @@ impl PackedMatrix {
             ty,
             rows,
             cols,
-
             tile_bytes,
             data,
         })
@@ -408,7 +407,7 @@ fn tiles_q4k(simd: bool, data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TIL
 
 /// The scalar twin of the Q8_0 / Q4_0 / Q4_1 tile kernel for tile `k` of a unit of `k_u`
 /// tiles: per row exactly the operations of one SIMD lane.
-pub(crate) fn scalar_tile_q8_family(
+fn scalar_tile_q8_family(
     ty: GgmlType,
     unit: &[u8],
     k_u: usize,
@@ -459,7 +458,7 @@ pub(crate) fn scalar_tile_q8_family(
 }
 
 /// The scalar twin of the Q4_K tile kernel (tile `k` of a unit of `k_u` tiles).
-pub(crate) fn scalar_tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+fn scalar_tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
     let tbb = tile_block_bytes(GgmlType::Q4K).unwrap_or(usize::MAX);
     let mut acc = [0f32; TILE];
     for (b, grp) in unit.chunks_exact(k_u * tbb).enumerate() {
@@ -500,5 +499,4 @@ pub(crate) fn tile_block_len(ty: GgmlType) -> usize {
     tile_block_bytes(ty).unwrap_or(usize::MAX)
 }
 
-#[allow(dead_code)]
 const _: () = assert!(QK_K == 256 && QK == 32);
