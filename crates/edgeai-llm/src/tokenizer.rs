@@ -170,12 +170,19 @@ impl Tokenizer {
                 });
             }
         }
-        let builder = BPE::builder().vocab_and_merges(
-            vocab
-                .into_iter()
-                .collect::<tokenizers::models::bpe::Vocab>(),
-            merge_pairs,
-        );
+        // No BPE word cache: tokenizers 0.23 keeps it in a thread-local map keyed by a
+        // per-instance id and never removes an instance's entry, so every tokenizer that
+        // encoded on a thread leaks its cached words there when dropped (found by fuzz/,
+        // test `a_dropped_tokenizer_leaves_nothing_behind`). Merging a word again costs
+        // microseconds, nothing next to a forward pass.
+        let builder = BPE::builder()
+            .vocab_and_merges(
+                vocab
+                    .into_iter()
+                    .collect::<tokenizers::models::bpe::Vocab>(),
+                merge_pairs,
+            )
+            .cache_capacity(0);
         // Belt and braces for other builder panics (the known one is ruled out above): a bad
         // file must be an error. Nothing escapes the closure, so no broken state is observable.
         let bpe = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.build()))
@@ -234,6 +241,11 @@ impl Tokenizer {
     }
 
     /// Loads a Hugging Face `tokenizer.json` (byte-level BPE vocabularies decode exactly).
+    ///
+    /// The model keeps tokenizers' own configuration, including its BPE word cache, which
+    /// tokenizers 0.23 stores per thread and does not free when the tokenizer is dropped:
+    /// load it once and reuse it rather than once per request. ([`Tokenizer::from_gguf`]
+    /// builds its BPE without that cache.)
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let inner = tokenizers::Tokenizer::from_file(path)

@@ -1,27 +1,43 @@
 //! Regression tests for malformed GGUF files found while hardening the loader: each must be
-//! an error, without allocating what the file's header claims.
+//! an error, without allocating what the file's header claims; and for memory the tokenizer
+//! must not keep once dropped.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use edgeai_core::quant::GgmlType;
 use edgeai_llm::gguf::{writer::GgufWriter, GgufFile, Value};
 use edgeai_llm::LlamaModel;
 
-/// Records the largest single allocation of the process.
+/// Records the largest single allocation of the process, and each thread's net allocated
+/// bytes (allocated minus freed by that thread).
 struct Largest;
 
 static LARGEST: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    // `const`-initialised and without a destructor: reading it never allocates, so the
+    // allocator can use it without re-entering itself.
+    static NET: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    // `try_with`: during thread teardown the slot may be gone; those bytes are not counted.
+    let _ = NET.try_with(|n| n.set(n.get() + delta));
+}
+
 // SAFETY: forwards every call unchanged to the system allocator; the bookkeeping is one
-// atomic, which neither allocates nor re-enters.
+// atomic and one thread-local integer, neither of which allocates or re-enters.
 unsafe impl GlobalAlloc for Largest {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
+        count(layout.size() as isize);
         // SAFETY: the caller's layout contract is passed through.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize));
         // SAFETY: `ptr` came from `System.alloc` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -126,4 +142,57 @@ fn duplicate_vocabulary_with_dangling_merges_is_not_a_panic() {
         msg.contains("merges") && msg.contains("`ab` is not in the vocabulary"),
         "{msg}"
     );
+}
+
+/// A byte-level vocabulary (all 256 bytes, two merges, two control tokens) as GGUF bytes.
+fn small_vocabulary() -> Vec<u8> {
+    let strs = |v: &[String]| Value::Array(v.iter().map(|s| Value::String(s.clone())).collect());
+    let mut tokens = vec!["<|im_start|>".to_string(), "<|im_end|>".to_string()];
+    tokens.extend(
+        edgeai_llm::tokenizer::bytes_to_unicode()
+            .iter()
+            .map(|c| c.to_string()),
+    );
+    tokens.extend(["he".to_string(), "hel".to_string()]);
+    let mut types = vec![Value::I32(3); 2];
+    types.resize(tokens.len(), Value::I32(1));
+    GgufWriter::new()
+        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv("tokenizer.ggml.pre", Value::String("smollm".into()))
+        .kv("tokenizer.ggml.tokens", strs(&tokens))
+        .kv("tokenizer.ggml.token_type", Value::Array(types))
+        .kv(
+            "tokenizer.ggml.merges",
+            strs(&["h e".into(), "he l".into()]),
+        )
+        .build()
+}
+
+/// fuzz/ (target tokenizer_gguf ran out of memory): tokenizers 0.23 keeps its BPE word cache
+/// in a thread-local map keyed by a per-instance id and never removes an instance's entry,
+/// so every tokenizer that encoded on a thread left ~0.7 KB behind on it when dropped. Ours
+/// builds the BPE without that cache: building, using and dropping one must give every byte
+/// back.
+#[test]
+fn a_dropped_tokenizer_leaves_nothing_behind() {
+    let file = GgufFile::from_bytes(small_vocabulary()).unwrap();
+    let round = || {
+        let t = edgeai_llm::Tokenizer::from_gguf(&file).unwrap();
+        let ids = t
+            .encode("hello world, 42 cats say hello! <|im_end|>")
+            .unwrap();
+        assert_eq!(
+            t.decode(&ids).unwrap(),
+            "hello world, 42 cats say hello! <|im_end|>"
+        );
+    };
+    // The first rounds initialise tokenizers' process-wide tables (byte maps, regexes).
+    round();
+    round();
+    let before = NET.with(Cell::get);
+    for _ in 0..50 {
+        round();
+    }
+    let kept = NET.with(Cell::get) - before;
+    assert!(kept < 1024, "50 dropped tokenizers kept {kept} bytes");
 }
