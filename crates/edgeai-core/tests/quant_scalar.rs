@@ -301,24 +301,56 @@ fn matvec_matches_dequantized_reference() {
     }
 }
 
+/// Multi-threaded `matmul` (3 kernel threads: the output-row chunks written in parallel
+/// through `threads::OutPtr`, the `unsafe` this covers) equals single-threaded `matvec`, token
+/// by token, bit for bit, row-major and packed. Small enough to run under Miri, where it
+/// checks those parallel writes for data races and out-of-bounds access.
 #[test]
 fn matmul_equals_repeated_matvec_and_threads_agree() {
-    let (rows, cols, n) = (301, 512, 5);
+    // Under Miri 80 x 512 x 2 tokens = 81,920 multiply-adds: above the row-major kernels'
+    // parallel threshold (65,536), below the packed kernels' (64x that: serial there).
+    // Natively 1024 x 2048 x 2 = 4.2M: both run in parallel.
+    let (rows, cols, n) = if cfg!(miri) {
+        (80, 512, 2)
+    } else {
+        (1024, 2048, 2)
+    };
     let w = randv(rows * cols, 11);
     let x = randv(n * cols, 12);
     let mut scratch = Scratch::new();
+    let single = |f: &mut dyn FnMut()| {
+        set_num_threads(1);
+        f();
+        set_num_threads(3);
+    };
+    set_num_threads(3);
     for ty in WEIGHT_TYPES {
         let bytes = quantize(ty, &w);
         let m = QMatrix::new(ty, rows, cols, &bytes).unwrap();
+        let packed =
+            PackedMatrix::supports(ty, rows, cols).then(|| PackedMatrix::pack(&m).unwrap());
         let mut y = vec![0f32; n * rows];
         m.matmul(&x, n, &mut y, &mut scratch).unwrap();
+        let mut yp = vec![0f32; n * rows];
+        if let Some(p) = &packed {
+            p.matmul(&x, n, &mut yp, &mut scratch).unwrap();
+        }
         for t in 0..n {
+            let xt = &x[t * cols..(t + 1) * cols];
             let mut yt = vec![0f32; rows];
-            m.matvec(&x[t * cols..(t + 1) * cols], &mut yt, &mut scratch)
-                .unwrap();
+            single(&mut || m.matvec(xt, &mut yt, &mut scratch).unwrap());
             assert_eq!(&y[t * rows..(t + 1) * rows], &yt[..], "{ty} token {t}");
+            if let Some(p) = &packed {
+                single(&mut || p.matvec(xt, &mut yt, &mut scratch).unwrap());
+                assert_eq!(
+                    &yp[t * rows..(t + 1) * rows],
+                    &yt[..],
+                    "packed {ty} token {t}"
+                );
+            }
         }
     }
+    set_num_threads(0);
 }
 
 #[test]
