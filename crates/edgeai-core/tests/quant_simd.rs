@@ -308,6 +308,36 @@ proptest! {
         }
     }
 
+    /// Every path's activation quantizers give exactly the bytes of ggml's reference
+    /// rounding: random data, ties (`k / 2` after scaling), both signs of the largest
+    /// magnitude, subnormals, zeros, and NaN / infinity / f32::MAX (left to the scalar code).
+    #[test]
+    fn activation_quantizers_match_scalar(
+        x in proptest::collection::vec(prop_oneof![
+            6 => -1.0f32..1.0,
+            2 => (-254i32..=254).prop_map(|k| k as f32 * 0.5),
+            1 => prop_oneof![Just(0.0f32), Just(-0.0), Just(1.0e-40), Just(-3.0e-39), Just(127.0), Just(-127.0)],
+            1 => -1.0e-37f32..1.0e-37,
+            1 => any::<f32>(),
+        ], 256..=256 * 3).prop_map(|mut v| { v.truncate(v.len() / 256 * 256); v })
+    ) {
+        let mut want = vec![BlockQ8_0::default(); x.len() / 32];
+        quantize_activations_q8_0(KernelPath::Scalar, &x, &mut want).unwrap();
+        let mut want_k = vec![BlockQ8K::default(); x.len() / 256];
+        quantize_activations_q8k(KernelPath::Scalar, &x, &mut want_k).unwrap();
+        let mut reference = vec![BlockQ8_0::default(); x.len() / 32];
+        quantize_row_q8_0(&x, &mut reference);
+        prop_assert_eq!(blocks_as_bytes(&want), blocks_as_bytes(&reference));
+        for p in simd_paths() {
+            let mut got = vec![BlockQ8_0::default(); x.len() / 32];
+            quantize_activations_q8_0(p, &x, &mut got).unwrap();
+            prop_assert_eq!(blocks_as_bytes(&got), blocks_as_bytes(&want), "Q8_0 {}", p);
+            let mut got = vec![BlockQ8K::default(); x.len() / 256];
+            quantize_activations_q8k(p, &x, &mut got).unwrap();
+            prop_assert_eq!(blocks_as_bytes(&got), blocks_as_bytes(&want_k), "Q8_K {}", p);
+        }
+    }
+
     #[test]
     fn dot_i8_exact(a in proptest::collection::vec(any::<i8>(), 0..700), b in proptest::collection::vec(any::<i8>(), 0..700)) {
         let want = scalar::dot_i8(&a, &b);

@@ -100,7 +100,13 @@ pub(crate) struct Kernels {
     pub f16: fn(&[u8], &[f32]) -> f32,
     pub bf16: fn(&[u8], &[f32]) -> f32,
     pub i8: fn(&[i8], &[i8]) -> i32,
+    /// Activation quantizers (bit-identical to the scalar ones on every path).
+    pub quant_q8_0: QuantQ8_0,
+    pub quant_q8k: fn(&[f32], &mut [BlockQ8K]),
 }
+
+/// Activations to Q8_0 blocks, their `block_q8_1` sums and their integer quant sums.
+pub(crate) type QuantQ8_0 = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut [i32]);
 
 static SCALAR: Kernels = Kernels {
     q4_0: scalar::vec_dot_q4_0_q8_0,
@@ -117,11 +123,13 @@ static SCALAR: Kernels = Kernels {
     f16: scalar::vec_dot_f16_bytes,
     bf16: scalar::vec_dot_bf16_bytes,
     i8: scalar::dot_i8,
+    quant_q8_0: scalar::quantize_act_q8_0,
+    quant_q8k: scalar::quantize_act_q8k,
 };
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_table {
-    ($m:ident) => {
+    ($m:ident, $q8:path, $q8k:path) => {
         Kernels {
             q4_0: super::x86::$m::vec_dot_q4_0_q8_0,
             q4_0_x4: Some(super::x86::$m::vec_dot_q4_0_q8_0_x4),
@@ -137,16 +145,30 @@ macro_rules! x86_table {
             f16: super::x86::common::vec_dot_f16_bytes,
             bf16: super::x86::common::vec_dot_bf16_bytes,
             i8: super::x86::common::dot_i8,
+            quant_q8_0: $q8,
+            quant_q8k: $q8k,
         }
     };
 }
 
 #[cfg(target_arch = "x86_64")]
-static AVX2: Kernels = x86_table!(avx2);
+static AVX2: Kernels = x86_table!(
+    avx2,
+    super::x86::quant256::quantize_act_q8_0,
+    super::x86::quant256::quantize_act_q8k
+);
 #[cfg(target_arch = "x86_64")]
-static AVXVNNI: Kernels = x86_table!(avxvnni);
+static AVXVNNI: Kernels = x86_table!(
+    avxvnni,
+    super::x86::quant256::quantize_act_q8_0,
+    super::x86::quant256::quantize_act_q8k
+);
 #[cfg(target_arch = "x86_64")]
-static AVX512VNNI: Kernels = x86_table!(avx512vnni);
+static AVX512VNNI: Kernels = x86_table!(
+    avx512vnni,
+    super::x86::quant512::quantize_act_q8_0,
+    super::x86::quant512::quantize_act_q8k
+);
 
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_table {
@@ -166,6 +188,8 @@ macro_rules! neon_table {
             f16: scalar::vec_dot_f16_bytes,
             bf16: super::neon::common::vec_dot_bf16_bytes,
             i8: super::neon::$m::dot_i8,
+            quant_q8_0: super::neon::quant::quantize_act_q8_0,
+            quant_q8k: super::neon::quant::quantize_act_q8k,
         }
     };
 }

@@ -197,59 +197,68 @@ impl Scratch {
         Self::default()
     }
 
-    /// Quantizes `x` (rows of `cols`) to Q8_0 (+ per-block `d * sum(q)`).
-    fn quantize_q8_0(&mut self, x: &[f32]) -> (&[BlockQ8_0], &[f32]) {
+    /// Quantizes `x` (rows of `cols`) to Q8_0 with the quantizer of kernel table `k`, plus
+    /// per block the f16-rounded `d * sum(q)` (ggml's `block_q8_1` term) and `sum(q)`.
+    fn quantize_q8_0(&mut self, k: &Kernels, x: &[f32]) -> (&[BlockQ8_0], &[f32], &[i32]) {
         let nb = x.len() / QK;
         if self.q8.len() < nb {
             self.q8.resize(nb, BlockQ8_0::default());
             self.q8_sums.resize(nb, 0.0);
+            self.q8_isum.resize(nb, 0);
         }
-        quantize_row_q8_0(x, &mut self.q8[..nb]);
-        // ggml's block_q8_1 keeps `s = d * sum(q)` as f16 (from the unrounded f32 scale), and
-        // so do llama.cpp and candle: rounding it the same way keeps Q4_1 logits bit-close to
-        // theirs, which matters where two tokens nearly tie under greedy decoding.
-        for ((s, b), xs) in self.q8_sums[..nb]
-            .iter_mut()
-            .zip(&self.q8[..nb])
-            .zip(x.chunks_exact(QK))
-        {
-            let qs = b.qs;
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            let d = xs.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
-            let exact = d * sum as f32;
-            // Beyond f16's range ggml would store an infinity (and 0 * inf = NaN for a zero
-            // min); keep the f32 value there instead.
-            *s = if exact.abs() <= f32::from(half::f16::MAX) {
-                half::f16::from_f32(exact).to_f32()
-            } else {
-                exact
-            };
-        }
-        (&self.q8[..nb], &self.q8_sums[..nb])
-    }
-
-    /// [`Scratch::quantize_q8_0`] plus the integer sum of each block's quants.
-    fn quantize_q8_0_isum(&mut self, x: &[f32]) -> (&[BlockQ8_0], &[f32], &[i32]) {
-        let nb = x.len() / QK;
-        self.quantize_q8_0(x);
-        self.q8_isum.clear();
-        self.q8_isum.extend(
-            self.q8[..nb]
-                .iter()
-                .map(|b| b.qs.iter().map(|&q| q as i32).sum::<i32>()),
+        (k.quant_q8_0)(
+            x,
+            &mut self.q8[..nb],
+            &mut self.q8_sums[..nb],
+            &mut self.q8_isum[..nb],
         );
-        (&self.q8[..nb], &self.q8_sums[..nb], &self.q8_isum)
+        (&self.q8[..nb], &self.q8_sums[..nb], &self.q8_isum[..nb])
     }
 
-    /// Quantizes `x` to Q8_K.
-    fn quantize_q8k(&mut self, x: &[f32]) -> &[BlockQ8K] {
+    /// Quantizes `x` to Q8_K with the quantizer of kernel table `k`.
+    fn quantize_q8k(&mut self, k: &Kernels, x: &[f32]) -> &[BlockQ8K] {
         let nb = x.len() / QK_K;
         if self.q8k.len() < nb {
             self.q8k.resize(nb, BlockQ8K::default());
         }
-        quantize_row_q8k(x, &mut self.q8k[..nb]);
+        (k.quant_q8k)(x, &mut self.q8k[..nb]);
         &self.q8k[..nb]
     }
+}
+
+/// Quantizes activations to Q8_0 (`32 * out.len()` floats of `x`) with the activation
+/// quantizer of kernel path `path`. Every path produces exactly the bytes of
+/// [`quantize_row_q8_0`] (ggml's reference rounding); the SIMD ones are just faster. An
+/// error if the path is not available on this CPU or the lengths disagree.
+pub fn quantize_activations_q8_0(path: KernelPath, x: &[f32], out: &mut [BlockQ8_0]) -> Result<()> {
+    let k = dispatch::kernels(path)?;
+    if x.len() != out.len() * QK {
+        return Err(Error::Kernel(format!(
+            "Q8_0 quantization of {} values into {} blocks (needs {})",
+            x.len(),
+            out.len(),
+            out.len() * QK
+        )));
+    }
+    let (mut sums, mut isum) = (vec![0f32; out.len()], vec![0i32; out.len()]);
+    (k.quant_q8_0)(x, out, &mut sums, &mut isum);
+    Ok(())
+}
+
+/// Quantizes activations to Q8_K (`256 * out.len()` floats of `x`) with the activation
+/// quantizer of kernel path `path`: exactly the bytes of [`quantize_row_q8k`] on every path.
+pub fn quantize_activations_q8k(path: KernelPath, x: &[f32], out: &mut [BlockQ8K]) -> Result<()> {
+    let k = dispatch::kernels(path)?;
+    if x.len() != out.len() * QK_K {
+        return Err(Error::Kernel(format!(
+            "Q8_K quantization of {} values into {} blocks (needs {})",
+            x.len(),
+            out.len(),
+            out.len() * QK_K
+        )));
+    }
+    (k.quant_q8k)(x, out);
+    Ok(())
 }
 
 /// A borrowed row-major weight matrix: `rows` output features, each `cols` wide, stored in any
@@ -429,14 +438,14 @@ impl<'a> QMatrix<'a> {
         let w_row = move |r: usize| &data[r * rb..(r + 1) * rb];
         match self.ty {
             GgmlType::Q5_0 => {
-                let (q8, _) = scratch.quantize_q8_0(x);
+                let (q8, _, _) = scratch.quantize_q8_0(k, x);
                 let nbr = cols / QK;
                 threads::for_rows(rows, n, work, out, |r, t| {
                     (k.q5_0)(as_blocks(w_row(r)), &q8[t * nbr..(t + 1) * nbr])
                 })
             }
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
-                let (q8, sums) = scratch.quantize_q8_0(x);
+                let (q8, sums, _) = scratch.quantize_q8_0(k, x);
                 let nbr = cols / QK;
                 let act = |t: usize| (&q8[t * nbr..(t + 1) * nbr], &sums[t * nbr..(t + 1) * nbr]);
                 let act4 = |t0: usize| {
@@ -502,7 +511,7 @@ impl<'a> QMatrix<'a> {
                 }
             }
             GgmlType::Q4K | GgmlType::Q6K => {
-                let q8 = scratch.quantize_q8k(x);
+                let q8 = scratch.quantize_q8k(k, x);
                 let nbr = cols / QK_K;
                 let act = |t: usize| &q8[t * nbr..(t + 1) * nbr];
                 if self.ty == GgmlType::Q4K {

@@ -520,3 +520,110 @@ pub(crate) mod packed {
         unsafe { q4k(unit, k_u, k, act) }
     }
 }
+
+/// NEON activation quantizers: the bytes of the scalar reference (`scalar::quantize_act_*`),
+/// faster. `fcvtas` rounds ties away from zero (`f32::round`), `fcvtns` ties to even (ggml's
+/// `nearest_int`). A block holding a NaN or an infinity, or whose scale inverts to an
+/// infinity, is left to the scalar code, whose handling of those the vector instructions would
+/// not match.
+pub(crate) mod quant {
+    use super::*;
+    use crate::quant::scalar;
+
+    /// Whether every lane of `a` (absolute values) is finite.
+    #[inline(always)]
+    unsafe fn all_finite(a: &[float32x4_t]) -> bool {
+        let inf = vdupq_n_f32(f32::INFINITY);
+        let m = a.iter().fold(vdupq_n_u32(u32::MAX), |m, &a| {
+            vandq_u32(m, vcltq_f32(a, inf))
+        });
+        vminvq_u32(m) == u32::MAX
+    }
+
+    /// Four vectors of 4 i32 to 16 saturated i8, in order.
+    #[inline(always)]
+    unsafe fn narrow16(v: [int32x4_t; 4]) -> int8x16_t {
+        let a = vcombine_s16(vqmovn_s32(v[0]), vqmovn_s32(v[1]));
+        let b = vcombine_s16(vqmovn_s32(v[2]), vqmovn_s32(v[3]));
+        vcombine_s8(vqmovn_s16(a), vqmovn_s16(b))
+    }
+
+    #[target_feature(enable = "neon")]
+    unsafe fn q8_0(x: &[f32], q: &mut [BlockQ8_0], sums: &mut [f32], isum: &mut [i32]) {
+        let nb = (x.len() / 32).min(q.len()).min(sums.len()).min(isum.len());
+        for b in 0..nb {
+            let xs = &x[32 * b..32 * b + 32];
+            // In bounds: `xs` has 32 elements.
+            let v: [float32x4_t; 8] = std::array::from_fn(|i| vld1q_f32(xs.as_ptr().add(4 * i)));
+            let a = v.map(|v| vabsq_f32(v));
+            let m = a.iter().fold(a[0], |m, &a| vmaxq_f32(m, a));
+            let amax = vmaxvq_f32(m);
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            if !all_finite(&a) || !id.is_finite() {
+                scalar::quantize_act_q8_0(
+                    xs,
+                    &mut q[b..b + 1],
+                    &mut sums[b..b + 1],
+                    &mut isum[b..b + 1],
+                );
+                continue;
+            }
+            let i = v.map(|v| vcvtaq_s32_f32(vmulq_n_f32(v, id)));
+            let out = q[b].qs.as_mut_ptr();
+            vst1q_s8(out, narrow16([i[0], i[1], i[2], i[3]]));
+            vst1q_s8(out.add(16), narrow16([i[4], i[5], i[6], i[7]]));
+            q[b].d = half::f16::from_f32(d);
+            let s = vaddvq_s32(i.iter().fold(vdupq_n_s32(0), |s, &v| vaddq_s32(s, v)));
+            isum[b] = s;
+            sums[b] = scalar::q8_1_sum(d, s);
+        }
+    }
+
+    #[target_feature(enable = "neon")]
+    unsafe fn q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        let nb = (x.len() / 256).min(q.len());
+        let (lo, hi) = (vdupq_n_s32(-128), vdupq_n_s32(127));
+        for b in 0..nb {
+            let xs = &x[256 * b..256 * b + 256];
+            // In bounds: `xs` has 256 elements.
+            let v: [float32x4_t; 64] = std::array::from_fn(|i| vld1q_f32(xs.as_ptr().add(4 * i)));
+            let a = v.map(|v| vabsq_f32(v));
+            let amax = vmaxvq_f32(a.iter().fold(a[0], |m, &a| vmaxq_f32(m, a)));
+            if !all_finite(&a) || amax == 0.0 {
+                scalar::quantize_act_q8k(xs, &mut q[b..b + 1]);
+                continue;
+            }
+            // The scalar code's `max`: the first value of largest magnitude.
+            let max = xs.iter().copied().find(|v| v.abs() == amax).unwrap_or(amax);
+            let iscale = -127.0 / max;
+            let blk = &mut q[b];
+            for g in 0..16 {
+                let i: [int32x4_t; 4] = std::array::from_fn(|k| {
+                    let r = vcvtnq_s32_f32(vmulq_n_f32(v[4 * g + k], iscale));
+                    vminq_s32(vmaxq_s32(r, lo), hi)
+                });
+                vst1q_s8(blk.qs.as_mut_ptr().add(16 * g), narrow16(i));
+                let s = vaddq_s32(vaddq_s32(i[0], i[1]), vaddq_s32(i[2], i[3]));
+                blk.bsums[g] = vaddvq_s32(s) as i16;
+            }
+            blk.d = 1.0 / iscale;
+        }
+    }
+
+    pub(crate) fn quantize_act_q8_0(
+        x: &[f32],
+        q: &mut [BlockQ8_0],
+        sums: &mut [f32],
+        isum: &mut [i32],
+    ) {
+        // SAFETY: installed only in the NEON tables, after `has_neon()`; accesses are bounded
+        // by the slice lengths.
+        unsafe { q8_0(x, q, sums, isum) }
+    }
+
+    pub(crate) fn quantize_act_q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        // SAFETY: as above.
+        unsafe { q8k(x, q) }
+    }
+}

@@ -272,9 +272,16 @@ impl PackedMatrix {
                 }
             }
         };
+        // The scalar twin quantizes on the scalar path too, so that it is scalar end to end
+        // (every quantizer gives the same bytes anyway).
+        let k = if simd {
+            dispatch::current()
+        } else {
+            dispatch::kernels(KernelPath::Scalar)?
+        };
         match self.ty {
             GgmlType::Q4K => {
-                let act = scratch.quantize_q8k(x);
+                let act = scratch.quantize_q8k(k, x);
                 let nb = cols / QK_K;
                 threads::for_tiles(units, work, |u| {
                     for t in 0..n {
@@ -284,7 +291,7 @@ impl PackedMatrix {
                 });
             }
             _ => {
-                let (act, sums, isum) = scratch.quantize_q8_0_isum(x);
+                let (act, sums, isum) = scratch.quantize_q8_0(k, x);
                 let (ty, nb) = (self.ty, cols / QK);
                 threads::for_tiles(units, work, |u| {
                     for t in 0..n {

@@ -7,9 +7,48 @@
 #![allow(clippy::needless_range_loop)] // index loops mirror ggml's reference code
 
 use super::blocks::{
-    q5_0_quants, q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K,
-    BlockQ8_0,
+    q5_0_quants, q6k_quants, quantize_row_q8_0, quantize_row_q8k, BlockQ4K, BlockQ4_0, BlockQ4_1,
+    BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK,
 };
+
+/// ggml's `block_q8_1` sum term for a Q8_0 activation block of scale `d` (the unrounded
+/// `amax / 127`) and quant sum `isum`: `d * isum` rounded to f16 as ggml, llama.cpp and
+/// candle store it (which keeps Q4_1 logits bit-close to theirs where two tokens nearly tie
+/// under greedy decoding). Beyond f16's range ggml would store an infinity (and 0 * inf = NaN
+/// for a zero min): the f32 value is kept there instead.
+#[inline]
+pub(crate) fn q8_1_sum(d: f32, isum: i32) -> f32 {
+    let exact = d * isum as f32;
+    if exact.abs() <= f32::from(half::f16::MAX) {
+        half::f16::from_f32(exact).to_f32()
+    } else {
+        exact
+    }
+}
+
+/// Quantizes activations `x` to Q8_0 (ggml's reference rounding), with each block's
+/// [`q8_1_sum`] in `sums` and integer quant sum in `isum`. The reference for the SIMD
+/// activation quantizers, which must produce the same bytes.
+pub(crate) fn quantize_act_q8_0(
+    x: &[f32],
+    q: &mut [BlockQ8_0],
+    sums: &mut [f32],
+    isum: &mut [i32],
+) {
+    let nb = (x.len() / QK).min(q.len()).min(sums.len()).min(isum.len());
+    quantize_row_q8_0(&x[..nb * QK], &mut q[..nb]);
+    for b in 0..nb {
+        let xs = &x[b * QK..(b + 1) * QK];
+        let d = xs.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        isum[b] = q[b].qs.iter().map(|&v| v as i32).sum();
+        sums[b] = q8_1_sum(d, isum[b]);
+    }
+}
+
+/// Quantizes activations to Q8_K (ggml's reference, [`quantize_row_q8k`]).
+pub(crate) fn quantize_act_q8k(x: &[f32], q: &mut [BlockQ8K]) {
+    quantize_row_q8k(x, q);
+}
 
 /// Q4_0 weights · Q8_0 activations.
 pub fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {

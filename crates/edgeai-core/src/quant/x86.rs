@@ -31,7 +31,10 @@ pub(crate) fn has_avxvnni() -> bool {
 
 /// Runtime check for the AVX-512 VNNI path (used at 256-bit width: `vpdpbusd ymm`).
 pub(crate) fn has_avx512vnni() -> bool {
-    has_avx2() && is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl")
+    has_avx2()
+        && is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512vl")
 }
 
 /// f16 -> f32 with the F16C instruction (callers enable `f16c`); `half`'s conversion checks
@@ -779,5 +782,289 @@ pub(crate) mod packed {
                 [one, [0.0; TILE]]
             }
         }
+    }
+}
+
+/// The largest `f32` below 0.5: `trunc(x + copysign(HALF_DOWN, x))` is `x.round()` (ties away
+/// from zero) for every finite `x` (LLVM's own expansion of `round`).
+const HALF_DOWN: f32 = 0.49999997;
+
+/// f32 -> f16 bits, round to nearest even (what `half::f16::from_f32` computes, without its
+/// per-call feature check).
+#[inline(always)]
+unsafe fn f2h(x: f32) -> half::f16 {
+    half::f16::from_bits(
+        _mm_extract_epi16::<0>(_mm_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm_set_ss(x))) as u16,
+    )
+}
+
+/// `scalar::q8_1_sum` with F16C conversions (the same IEEE rounding).
+#[inline(always)]
+unsafe fn q8_1_sum(d: f32, isum: i32) -> f32 {
+    let exact = d * isum as f32;
+    if exact.abs() <= 65504.0 {
+        h2f(f2h(exact))
+    } else {
+        exact
+    }
+}
+
+/// AVX2 activation quantizers: the bytes of the scalar reference (`scalar::quantize_act_*`),
+/// faster. A block holding a NaN or an infinity, or whose scale inverts to an infinity, is
+/// left to the scalar code, whose handling of those the vector instructions would not match.
+pub(crate) mod quant256 {
+    use super::*;
+    use crate::quant::scalar;
+
+    #[inline(always)]
+    unsafe fn hmax(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps::<1>(m, m)))
+    }
+
+    #[inline(always)]
+    unsafe fn hsum_i32(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s)))
+    }
+
+    /// Four vectors of 8 i32 (each in -128..=127 after saturation) to 32 i8, in order.
+    #[inline(always)]
+    unsafe fn narrow32(v: [__m256i; 4], out: *mut i8) {
+        let ab = _mm256_packs_epi32(v[0], v[1]);
+        let cd = _mm256_packs_epi32(v[2], v[3]);
+        let p = _mm256_packs_epi16(ab, cd);
+        let p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256(out.cast(), p);
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn q8_0(x: &[f32], q: &mut [BlockQ8_0], sums: &mut [f32], isum: &mut [i32]) {
+        let nb = (x.len() / 32).min(q.len()).min(sums.len()).min(isum.len());
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let half = _mm256_set1_ps(HALF_DOWN);
+        let sign = _mm256_set1_ps(-0.0);
+        for b in 0..nb {
+            let xs = &x[32 * b..32 * b + 32];
+            // In bounds: `xs` has 32 elements.
+            let v: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(xs.as_ptr().add(8 * i)));
+            let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+            let fin = a.iter().fold(0xFF, |m, &a| {
+                m & _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(a, inf))
+            });
+            let amax = hmax(_mm256_max_ps(
+                _mm256_max_ps(a[0], a[1]),
+                _mm256_max_ps(a[2], a[3]),
+            ));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            if fin != 0xFF || !id.is_finite() {
+                scalar::quantize_act_q8_0(
+                    xs,
+                    &mut q[b..b + 1],
+                    &mut sums[b..b + 1],
+                    &mut isum[b..b + 1],
+                );
+                continue;
+            }
+            let vid = _mm256_set1_ps(id);
+            let i = v.map(|v| {
+                let s = _mm256_mul_ps(v, vid);
+                let h = _mm256_or_ps(half, _mm256_and_ps(s, sign));
+                _mm256_cvttps_epi32(_mm256_add_ps(s, h))
+            });
+            narrow32(i, q[b].qs.as_mut_ptr());
+            q[b].d = f2h(d);
+            let s = hsum_i32(_mm256_add_epi32(
+                _mm256_add_epi32(i[0], i[1]),
+                _mm256_add_epi32(i[2], i[3]),
+            ));
+            isum[b] = s;
+            sums[b] = q8_1_sum(d, s);
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    unsafe fn q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        let nb = (x.len() / 256).min(q.len());
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let (lo, hi) = (_mm256_set1_epi32(-128), _mm256_set1_epi32(127));
+        for b in 0..nb {
+            let xs = &x[256 * b..256 * b + 256];
+            // In bounds: `xs` has 256 elements.
+            let v: [__m256; 32] = std::array::from_fn(|i| _mm256_loadu_ps(xs.as_ptr().add(8 * i)));
+            let a = v.map(|v| _mm256_and_ps(v, abs_mask));
+            let mut fin = 0xFF;
+            let mut m = a[0];
+            for a in &a {
+                fin &= _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(*a, inf));
+                m = _mm256_max_ps(m, *a);
+            }
+            let amax = hmax(m);
+            if fin != 0xFF || amax == 0.0 {
+                scalar::quantize_act_q8k(xs, &mut q[b..b + 1]);
+                continue;
+            }
+            // The scalar code's `max`: the first value of largest magnitude.
+            let want = _mm256_set1_ps(amax);
+            let mut max = 0f32;
+            for (i, a) in a.iter().enumerate() {
+                let hit = _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(*a, want));
+                if hit != 0 {
+                    max = xs[8 * i + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let vs = _mm256_set1_ps(iscale);
+            let blk = &mut q[b];
+            for g in 0..8 {
+                let i: [__m256i; 4] = std::array::from_fn(|k| {
+                    let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                        _mm256_mul_ps(v[4 * g + k], vs),
+                    );
+                    _mm256_min_epi32(_mm256_max_epi32(_mm256_cvttps_epi32(r), lo), hi)
+                });
+                narrow32(i, blk.qs.as_mut_ptr().add(32 * g));
+                blk.bsums[2 * g] = hsum_i32(_mm256_add_epi32(i[0], i[1])) as i16;
+                blk.bsums[2 * g + 1] = hsum_i32(_mm256_add_epi32(i[2], i[3])) as i16;
+            }
+            blk.d = 1.0 / iscale;
+        }
+    }
+
+    pub(crate) fn quantize_act_q8_0(
+        x: &[f32],
+        q: &mut [BlockQ8_0],
+        sums: &mut [f32],
+        isum: &mut [i32],
+    ) {
+        // SAFETY: installed only in the AVX2 / AVX-VNNI tables, after `has_avx2()` (AVX2 +
+        // FMA + F16C); every access is bounded by the slice lengths.
+        unsafe { q8_0(x, q, sums, isum) }
+    }
+
+    pub(crate) fn quantize_act_q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        // SAFETY: as above.
+        unsafe { q8k(x, q) }
+    }
+}
+
+/// AVX-512 activation quantizers: as [`quant256`], 16 lanes wide.
+pub(crate) mod quant512 {
+    use super::*;
+    use crate::quant::scalar;
+
+    #[target_feature(enable = "avx512f,f16c")]
+    unsafe fn q8_0(x: &[f32], q: &mut [BlockQ8_0], sums: &mut [f32], isum: &mut [i32]) {
+        let nb = (x.len() / 32).min(q.len()).min(sums.len()).min(isum.len());
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let half = _mm512_castps_si512(_mm512_set1_ps(HALF_DOWN));
+        let sign = _mm512_set1_epi32(i32::MIN);
+        for b in 0..nb {
+            let xs = &x[32 * b..32 * b + 32];
+            // In bounds: `xs` has 32 elements.
+            let v = [
+                _mm512_loadu_ps(xs.as_ptr()),
+                _mm512_loadu_ps(xs.as_ptr().add(16)),
+            ];
+            let a = v.map(|v| _mm512_abs_ps(v));
+            let fin = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a[0], inf)
+                & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a[1], inf);
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(a[0], a[1]));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            if fin != 0xFFFF || !id.is_finite() {
+                scalar::quantize_act_q8_0(
+                    xs,
+                    &mut q[b..b + 1],
+                    &mut sums[b..b + 1],
+                    &mut isum[b..b + 1],
+                );
+                continue;
+            }
+            let vid = _mm512_set1_ps(id);
+            let i = v.map(|v| {
+                let s = _mm512_mul_ps(v, vid);
+                let h = _mm512_or_si512(half, _mm512_and_si512(_mm512_castps_si512(s), sign));
+                _mm512_cvttps_epi32(_mm512_add_ps(s, _mm512_castsi512_ps(h)))
+            });
+            let out = q[b].qs.as_mut_ptr();
+            _mm_storeu_si128(out.cast(), _mm512_cvtsepi32_epi8(i[0]));
+            _mm_storeu_si128(out.add(16).cast(), _mm512_cvtsepi32_epi8(i[1]));
+            q[b].d = f2h(d);
+            let s = _mm512_reduce_add_epi32(_mm512_add_epi32(i[0], i[1]));
+            isum[b] = s;
+            sums[b] = q8_1_sum(d, s);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        let nb = (x.len() / 256).min(q.len());
+        let inf = _mm512_set1_ps(f32::INFINITY);
+        let (lo, hi) = (_mm512_set1_epi32(-128), _mm512_set1_epi32(127));
+        for b in 0..nb {
+            let xs = &x[256 * b..256 * b + 256];
+            // In bounds: `xs` has 256 elements.
+            let v: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(xs.as_ptr().add(16 * i)));
+            let a = v.map(|v| _mm512_abs_ps(v));
+            let mut fin = 0xFFFF;
+            let mut m = a[0];
+            for a in &a {
+                fin &= _mm512_cmp_ps_mask::<_CMP_LT_OQ>(*a, inf);
+                m = _mm512_max_ps(m, *a);
+            }
+            let amax = _mm512_reduce_max_ps(m);
+            if fin != 0xFFFF || amax == 0.0 {
+                scalar::quantize_act_q8k(xs, &mut q[b..b + 1]);
+                continue;
+            }
+            // The scalar code's `max`: the first value of largest magnitude.
+            let want = _mm512_set1_ps(amax);
+            let mut max = 0f32;
+            for (i, a) in a.iter().enumerate() {
+                let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(*a, want);
+                if hit != 0 {
+                    max = xs[16 * i + hit.trailing_zeros() as usize];
+                    break;
+                }
+            }
+            let iscale = -127.0 / max;
+            let vs = _mm512_set1_ps(iscale);
+            let blk = &mut q[b];
+            for (g, v) in v.iter().enumerate() {
+                let r = _mm512_cvt_roundps_epi32::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(*v, vs),
+                );
+                let r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
+                _mm_storeu_si128(
+                    blk.qs.as_mut_ptr().add(16 * g).cast(),
+                    _mm512_cvtsepi32_epi8(r),
+                );
+                blk.bsums[g] = _mm512_reduce_add_epi32(r) as i16;
+            }
+            blk.d = 1.0 / iscale;
+        }
+    }
+
+    pub(crate) fn quantize_act_q8_0(
+        x: &[f32],
+        q: &mut [BlockQ8_0],
+        sums: &mut [f32],
+        isum: &mut [i32],
+    ) {
+        // SAFETY: installed only in the AVX-512 VNNI table, after `has_avx512vnni()` (which
+        // checks AVX-512 F and, through `has_avx2`, F16C); accesses are bounded by the slices.
+        unsafe { q8_0(x, q, sums, isum) }
+    }
+
+    pub(crate) fn quantize_act_q8k(x: &[f32], q: &mut [BlockQ8K]) {
+        // SAFETY: as above.
+        unsafe { q8k(x, q) }
     }
 }
