@@ -207,6 +207,14 @@ proptest! {
             let mut got = vec![0f32; n * rows];
             m.matmul_with(p, &x, n, &mut got, &mut s).unwrap();
             for t in 0..n {
+                // Prefill equals decode on every path, bit for bit (the x4 and 2x4 kernels).
+                let mut one = vec![0f32; rows];
+                m.matvec_with(p, &x[t * cols..(t + 1) * cols], &mut one, &mut s).unwrap();
+                prop_assert_eq!(
+                    one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    got[t * rows..(t + 1) * rows].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{} {} {}x{} token {} of {}: matmul vs matvec", p, ty, rows, cols, t, n
+                );
                 for r in 0..rows {
                     let (g, w) = (got[t * rows + r], want[t * rows + r]);
                     let tol = 1e-5 * masses[t][r];

@@ -82,6 +82,10 @@ pub(crate) type X4Q4_1 = fn(&[BlockQ4_1], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [f3
 pub(crate) type X4Q8_0 = fn(&[BlockQ8_0], [&[BlockQ8_0]; 4]) -> [f32; 4];
 pub(crate) type X4Q4K = fn(&[BlockQ4K], [&[BlockQ8K]; 4]) -> [f32; 4];
 
+/// Two weight rows times four tokens (`out[row][token]`); the sums are Q4_1's (ignored
+/// elsewhere). Must give bit-identical results to the path's one-row kernel.
+pub(crate) type P2x4<W> = fn([&[W]; 2], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [[f32; 4]; 2];
+
 /// One kernel per operation, for one path.
 pub(crate) struct Kernels {
     pub q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
@@ -91,6 +95,10 @@ pub(crate) struct Kernels {
     pub q4_1_x4: Option<X4Q4_1>,
     pub q8_0_x4: Option<X4Q8_0>,
     pub q4k_x4: Option<X4Q4K>,
+    /// Two rows by four tokens (the i8mm path), preferred over the `_x4` kernels for `n > 1`.
+    pub q4_0_2x4: Option<P2x4<BlockQ4_0>>,
+    pub q4_1_2x4: Option<P2x4<BlockQ4_1>>,
+    pub q8_0_2x4: Option<P2x4<BlockQ8_0>>,
     pub q4_1: fn(&[BlockQ4_1], &[BlockQ8_0], &[f32]) -> f32,
     pub q8_0: fn(&[BlockQ8_0], &[BlockQ8_0]) -> f32,
     pub q5_0: fn(&[BlockQ5_0], &[BlockQ8_0]) -> f32,
@@ -114,6 +122,9 @@ static SCALAR: Kernels = Kernels {
     q4_1_x4: None,
     q8_0_x4: None,
     q4k_x4: None,
+    q4_0_2x4: None,
+    q4_1_2x4: None,
+    q8_0_2x4: None,
     q4_1: scalar::vec_dot_q4_1_q8_0,
     q8_0: scalar::vec_dot_q8_0_q8_0,
     q5_0: scalar::vec_dot_q5_0_q8_0,
@@ -136,6 +147,9 @@ macro_rules! x86_table {
             q4_1_x4: Some(super::x86::$m::vec_dot_q4_1_q8_0_x4),
             q8_0_x4: Some(super::x86::$m::vec_dot_q8_0_q8_0_x4),
             q4k_x4: Some(super::x86::common::vec_dot_q4k_q8k_x4),
+            q4_0_2x4: None,
+            q4_1_2x4: None,
+            q8_0_2x4: None,
             q4_1: super::x86::$m::vec_dot_q4_1_q8_0,
             q8_0: super::x86::$m::vec_dot_q8_0_q8_0,
             q5_0: super::x86::$m::vec_dot_q5_0_q8_0,
@@ -173,14 +187,28 @@ static AVX512VNNI: Kernels = x86_table!(
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_table {
     ($m:ident) => {
+        neon_table!(
+            $m,
+            super::neon::$m::vec_dot_q4_0_q8_0,
+            super::neon::$m::vec_dot_q4_1_q8_0,
+            super::neon::$m::vec_dot_q8_0_q8_0,
+            None,
+            None,
+            None
+        )
+    };
+    ($m:ident, $q4_0:path, $q4_1:path, $q8_0:path, $p4_0:expr, $p4_1:expr, $p8_0:expr) => {
         Kernels {
-            q4_0: super::neon::$m::vec_dot_q4_0_q8_0,
+            q4_0: $q4_0,
             q4_0_x4: None,
             q4_1_x4: None,
             q8_0_x4: None,
             q4k_x4: None,
-            q4_1: super::neon::$m::vec_dot_q4_1_q8_0,
-            q8_0: super::neon::$m::vec_dot_q8_0_q8_0,
+            q4_0_2x4: $p4_0,
+            q4_1_2x4: $p4_1,
+            q8_0_2x4: $p8_0,
+            q4_1: $q4_1,
+            q8_0: $q8_0,
             q5_0: super::neon::$m::vec_dot_q5_0_q8_0,
             q4k: super::neon::$m::vec_dot_q4k_q8k,
             q6k: super::neon::$m::vec_dot_q6k_q8k,
@@ -198,6 +226,18 @@ macro_rules! neon_table {
 static NEON: Kernels = neon_table!(plain);
 #[cfg(target_arch = "aarch64")]
 static NEON_DOTPROD: Kernels = neon_table!(dotprod);
+/// i8mm: the dotprod table with `smmla` two-row kernels (and matching one-row kernels) for
+/// the 32-column formats.
+#[cfg(target_arch = "aarch64")]
+static NEON_I8MM: Kernels = neon_table!(
+    dotprod,
+    super::neon::i8mm::vec_dot_q4_0_q8_0,
+    super::neon::i8mm::vec_dot_q4_1_q8_0,
+    super::neon::i8mm::vec_dot_q8_0_q8_0,
+    Some(super::neon::i8mm::vec_dot_q4_0_q8_0_2x4),
+    Some(super::neon::i8mm::vec_dot_q4_1_q8_0_2x4),
+    Some(super::neon::i8mm::vec_dot_q8_0_q8_0_2x4)
+);
 
 /// The kernel table of `p` if this CPU (and this build) supports it.
 fn table(p: KernelPath) -> Option<&'static Kernels> {
@@ -220,6 +260,8 @@ fn table(p: KernelPath) -> Option<&'static Kernels> {
         KernelPath::Neon => Some(&NEON),
         #[cfg(target_arch = "aarch64")]
         KernelPath::NeonDotprod => Some(&NEON_DOTPROD),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::NeonI8mm => Some(&NEON_I8MM),
         _ => None,
     }
 }
@@ -238,6 +280,8 @@ fn detect(p: KernelPath) -> bool {
         KernelPath::Neon => super::neon::has_neon(),
         #[cfg(target_arch = "aarch64")]
         KernelPath::NeonDotprod => super::neon::has_dotprod(),
+        #[cfg(target_arch = "aarch64")]
+        KernelPath::NeonI8mm => super::neon::has_i8mm(),
         _ => false,
     }
 }

@@ -274,6 +274,16 @@ pub struct QMatrix<'a> {
     data: &'a [u8],
 }
 
+/// Whether table `k` has a two-row kernel (the i8mm path) for `ty`.
+fn has_2x4(k: &Kernels, ty: GgmlType) -> bool {
+    match ty {
+        GgmlType::Q4_0 => k.q4_0_2x4.is_some(),
+        GgmlType::Q4_1 => k.q4_1_2x4.is_some(),
+        GgmlType::Q8_0 => k.q8_0_2x4.is_some(),
+        _ => false,
+    }
+}
+
 /// Work (weights) below which a call runs on the caller's thread only.
 const PAR_MIN_WEIGHTS: usize = 1 << 16;
 
@@ -443,6 +453,44 @@ impl<'a> QMatrix<'a> {
                 threads::for_rows(rows, n, work, out, |r, t| {
                     (k.q5_0)(as_blocks(w_row(r)), &q8[t * nbr..(t + 1) * nbr])
                 })
+            }
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 if n > 1 && has_2x4(k, self.ty) => {
+                let (q8, sums, _) = scratch.quantize_q8_0(k, x);
+                let nbr = cols / QK;
+                // Missing tokens (cnt < 4) and the odd last row repeat valid ones; their
+                // outputs are dropped.
+                let act = |t0: usize, cnt: usize| {
+                    let t = |j: usize| t0 + j.min(cnt - 1);
+                    let r = |j: usize| t(j) * nbr..(t(j) + 1) * nbr;
+                    (
+                        [0, 1, 2, 3].map(|j| &q8[r(j)]),
+                        [0, 1, 2, 3].map(|j| &sums[r(j)]),
+                    )
+                };
+                let rows2 = |r: usize| [w_row(r), w_row((r + 1).min(rows - 1))];
+                match self.ty {
+                    GgmlType::Q4_0 => {
+                        let f = k.q4_0_2x4.expect("checked by has_2x4");
+                        threads::for_row_pairs(rows, n, work, out, |r, t0, cnt| {
+                            let (a, s) = act(t0, cnt);
+                            f(rows2(r).map(as_blocks), a, s)
+                        })
+                    }
+                    GgmlType::Q4_1 => {
+                        let f = k.q4_1_2x4.expect("checked by has_2x4");
+                        threads::for_row_pairs(rows, n, work, out, |r, t0, cnt| {
+                            let (a, s) = act(t0, cnt);
+                            f(rows2(r).map(as_blocks), a, s)
+                        })
+                    }
+                    _ => {
+                        let f = k.q8_0_2x4.expect("checked by has_2x4");
+                        threads::for_row_pairs(rows, n, work, out, |r, t0, cnt| {
+                            let (a, s) = act(t0, cnt);
+                            f(rows2(r).map(as_blocks), a, s)
+                        })
+                    }
+                }
             }
             GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
                 let (q8, sums, _) = scratch.quantize_q8_0(k, x);

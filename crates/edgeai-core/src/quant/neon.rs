@@ -1,10 +1,12 @@
-//! aarch64 kernels: NEON (`smull` + pairwise add) and NEON + dotprod (`sdot`).
+//! aarch64 kernels: NEON (`smull` + pairwise add), NEON + dotprod (`sdot`), and NEON + i8mm
+//! (`smmla` two-row prefill kernels, see [`i8mm`]).
 //!
 //! All weights are widened to signed 8-bit lanes (nibbles minus offsets fit), so products
 //! need no sign tricks; integer dot products are exact (i16 products <= 128*128 = 16384,
-//! i32 accumulation). `sdot` is emitted with `asm!` because its intrinsic (`vdotq_s32`) is
-//! not yet stable Rust. Only the order of the final f32 accumulation differs from the scalar
-//! twin. Safe wrappers are installed in the dispatch table only after runtime detection.
+//! i32 accumulation). `sdot` and `smmla` are emitted with `asm!` because their intrinsics
+//! (`vdotq_s32`, `vmmlaq_s32`) are not yet stable Rust. Only the order of the final f32
+//! accumulation differs from the scalar twin. Safe wrappers are installed in the dispatch
+//! table only after runtime detection.
 
 #![allow(clippy::needless_range_loop)]
 
@@ -21,6 +23,11 @@ pub(crate) fn has_neon() -> bool {
 /// Runtime check for the dotprod path.
 pub(crate) fn has_dotprod() -> bool {
     has_neon() && std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+/// Runtime check for the i8mm path (which also uses `sdot`).
+pub(crate) fn has_i8mm() -> bool {
+    has_dotprod() && std::arch::is_aarch64_feature_detected!("i8mm")
 }
 
 /// `acc + dot4(a, b)` per i32 lane, plain NEON.
@@ -625,5 +632,221 @@ pub(crate) mod quant {
     pub(crate) fn quantize_act_q8k(x: &[f32], q: &mut [BlockQ8K]) {
         // SAFETY: as above.
         unsafe { q8k(x, q) }
+    }
+}
+
+/// The i8mm path: `smmla` multiplies a 2x8 by an 8x2 int8 matrix into 2x2 int32 lanes, so the
+/// prefill product of two weight rows and two tokens over 8 columns is one instruction (32
+/// multiply-adds, twice an `sdot`'s). [`i8mm::vec_dot_q8_0_q8_0_2x4`] and its Q4_0 / Q4_1
+/// siblings compute two rows x four tokens per call from the ggml row-major blocks as stored,
+/// interleaving 8-byte halves of the two rows (and of two tokens) with `zip1`/`zip2`.
+///
+/// Each (row, token) output is accumulated exactly as by this path's one-row kernels: per
+/// block the exact integer dot, then `sum = fma(dot, d_w * d_x, sum)` (and, for Q4_1,
+/// `summ += m * s` added at the end), so a matrix product equals repeated matrix-vector
+/// products bit for bit. The one-row kernels use `sdot` and reduce each block's dot to a
+/// scalar, a slightly longer chain per block than the dotprod path's lane-wise accumulation:
+/// that is the price of the bit-identity.
+pub(crate) mod i8mm {
+    use super::*;
+
+    /// `acc + a * b^T`: `a`, `b` each two rows of 8 i8; lanes `[a0.b0, a0.b1, a1.b0, a1.b1]`.
+    #[inline(always)]
+    unsafe fn mmla(mut acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        // SAFETY: register-only instruction; the enclosing functions enable `i8mm` and are
+        // called only when the CPU has it.
+        std::arch::asm!(
+            "smmla {0:v}.4s, {1:v}.16b, {2:v}.16b",
+            inout(vreg) acc, in(vreg) a, in(vreg) b,
+            options(pure, nomem, nostack, preserves_flags)
+        );
+        acc
+    }
+
+    /// Columns 0-7 of `a` and `b`, and columns 8-15 of both, as `smmla` operands.
+    #[inline(always)]
+    unsafe fn zip(a: int8x16_t, b: int8x16_t) -> [int8x16_t; 2] {
+        let (a, b) = (vreinterpretq_s64_s8(a), vreinterpretq_s64_s8(b));
+        [
+            vreinterpretq_s8_s64(vzip1q_s64(a, b)),
+            vreinterpretq_s8_s64(vzip2q_s64(a, b)),
+        ]
+    }
+
+    /// A 32-column weight block as two signed 16-byte halves (columns 0-15, 16-31), its
+    /// scale, and its min (Q4_1; 0 elsewhere).
+    pub(crate) trait Block32 {
+        const HAS_MIN: bool;
+        unsafe fn halves(&self) -> [int8x16_t; 2];
+        fn d(&self) -> f32;
+        fn m(&self) -> f32;
+    }
+
+    impl Block32 for BlockQ8_0 {
+        const HAS_MIN: bool = false;
+        #[inline(always)]
+        unsafe fn halves(&self) -> [int8x16_t; 2] {
+            [
+                vld1q_s8(self.qs.as_ptr()),
+                vld1q_s8(self.qs.as_ptr().add(16)),
+            ]
+        }
+        fn d(&self) -> f32 {
+            self.d.to_f32()
+        }
+        fn m(&self) -> f32 {
+            0.0
+        }
+    }
+
+    impl Block32 for BlockQ4_0 {
+        const HAS_MIN: bool = false;
+        #[inline(always)]
+        unsafe fn halves(&self) -> [int8x16_t; 2] {
+            let v = vld1q_u8(self.qs.as_ptr());
+            let off = vdupq_n_s8(8);
+            [
+                vsubq_s8(vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))), off),
+                vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)), off),
+            ]
+        }
+        fn d(&self) -> f32 {
+            self.d.to_f32()
+        }
+        fn m(&self) -> f32 {
+            0.0
+        }
+    }
+
+    impl Block32 for BlockQ4_1 {
+        const HAS_MIN: bool = true;
+        #[inline(always)]
+        unsafe fn halves(&self) -> [int8x16_t; 2] {
+            let v = vld1q_u8(self.qs.as_ptr());
+            [
+                vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(0x0F))),
+                vreinterpretq_s8_u8(vshrq_n_u8::<4>(v)),
+            ]
+        }
+        fn d(&self) -> f32 {
+            self.d.to_f32()
+        }
+        fn m(&self) -> f32 {
+            self.m.to_f32()
+        }
+    }
+
+    /// One row, one token (`s`: the activation blocks' Q8_1 sums, used by Q4_1 only).
+    #[target_feature(enable = "neon,dotprod,i8mm")]
+    unsafe fn one<W: Block32>(x: &[W], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+        let nb = x.len().min(y.len());
+        let (mut sum, mut summ) = (0f32, 0f32);
+        for b in 0..nb {
+            let (a, t) = (&x[b], &y[b]);
+            let w = a.halves();
+            let p = dot_sdot(
+                dot_sdot(vdupq_n_s32(0), w[0], vld1q_s8(t.qs.as_ptr())),
+                w[1],
+                vld1q_s8(t.qs.as_ptr().add(16)),
+            );
+            sum = (vaddvq_s32(p) as f32).mul_add(a.d() * t.d.to_f32(), sum);
+            if W::HAS_MIN {
+                summ += a.m() * s[b];
+            }
+        }
+        sum + summ
+    }
+
+    /// Rows `x[0]`, `x[1]` times tokens `y[0..4]`: `out[i][j]` = row `i` . token `j`.
+    #[target_feature(enable = "neon,dotprod,i8mm")]
+    unsafe fn two_by_four<W: Block32>(
+        x: [&[W]; 2],
+        y: [&[BlockQ8_0]; 4],
+        s: [&[f32]; 4],
+    ) -> [[f32; 4]; 2] {
+        let mut nb = x[0].len().min(x[1].len());
+        for t in 0..4 {
+            nb = nb.min(y[t].len());
+            if W::HAS_MIN {
+                nb = nb.min(s[t].len());
+            }
+        }
+        // acc[h] lanes: [row 0 . token 2h, row 0 . token 2h+1, row 1 . token 2h, row 1 . token 2h+1].
+        let mut acc = [vdupq_n_f32(0.0); 2];
+        let mut summ = [vdupq_n_f32(0.0); 2];
+        for b in 0..nb {
+            let (a0, a1) = (&x[0][b], &x[1][b]);
+            let (w0, w1) = (a0.halves(), a1.halves());
+            let [c0, c1] = zip(w0[0], w1[0]);
+            let [c2, c3] = zip(w0[1], w1[1]);
+            let (d0, d1) = (a0.d(), a1.d());
+            for h in 0..2 {
+                let (t0, t1) = (&y[2 * h][b], &y[2 * h + 1][b]);
+                let (p, q) = (t0.qs.as_ptr(), t1.qs.as_ptr());
+                let [e0, e1] = zip(vld1q_s8(p), vld1q_s8(q));
+                let [e2, e3] = zip(vld1q_s8(p.add(16)), vld1q_s8(q.add(16)));
+                let mut dot = mmla(vdupq_n_s32(0), c0, e0);
+                dot = mmla(dot, c1, e1);
+                dot = mmla(dot, c2, e2);
+                dot = mmla(dot, c3, e3);
+                let (dy0, dy1) = (t0.d.to_f32(), t1.d.to_f32());
+                let scale = [d0 * dy0, d0 * dy1, d1 * dy0, d1 * dy1];
+                acc[h] = vfmaq_f32(acc[h], vcvtq_f32_s32(dot), vld1q_f32(scale.as_ptr()));
+                if W::HAS_MIN {
+                    let (m0, m1) = (a0.m(), a1.m());
+                    let (s0, s1) = (s[2 * h][b], s[2 * h + 1][b]);
+                    let mins = [m0 * s0, m0 * s1, m1 * s0, m1 * s1];
+                    summ[h] = vaddq_f32(summ[h], vld1q_f32(mins.as_ptr()));
+                }
+            }
+        }
+        let mut lanes = [[0f32; 4]; 2];
+        for h in 0..2 {
+            vst1q_f32(lanes[h].as_mut_ptr(), vaddq_f32(acc[h], summ[h]));
+        }
+        [
+            [lanes[0][0], lanes[0][1], lanes[1][0], lanes[1][1]],
+            [lanes[0][2], lanes[0][3], lanes[1][2], lanes[1][3]],
+        ]
+    }
+
+    // SAFETY (every wrapper below): installed only in the i8mm table, after `has_i8mm()`
+    // (NEON + dotprod + i8mm); every access is bounded by the slice lengths.
+
+    pub(crate) fn vec_dot_q8_0_q8_0(x: &[BlockQ8_0], y: &[BlockQ8_0]) -> f32 {
+        // SAFETY: see above.
+        unsafe { one(x, y, &[]) }
+    }
+    pub(crate) fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
+        // SAFETY: see above.
+        unsafe { one(x, y, &[]) }
+    }
+    pub(crate) fn vec_dot_q4_1_q8_0(x: &[BlockQ4_1], y: &[BlockQ8_0], s: &[f32]) -> f32 {
+        // SAFETY: see above.
+        unsafe { one(x, y, s) }
+    }
+    pub(crate) fn vec_dot_q8_0_q8_0_2x4(
+        x: [&[BlockQ8_0]; 2],
+        y: [&[BlockQ8_0]; 4],
+        s: [&[f32]; 4],
+    ) -> [[f32; 4]; 2] {
+        // SAFETY: see above.
+        unsafe { two_by_four(x, y, s) }
+    }
+    pub(crate) fn vec_dot_q4_0_q8_0_2x4(
+        x: [&[BlockQ4_0]; 2],
+        y: [&[BlockQ8_0]; 4],
+        s: [&[f32]; 4],
+    ) -> [[f32; 4]; 2] {
+        // SAFETY: see above.
+        unsafe { two_by_four(x, y, s) }
+    }
+    pub(crate) fn vec_dot_q4_1_q8_0_2x4(
+        x: [&[BlockQ4_1]; 2],
+        y: [&[BlockQ8_0]; 4],
+        s: [&[f32]; 4],
+    ) -> [[f32; 4]; 2] {
+        // SAFETY: see above.
+        unsafe { two_by_four(x, y, s) }
     }
 }

@@ -115,6 +115,13 @@ pub fn packed_simd_path() -> Option<KernelPath> {
     None
 }
 
+/// Whether kernel path `p` runs the packed SIMD kernels: [`packed_simd_path`] itself, and on
+/// aarch64 also the i8mm path (whose CPUs have `sdot`; the packed kernels are `sdot` ones).
+fn runs_packed_simd(p: KernelPath) -> bool {
+    let simd = packed_simd_path();
+    Some(p) == simd || (p == KernelPath::NeonI8mm && simd == Some(KernelPath::NeonDotprod))
+}
+
 impl PackedMatrix {
     /// Whether a `rows x cols` matrix of `ty` can be packed: Q8_0, Q4_0, Q4_1 or Q4_K, a
     /// positive multiple of [`TILE`] rows, and at least one block of columns.
@@ -206,7 +213,7 @@ impl PackedMatrix {
     /// (row-major). Each tile is read once from memory for all `n` activations (it stays in
     /// L1 while they run), and the call is split over the kernel threads only once.
     pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
-        let simd = packed_simd_path() == Some(dispatch::kernel_path());
+        let simd = runs_packed_simd(dispatch::kernel_path());
         self.run(simd, x, n, y, scratch)
     }
 
@@ -221,7 +228,7 @@ impl PackedMatrix {
     ) -> Result<()> {
         match path {
             KernelPath::Scalar => self.run(false, x, 1, y, scratch),
-            p if Some(p) == packed_simd_path() => self.run(true, x, 1, y, scratch),
+            p if runs_packed_simd(p) => self.run(true, x, 1, y, scratch),
             other => Err(Error::Kernel(format!(
                 "no packed kernel for path {other} on this CPU (packed kernels: scalar{})",
                 packed_simd_path()

@@ -159,6 +159,47 @@ pub(crate) fn for_rows4(
     });
 }
 
+/// Like [`for_rows4`] over pairs of rows: `f(r, t0, cnt)` returns the outputs of rows `r` and
+/// `r + 1` (the second is dropped when `r + 1 == rows`) for tokens `t0..t0 + cnt` (`cnt <= 4`).
+pub(crate) fn for_row_pairs(
+    rows: usize,
+    n: usize,
+    work: usize,
+    out: OutPtr<'_>,
+    f: impl Fn(usize, usize, usize) -> [[f32; 4]; 2] + Sync,
+) {
+    let threads = num_threads();
+    let pairs = rows.div_ceil(2);
+    let chunk_pairs = |p0: usize, p1: usize| {
+        for p in p0..p1 {
+            let r = 2 * p;
+            let nr = (rows - r).min(2);
+            let mut t0 = 0;
+            while t0 < n {
+                let cnt = (n - t0).min(4);
+                let v = f(r, t0, cnt);
+                for (i, row) in v.iter().enumerate().take(nr) {
+                    for (k, &val) in row.iter().enumerate().take(cnt) {
+                        out.write((t0 + k) * rows + r + i, val);
+                    }
+                }
+                t0 += cnt;
+            }
+        }
+    };
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
+        chunk_pairs(0, pairs);
+        return;
+    }
+    let chunk = pairs.div_ceil(threads * 4).max(4);
+    let nchunks = pairs.div_ceil(chunk);
+    run(work, || {
+        (0..nchunks)
+            .into_par_iter()
+            .for_each(|c| chunk_pairs(c * chunk, ((c + 1) * chunk).min(pairs)))
+    });
+}
+
 /// `f(t)` for every tile `t < ntiles` (each writes its own outputs), parallel over chunks.
 pub(crate) fn for_tiles(ntiles: usize, work: usize, f: impl Fn(usize) + Sync) {
     let threads = num_threads();
