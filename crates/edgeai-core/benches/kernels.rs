@@ -186,6 +186,28 @@ fn bench_bandwidth(c: &mut Criterion) {
     black_box(&d);
 }
 
+/// Activation quantization (part of every GEMV): the scalar reference vs this CPU's SIMD
+/// quantizer (same bytes), at the SmolLM2 widths.
+fn bench_quantize(c: &mut Criterion) {
+    let best = *available_kernel_paths().last().unwrap();
+    for (name, len) in [("576", 576usize), ("1536", 1536)] {
+        let x = randv(len, 5);
+        let mut g = c.benchmark_group(format!("quantize/{name}"));
+        for path in [KernelPath::Scalar, best] {
+            let mut q8 = vec![BlockQ8_0::default(); len / 32];
+            g.bench_function(BenchmarkId::new("Q8_0", path.name()), |b| {
+                b.iter(|| quantize_activations_q8_0(path, black_box(&x), &mut q8).unwrap())
+            });
+            let k = len / 256 * 256;
+            let mut q8k = vec![BlockQ8K::default(); k / 256];
+            g.bench_function(BenchmarkId::new("Q8_K", path.name()), |b| {
+                b.iter(|| quantize_activations_q8k(path, black_box(&x[..k]), &mut q8k).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
 criterion_group! {
     name = benches;
     // The build machine is shared with other builders: short, small samples.
@@ -193,6 +215,6 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2))
         .warm_up_time(Duration::from_millis(500))
         .sample_size(10);
-    targets = bench_bandwidth, bench_matrix
+    targets = bench_bandwidth, bench_quantize, bench_matrix
 }
 criterion_main!(benches);

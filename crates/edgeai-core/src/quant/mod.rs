@@ -6,8 +6,11 @@
 //!   free functions per format.
 //! - [`QMatrix`]: a borrowed row-major weight matrix (e.g. a slice of a memory-mapped GGUF
 //!   file) with [`QMatrix::matvec`] / [`QMatrix::matmul`]: activations are quantized on the fly
-//!   into a reusable [`Scratch`] (Q8_0 for the 32-blocks, Q8_K for the K-quants), then integer
-//!   dot products run on the best [`KernelPath`] of this CPU, multi-threaded over output rows.
+//!   into a reusable [`Scratch`] (Q8_0 for the 32-blocks, Q8_K for the K-quants; SIMD
+//!   quantizers that give exactly the bytes of ggml's reference rounding), then integer dot
+//!   products run on the best [`KernelPath`] of this CPU, multi-threaded over output rows.
+//!   On aarch64 with i8mm, `matmul` of several tokens runs `smmla` kernels over two rows and
+//!   four tokens at once (Q8_0, Q4_0, Q4_1).
 //! - [`int8`]: per-row symmetric int8 matrices for embedding galleries.
 //!
 //! The kernel path is detected once at first use; `EDGEAI_KERNEL=scalar|avx2|neon|...`
