@@ -101,7 +101,6 @@ pub(crate) fn for_rows(
     out: OutPtr<'_>,
     f: impl Fn(usize, usize) -> f32 + Sync,
 ) {
-    let threads = num_threads();
     let chunk_rows = |r0: usize, r1: usize| {
         for r in r0..r1 {
             for t in 0..n {
@@ -109,18 +108,7 @@ pub(crate) fn for_rows(
             }
         }
     };
-    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
-        chunk_rows(0, rows);
-        return;
-    }
-    // ~4 chunks per thread for load balance, at least 8 rows each.
-    let chunk = rows.div_ceil(threads * 4).max(8);
-    let nchunks = rows.div_ceil(chunk);
-    run(work, || {
-        (0..nchunks)
-            .into_par_iter()
-            .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
-    });
+    chunked(rows, 8, work, chunk_rows);
 }
 
 /// Like [`for_rows`], but `f(r, t0, cnt)` returns the outputs of tokens `t0..t0 + cnt`
@@ -132,7 +120,6 @@ pub(crate) fn for_rows4(
     out: OutPtr<'_>,
     f: impl Fn(usize, usize, usize) -> [f32; 4] + Sync,
 ) {
-    let threads = num_threads();
     let chunk_rows = |r0: usize, r1: usize| {
         for r in r0..r1 {
             let mut t0 = 0;
@@ -146,17 +133,7 @@ pub(crate) fn for_rows4(
             }
         }
     };
-    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
-        chunk_rows(0, rows);
-        return;
-    }
-    let chunk = rows.div_ceil(threads * 4).max(8);
-    let nchunks = rows.div_ceil(chunk);
-    run(work, || {
-        (0..nchunks)
-            .into_par_iter()
-            .for_each(|c| chunk_rows(c * chunk, ((c + 1) * chunk).min(rows)))
-    });
+    chunked(rows, 8, work, chunk_rows);
 }
 
 /// Like [`for_rows4`] over pairs of rows: `f(r, t0, cnt)` returns the outputs of rows `r` and
@@ -168,7 +145,6 @@ pub(crate) fn for_row_pairs(
     out: OutPtr<'_>,
     f: impl Fn(usize, usize, usize) -> [[f32; 4]; 2] + Sync,
 ) {
-    let threads = num_threads();
     let pairs = rows.div_ceil(2);
     let chunk_pairs = |p0: usize, p1: usize| {
         for p in p0..p1 {
@@ -187,31 +163,28 @@ pub(crate) fn for_row_pairs(
             }
         }
     };
-    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
-        chunk_pairs(0, pairs);
-        return;
-    }
-    let chunk = pairs.div_ceil(threads * 4).max(4);
-    let nchunks = pairs.div_ceil(chunk);
-    run(work, || {
-        (0..nchunks)
-            .into_par_iter()
-            .for_each(|c| chunk_pairs(c * chunk, ((c + 1) * chunk).min(pairs)))
-    });
+    chunked(pairs, 4, work, chunk_pairs);
 }
 
 /// `f(t)` for every tile `t < ntiles` (each writes its own outputs), parallel over chunks.
 pub(crate) fn for_tiles(ntiles: usize, work: usize, f: impl Fn(usize) + Sync) {
+    chunked(ntiles, 1, work, |t0, t1| (t0..t1).for_each(&f));
+}
+
+/// `body(i0, i1)` over chunks covering `0..count`: one call on this thread when the work is
+/// small or there is one thread, else ~4 chunks per thread (at least `min_chunk` items each)
+/// on the kernel pool, for load balance.
+fn chunked(count: usize, min_chunk: usize, work: usize, body: impl Fn(usize, usize) + Sync) {
     let threads = num_threads();
     if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
-        (0..ntiles).for_each(f);
+        body(0, count);
         return;
     }
-    let chunk = ntiles.div_ceil(threads * 4).max(1);
-    let nchunks = ntiles.div_ceil(chunk);
+    let chunk = count.div_ceil(threads * 4).max(min_chunk);
+    let nchunks = count.div_ceil(chunk);
     run(work, || {
         (0..nchunks)
             .into_par_iter()
-            .for_each(|c| (c * chunk..((c + 1) * chunk).min(ntiles)).for_each(&f))
+            .for_each(|c| body(c * chunk, ((c + 1) * chunk).min(count)))
     });
 }
