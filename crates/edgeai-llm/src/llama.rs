@@ -190,7 +190,7 @@ impl LlamaModel {
     }
 
     /// Loads from a parsed GGUF. With `pack`, every matrix that
-    /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (2.4-6.9x faster
+    /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (2.0-9.0x faster
     /// matrix-vector products measured on AVX-512 VNNI; the dotprod kernels are verified under
     /// qemu but not yet timed on ARM; on CPUs without packed kernels it is slower, so leave it
     /// off there) and the map's pages of those matrices are released, so resident memory
