@@ -47,6 +47,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use burn_backend::Backend as BurnEngine;
+use edgeai_core::panic_message;
 use edgeai_core::{
     validate_inputs, Backend, Capabilities, DType, Error, LoadOptions, Model, ModelFormat,
     ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
@@ -335,18 +336,12 @@ impl Plan {
     }
 }
 
-fn panic_message(p: Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a burn kernel panicked".into())
-}
-
 /// Runs `f`, turning a panic inside burn into an error message.
 fn guarded<T>(
     f: impl FnOnce() -> std::result::Result<T, String>,
 ) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| Err(panic_message(p)))
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|p| Err(format!("a burn kernel panicked: {}", panic_message(&*p))))
 }
 
 /// One step of the run: a node with, per input, whether the run may move the value out of

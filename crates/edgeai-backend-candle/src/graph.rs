@@ -8,6 +8,7 @@ use candle_onnx::onnx::{
     self, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, GraphProto,
     ModelProto, ValueInfoProto,
 };
+use edgeai_core::panic_message;
 use edgeai_core::{
     validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
     ModelSource, Result, Tensor, TensorData, TensorSpec,
@@ -244,13 +245,6 @@ fn run_err(reason: String) -> Error {
         backend: NAME.into(),
         reason,
     }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into())
 }
 
 /// Parses, rewrites and checks the model; decodes its weights. The pool is added by the caller.

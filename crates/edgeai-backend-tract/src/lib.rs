@@ -25,6 +25,7 @@
 
 use std::sync::Arc;
 
+use edgeai_core::panic_message;
 use edgeai_core::{
     validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
     ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
@@ -77,15 +78,6 @@ impl Backend for TractBackend {
             })
         })
     }
-}
-
-/// The message of a caught panic.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
 }
 
 fn load_bytes(

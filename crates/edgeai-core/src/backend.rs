@@ -180,6 +180,23 @@ pub trait Backend: Send + Sync {
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>>;
 }
 
+/// The message of a caught panic: its `&str` or `String` payload, else `"(no message)"`.
+///
+/// Backends that run a third-party engine under [`std::panic::catch_unwind`] use it to turn
+/// the engine's panic into an [`Error`] that says what happened.
+///
+/// ```
+/// let p = std::panic::catch_unwind(|| panic!("index {} out of range", 3)).unwrap_err();
+/// assert_eq!(edgeai_core::panic_message(&*p), "index 3 out of range");
+/// ```
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,7 +33,9 @@ pub mod paths;
 pub mod quant;
 mod tensor;
 
-pub use backend::{Backend, Capabilities, LoadOptions, ModelFormat, ModelSource, OptLevel};
+pub use backend::{
+    panic_message, Backend, Capabilities, LoadOptions, ModelFormat, ModelSource, OptLevel,
+};
 pub use error::{Error, Result};
 pub use model::{validate_inputs, Dim, Model, TensorSpec};
 pub use quant::{GgmlType, KernelPath, QMatrix, Scratch};
