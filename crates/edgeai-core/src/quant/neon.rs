@@ -739,7 +739,10 @@ pub(crate) mod i8mm {
     /// One row, one token (`s`: the activation blocks' Q8_1 sums, used by Q4_1 only).
     #[target_feature(enable = "neon,dotprod,i8mm")]
     unsafe fn one<W: Block32>(x: &[W], y: &[BlockQ8_0], s: &[f32]) -> f32 {
-        let nb = x.len().min(y.len());
+        let mut nb = x.len().min(y.len());
+        if W::HAS_MIN {
+            nb = nb.min(s.len());
+        }
         let (mut sum, mut summ) = (0f32, 0f32);
         for b in 0..nb {
             let (a, t) = (&x[b], &y[b]);
