@@ -117,5 +117,20 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Tokenizer encode throughput (the GGUF vocabulary, BPE built without tokenizers' word cache,
+/// see fuzz/FINDINGS.md), on README.md: throughput reads as bytes of text per second.
+fn bench_tokenize(c: &mut Criterion) {
+    let Some(path) = edgeai::core::paths::model_path(MODEL) else {
+        return;
+    };
+    let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");
+    let tok = edgeai::llm::Tokenizer::from_gguf(&gguf).expect("tokenizer");
+    let text = include_str!("../README.md");
+    let mut g = c.benchmark_group("tokenize");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("encode/README.md", |b| b.iter(|| tok.encode(text).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, bench_tokenize, bench);
 criterion_main!(benches);

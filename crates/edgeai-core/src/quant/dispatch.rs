@@ -234,9 +234,9 @@ static NEON_I8MM: Kernels = neon_table!(
     super::neon::i8mm::vec_dot_q4_0_q8_0,
     super::neon::i8mm::vec_dot_q4_1_q8_0,
     super::neon::i8mm::vec_dot_q8_0_q8_0,
-    Some(super::neon::i8mm::vec_dot_q4_0_q8_0_2x4),
-    Some(super::neon::i8mm::vec_dot_q4_1_q8_0_2x4),
-    Some(super::neon::i8mm::vec_dot_q8_0_q8_0_2x4)
+    Some(super::neon::i8mm::vec_dot_2x4::<BlockQ4_0>),
+    Some(super::neon::i8mm::vec_dot_2x4::<BlockQ4_1>),
+    Some(super::neon::i8mm::vec_dot_2x4::<BlockQ8_0>)
 );
 
 /// The kernel table of `p` if this CPU (and this build) supports it.

@@ -828,24 +828,9 @@ pub(crate) mod i8mm {
         // SAFETY: see above.
         unsafe { one(x, y, s) }
     }
-    pub(crate) fn vec_dot_q8_0_q8_0_2x4(
-        x: [&[BlockQ8_0]; 2],
-        y: [&[BlockQ8_0]; 4],
-        s: [&[f32]; 4],
-    ) -> [[f32; 4]; 2] {
-        // SAFETY: see above.
-        unsafe { two_by_four(x, y, s) }
-    }
-    pub(crate) fn vec_dot_q4_0_q8_0_2x4(
-        x: [&[BlockQ4_0]; 2],
-        y: [&[BlockQ8_0]; 4],
-        s: [&[f32]; 4],
-    ) -> [[f32; 4]; 2] {
-        // SAFETY: see above.
-        unsafe { two_by_four(x, y, s) }
-    }
-    pub(crate) fn vec_dot_q4_1_q8_0_2x4(
-        x: [&[BlockQ4_1]; 2],
+    /// The two-row kernel of `W` (one instance per format in the i8mm table).
+    pub(crate) fn vec_dot_2x4<W: Block32>(
+        x: [&[W]; 2],
         y: [&[BlockQ8_0]; 4],
         s: [&[f32]; 4],
     ) -> [[f32; 4]; 2] {
