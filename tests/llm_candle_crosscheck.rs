@@ -1,53 +1,75 @@
 //! Native decoder vs candle-transformers' quantized llama on the same SmolLM2 GGUF
 //! (`--features candle`; skipped when the model is not fetched).
 //!
+//! Ten prompts, fixed before the first run (plain text, ChatML, code). For each, both engines
+//! decode 64 greedy tokens; then both are teacher-forced on candle's 64 tokens, so that every
+//! position of prompt and continuation is compared on the same input.
+//!
 //! What is asserted, and why:
-//! - Per-position logits of the quantized model: `max |ours - candle| / max |candle|` over
-//!   every position of 3 prompts must stay below [`LOGIT_TOLERANCE`] (measured: 0.050). Both
-//!   engines quantize activations to 8 bits before every matmul (ggml style, block sums in
-//!   f16 in both, as in ggml's `block_q8_1`); the remaining arithmetic differences (accumulation
-//!   order in the SIMD kernels, attention and norm details) flip roundings that cascade
-//!   through 30 layers, so each engine sits ~5% (max) from the exact-activation result, and
-//!   they differ from each other by about as much. With the same weights dequantized to F32
-//!   the two agree to ~2e-6 (see the candle crate's `f32_reference` test).
-//! - Greedy tokens: identical for 64 tokens, except that a divergence is accepted where it
-//!   happens at a near tie (top-2 logit margin below [`TIE_MARGIN`] in either engine): such a
-//!   token choice is decided by rounding noise, not by the model. Every divergence is printed.
+//! - Per-position logits: `max |ours - candle| / max |candle|` over every position must stay
+//!   below [`LOGIT_TOLERANCE`] (measured: ~0.05). Both engines quantize activations to 8 bits
+//!   before every matmul (ggml style, block sums in f16 in both, as in ggml's `block_q8_1`);
+//!   the remaining arithmetic differences (accumulation order in the SIMD kernels, attention and
+//!   norm details) flip roundings that cascade through 30 layers, so each engine sits ~5% (max)
+//!   from the exact-activation result, and they differ from each other by about as much. With
+//!   the same weights dequantized to F32 the two agree to ~2e-6 and greedy 64 tokens are
+//!   identical (the candle crate's `f32_reference` test): the model logic is the same.
+//! - Teacher-forced next-token choice: wherever the engines pick different top-1 tokens, it
+//!   is a near tie in both: ours ranks candle's pick within [`TIE_GAP`] of its own, and candle
+//!   ours likewise (the sum of the two gaps is below it). A wrong RoPE, norm or GQA detail
+//!   fails this by whole logits.
+//! - Greedy 64 tokens: the first divergence, if any, is such a near tie. How many prompts
+//!   come out identical is printed, not asserted: it moves with any change of summation order
+//!   (3 of these 10 at the time of writing; every divergence was at a tie of < 0.5 logit).
+//!   For scale, the same count is printed for our own engine with packed kernels against our
+//!   own engine with row-major kernels: two layouts of the same arithmetic that differ only in
+//!   the order of f32 accumulations diverge at near ties just the same.
 
 #![cfg(feature = "candle")]
 
 use edgeai::backend_candle::CandleLlama;
-use edgeai::llm::{EngineOptions, LanguageModel, Llm};
+use edgeai::llm::gguf::GgufFile;
+use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Llm};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const LOGIT_TOLERANCE: f32 = 0.10;
-const TIE_MARGIN: f32 = 0.5;
-const PROMPTS: [&str; 3] = [
-    "The capital of France is",
-    "<|im_start|>user\nWrite a haiku about the sea.<|im_end|>\n<|im_start|>assistant\n",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
-];
+/// Largest accepted `gap_ours + gap_candle` (in logits) where the engines' top-1 differ.
+/// Measured worst: 0.49.
+const TIE_GAP: f32 = 1.0;
+const STEPS: usize = 64;
 
-fn top2(v: &[f32]) -> (u32, f32) {
-    let (mut a, mut b) = (0usize, usize::MAX);
-    for i in 1..v.len() {
-        if v[i] > v[a] {
-            b = a;
-            a = i;
-        } else if b == usize::MAX || v[i] > v[b] {
-            b = i;
-        }
-    }
-    (a as u32, v[a] - v[b])
+fn prompts() -> Vec<String> {
+    let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
+    vec![
+        "The capital of France is".into(),
+        chat("Write a haiku about the sea."),
+        "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".into(),
+        "Once upon a time, in a small village by the sea,".into(),
+        chat("What is the boiling point of water in Celsius?"),
+        "The three primary colors are".into(),
+        "import numpy as np\n\n# Compute the mean of a list\n".into(),
+        chat("Explain photosynthesis in one sentence."),
+        "Water is made of hydrogen and".into(),
+        "Dear Sir or Madam,\n\nI am writing to".into(),
+    ]
 }
 
-/// Greedy tokens and the top-2 margin at each step.
-fn greedy(m: &mut dyn LanguageModel, prompt: &[u32], n: usize) -> Vec<(u32, f32)> {
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn greedy(m: &mut dyn LanguageModel, prompt: &[u32], n: usize) -> Vec<u32> {
     m.reset();
-    let mut out = vec![top2(m.forward(prompt).unwrap())];
+    let mut out = vec![argmax(m.forward(prompt).unwrap())];
     while out.len() < n {
-        let next = out[out.len() - 1].0;
-        out.push(top2(m.forward(&[next]).unwrap()));
+        let next = out[out.len() - 1];
+        out.push(argmax(m.forward(&[next]).unwrap()));
     }
     out
 }
@@ -67,17 +89,40 @@ fn logits_and_greedy_tokens_match_candle() {
     )
     .unwrap();
     let mut candle = CandleLlama::open(&path, 256, 0).unwrap();
+    let other_layout = !LlamaModel::packing_by_default();
+    let mut ours_other = LlamaEngine::new(
+        std::sync::Arc::new(
+            LlamaModel::from_gguf_with(GgufFile::open(&path).unwrap(), other_layout).unwrap(),
+        ),
+        &EngineOptions {
+            context_length: 256,
+            batch: 64,
+        },
+    )
+    .unwrap();
+    let mut self_identical = 0;
     assert_eq!(ours.engine.vocab_size(), candle.vocab_size());
     let v = candle.vocab_size();
-    let mut worst = 0f32;
-    let mut identical = 0;
-    for p in PROMPTS {
-        let toks = ours.tokenizer.encode(p).unwrap();
+    let (mut worst, mut worst_gap) = (0f32, 0f32);
+    let (mut identical, mut agree, mut compared) = (0, 0, 0);
+    for p in prompts() {
+        let toks = ours.tokenizer.encode(&p).unwrap();
+        let ga = greedy(&mut ours.engine, &toks, STEPS);
+        let gb = greedy(&mut candle, &toks, STEPS);
+        let first = ga.iter().zip(&gb).position(|(x, y)| x != y);
+        if greedy(&mut ours_other, &toks, STEPS) == ga {
+            self_identical += 1;
+        }
+
+        // Teacher forcing: both engines read the prompt and candle's continuation.
+        let mut seq = toks.clone();
+        seq.extend(&gb[..STEPS - 1]);
         ours.engine.reset();
         candle.reset();
-        let a = ours.engine.forward_all(&toks).unwrap();
-        let b = candle.forward_all(&toks).unwrap();
-        for i in 0..toks.len() {
+        let a = ours.engine.forward_all(&seq).unwrap();
+        let b = candle.forward_all(&seq).unwrap();
+        let mut ties = Vec::new();
+        for i in 0..seq.len() {
             let (ra, rb) = (&a[i * v..(i + 1) * v], &b[i * v..(i + 1) * v]);
             let m = rb.iter().fold(0f32, |m, x| m.max(x.abs()));
             let d = ra
@@ -85,31 +130,48 @@ fn logits_and_greedy_tokens_match_candle() {
                 .zip(rb)
                 .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             worst = worst.max(d / m);
+            if i + 1 < toks.len() {
+                continue; // next-token choices are compared from the end of the prompt on
+            }
+            let step = i + 1 - toks.len();
+            let (x, y) = (argmax(ra) as usize, argmax(rb) as usize);
+            compared += 1;
+            if x == y {
+                agree += 1;
+                continue;
+            }
+            let gap = (ra[x] - ra[y]) + (rb[y] - rb[x]);
+            worst_gap = worst_gap.max(gap);
+            ties.push(format!("step {step}: gap {gap:.3}"));
+            assert!(
+                gap < TIE_GAP,
+                "{p:?} step {step}: ours picks {x}, candle {y}, gaps {} + {}: not a near tie",
+                ra[x] - ra[y],
+                rb[y] - rb[x]
+            );
         }
-        let ga = greedy(&mut ours.engine, &toks, 64);
-        let gb = greedy(&mut candle, &toks, 64);
-        let ids = |g: &[(u32, f32)]| g.iter().map(|x| x.0).collect::<Vec<_>>();
-        match ga.iter().zip(&gb).position(|(x, y)| x.0 != y.0) {
+        match first {
             None => identical += 1,
             Some(k) => {
-                eprintln!(
-                    "{p:?}: greedy diverges at token {k} (ours {} margin {:.3}, candle {} margin {:.3})\n  ours:   {:?}\n  candle: {:?}",
-                    ga[k].0,
-                    ga[k].1,
-                    gb[k].0,
-                    gb[k].1,
-                    ours.tokenizer.decode(&ids(&ga)).unwrap(),
-                    ours.tokenizer.decode(&ids(&gb)).unwrap()
-                );
                 assert!(
-                    ga[k].1 < TIE_MARGIN || gb[k].1 < TIE_MARGIN,
-                    "{p:?}: greedy tokens diverge at {k} without a near tie"
+                    ties.iter().any(|t| t.starts_with(&format!("step {k}:"))),
+                    "{p:?}: greedy diverges at step {k}, where teacher forcing agrees"
+                );
+                eprintln!(
+                    "{p:?}: greedy diverges at step {k} (near tie); top-1 differs under teacher forcing at {ties:?}\n  ours:   {:?}\n  candle: {:?}",
+                    ours.tokenizer.decode(&ga).unwrap(),
+                    ours.tokenizer.decode(&gb).unwrap()
                 );
             }
         }
     }
+    let n = prompts().len();
     eprintln!(
-        "max |ours - candle| / max |candle logit|: {worst:.4}; greedy identical for 64 tokens on {identical}/3 prompts"
+        "max |ours - candle| / max |candle logit|: {worst:.4}; teacher-forced top-1 agrees at \
+         {agree}/{compared} positions, worst tie gap {worst_gap:.3}; greedy identical for \
+         {STEPS} tokens on {identical}/{n} prompts (ours {} vs ours {}: {self_identical}/{n})",
+        if other_layout { "row-major" } else { "packed" },
+        if other_layout { "packed" } else { "row-major" },
     );
     assert!(worst < LOGIT_TOLERANCE, "{worst}");
 }
