@@ -69,3 +69,100 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Box<M> {
         (**self).forward_all(tokens)
     }
 }
+
+/// Index of the largest logit (the first one on ties; a NaN wins only if all are NaN).
+///
+/// Panics if `logits` is empty.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in logits.iter().enumerate() {
+        if x > logits[best] || logits[best].is_nan() {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// Greedy decoding on raw token ids: resets `model`, feeds `prompt`, and returns the next
+/// `n` argmax tokens (no sampler, no stop conditions). For cross-checks between engines and
+/// reproducible continuations; use [`generate`](crate::generate) for text.
+pub fn greedy(model: &mut dyn LanguageModel, prompt: &[u32], n: usize) -> Result<Vec<u32>> {
+    model.reset();
+    let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return Ok(out);
+    }
+    out.push(argmax(model.forward(prompt)?));
+    while out.len() < n {
+        let next = out[out.len() - 1];
+        out.push(argmax(model.forward(&[next])?));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Predicts `(last token + 1) % 5`, with logits that make the choice unambiguous.
+    struct Counter {
+        pos: usize,
+        logits: Vec<f32>,
+    }
+
+    impl LanguageModel for Counter {
+        fn name(&self) -> &str {
+            "counter"
+        }
+        fn vocab_size(&self) -> usize {
+            5
+        }
+        fn context_length(&self) -> usize {
+            8
+        }
+        fn position(&self) -> usize {
+            self.pos
+        }
+        fn reset(&mut self) {
+            self.pos = 0;
+        }
+        fn truncate(&mut self, len: usize) -> Result<()> {
+            self.pos = len;
+            Ok(())
+        }
+        fn forward(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+            if self.pos + tokens.len() > 8 {
+                return Err(crate::Error::ContextOverflow {
+                    needed: self.pos + tokens.len(),
+                    capacity: 8,
+                });
+            }
+            self.pos += tokens.len();
+            let next = (tokens[tokens.len() - 1] as usize + 1) % 5;
+            self.logits = (0..5).map(|i| if i == next { 1.0 } else { 0.0 }).collect();
+            Ok(&self.logits)
+        }
+    }
+
+    #[test]
+    fn argmax_takes_the_first_largest_and_skips_nan() {
+        assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, -1.0, 3.0]), 2);
+        assert_eq!(argmax(&[-5.0]), 0);
+    }
+
+    #[test]
+    fn greedy_feeds_its_own_picks_and_stops_at_the_context() {
+        let mut m = Counter {
+            pos: 3,
+            logits: Vec::new(),
+        };
+        assert_eq!(greedy(&mut m, &[3, 3], 4).unwrap(), [4, 0, 1, 2]);
+        assert_eq!(m.position(), 5);
+        assert!(greedy(&mut m, &[0], 0).unwrap().is_empty());
+        assert!(matches!(
+            greedy(&mut m, &[0, 1], 9),
+            Err(crate::Error::ContextOverflow { .. })
+        ));
+    }
+}
