@@ -14,7 +14,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use edgeai::llm::generate::{Chat, GenerateOptions};
+use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
     EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
 };
@@ -76,14 +76,6 @@ fn parse_args() -> Result<Args, String> {
         }
     }
     Ok(a)
-}
-
-#[derive(Default)]
-struct Totals {
-    prompt_tokens: usize,
-    prefill_secs: f64,
-    gen_tokens: usize,
-    decode_secs: f64,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -150,11 +142,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sampler: args.sampler.clone(),
     };
     let mut chat = Chat::new(template, args.system.as_deref());
-    let mut totals = Totals::default();
+    let mut totals = Throughput::default();
     let turn = |chat: &mut Chat,
                 engine: &mut dyn LanguageModel,
                 text: &str,
-                totals: &mut Totals|
+                totals: &mut Throughput|
      -> Result<(), Box<dyn std::error::Error>> {
         let mut out = std::io::stdout().lock();
         let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
@@ -163,10 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             true
         })?;
         writeln!(out)?;
-        totals.prompt_tokens += g.prompt_tokens;
-        totals.prefill_secs += g.prefill_secs;
-        totals.gen_tokens += g.tokens.len();
-        totals.decode_secs += g.decode_secs;
+        totals.add(&g);
         tracing::debug!(reason = ?g.stop_reason, "turn done");
         Ok(())
     };
@@ -198,15 +187,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    eprintln!(
-        "prefill: {} tokens in {:.3} s ({:.1} tok/s) | decode: {} tokens in {:.3} s ({:.1} tok/s)",
-        totals.prompt_tokens,
-        totals.prefill_secs,
-        rate(totals.prompt_tokens, totals.prefill_secs),
-        totals.gen_tokens,
-        totals.decode_secs,
-        rate(totals.gen_tokens, totals.decode_secs)
-    );
+    eprintln!("{totals}");
     Ok(())
 }

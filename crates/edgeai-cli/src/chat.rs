@@ -4,7 +4,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use edgeai::llm::generate::{Chat, GenerateOptions};
+use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
     ChatTemplate, EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
 };
@@ -52,14 +52,6 @@ pub struct Args {
     /// Inference engine: `edgeai` (native kernels) or `candle` (with the `candle` feature).
     #[arg(long, default_value = "edgeai")]
     pub engine: String,
-}
-
-#[derive(Default)]
-struct Totals {
-    prompt_tokens: usize,
-    prefill_secs: f64,
-    gen_tokens: usize,
-    decode_secs: f64,
 }
 
 pub fn main(a: Args) -> Result<()> {
@@ -126,7 +118,7 @@ pub fn main(a: Args) -> Result<()> {
         },
     };
     let mut chat = Chat::new(template, a.system.as_deref());
-    let mut totals = Totals::default();
+    let mut totals = Throughput::default();
     let mut turn = |chat: &mut Chat, engine: &mut dyn LanguageModel, text: &str| -> Result<()> {
         let mut out = std::io::stdout().lock();
         let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
@@ -134,10 +126,7 @@ pub fn main(a: Args) -> Result<()> {
             out.write_all(piece.as_bytes()).is_ok() && out.flush().is_ok()
         })?;
         let _ = writeln!(out);
-        totals.prompt_tokens += g.prompt_tokens;
-        totals.prefill_secs += g.prefill_secs;
-        totals.gen_tokens += g.tokens.len();
-        totals.decode_secs += g.decode_secs;
+        totals.add(&g);
         tracing::debug!(reason = ?g.stop_reason, "turn done");
         Ok(())
     };
@@ -168,15 +157,6 @@ pub fn main(a: Args) -> Result<()> {
             }
         }
     }
-    let rate = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    eprintln!(
-        "prefill: {} tokens in {:.3} s ({:.1} tok/s) | decode: {} tokens in {:.3} s ({:.1} tok/s)",
-        totals.prompt_tokens,
-        totals.prefill_secs,
-        rate(totals.prompt_tokens, totals.prefill_secs),
-        totals.gen_tokens,
-        totals.decode_secs,
-        rate(totals.gen_tokens, totals.decode_secs)
-    );
+    eprintln!("{totals}");
     Ok(())
 }

@@ -198,13 +198,7 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
     for (i, f) in faces.iter().enumerate() {
         let id = g.identify(&f.embedding, 3)?;
         let b = &f.face.bbox;
-        let label = match id.best() {
-            Some(m) => format!("{} {:.2}", m.name, m.score),
-            None => match id.candidates.first() {
-                Some(m) => format!("unknown (closest {} {:.2})", m.name, m.score),
-                None => "unknown (empty gallery)".to_string(),
-            },
-        };
+        let label = id.to_string();
         println!(
             "face {i}: box ({:.0}, {:.0}) {:.0}x{:.0}, detection {:.3}: {label}",
             b.x, b.y, b.width, b.height, f.face.score

@@ -81,6 +81,70 @@ impl Generation {
     }
 }
 
+/// Prompt and generation throughput summed over several [`Generation`]s (the turns of a chat).
+///
+/// Its `Display` is the one-line summary the chat example and CLI print at the end:
+///
+/// ```
+/// use edgeai_llm::generate::Throughput;
+/// let mut t = Throughput::default();
+/// t.prompt_tokens = 64;
+/// t.prefill_secs = 0.5;
+/// t.gen_tokens = 10;
+/// t.decode_secs = 0.25;
+/// assert_eq!(t.prefill_tok_s(), 128.0);
+/// assert_eq!(
+///     t.to_string(),
+///     "prefill: 64 tokens in 0.500 s (128.0 tok/s) | decode: 10 tokens in 0.250 s (40.0 tok/s)"
+/// );
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Throughput {
+    /// Prompt tokens fed.
+    pub prompt_tokens: usize,
+    /// Seconds spent on prompts.
+    pub prefill_secs: f64,
+    /// Tokens generated.
+    pub gen_tokens: usize,
+    /// Seconds spent decoding.
+    pub decode_secs: f64,
+}
+
+impl Throughput {
+    /// Adds one generation's counts and times.
+    pub fn add(&mut self, g: &Generation) {
+        self.prompt_tokens += g.prompt_tokens;
+        self.prefill_secs += g.prefill_secs;
+        self.gen_tokens += g.tokens.len();
+        self.decode_secs += g.decode_secs;
+    }
+
+    /// Prompt tokens per second (0 when no time was spent).
+    pub fn prefill_tok_s(&self) -> f64 {
+        rate(self.prompt_tokens, self.prefill_secs)
+    }
+
+    /// Generated tokens per second (0 when no time was spent).
+    pub fn decode_tok_s(&self) -> f64 {
+        rate(self.gen_tokens, self.decode_secs)
+    }
+}
+
+impl std::fmt::Display for Throughput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "prefill: {} tokens in {:.3} s ({:.1} tok/s) | decode: {} tokens in {:.3} s ({:.1} tok/s)",
+            self.prompt_tokens,
+            self.prefill_secs,
+            self.prefill_tok_s(),
+            self.gen_tokens,
+            self.decode_secs,
+            self.decode_tok_s()
+        )
+    }
+}
+
 fn rate(n: usize, secs: f64) -> f64 {
     if secs > 0.0 {
         n as f64 / secs

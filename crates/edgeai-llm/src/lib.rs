@@ -36,7 +36,7 @@ use std::sync::Arc;
 pub use chat::{ChatTemplate, Message, Role};
 pub use engine::LanguageModel;
 pub use error::{Error, Result};
-pub use generate::{Chat, GenerateOptions, Generation, StopReason};
+pub use generate::{Chat, GenerateOptions, Generation, StopReason, Throughput};
 pub use llama::{EngineOptions, LlamaConfig, LlamaEngine, LlamaModel};
 pub use sampler::{Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;

@@ -68,6 +68,28 @@ impl Identification {
     }
 }
 
+/// A short label for a result: `"name 0.62"` for a match, `"unknown (closest name 0.21)"`
+/// below the threshold, `"unknown (empty gallery)"` with no candidate.
+///
+/// ```
+/// use edgeai_vision::gallery::Identification;
+/// use edgeai_vision::index::Match;
+/// let m = |name: &str, score| Match { name: name.into(), score };
+/// let id = |candidates| Identification { candidates, threshold: 0.363 };
+/// assert_eq!(id(vec![m("obama", 0.71)]).to_string(), "obama 0.71");
+/// assert_eq!(id(vec![m("biden", 0.12)]).to_string(), "unknown (closest biden 0.12)");
+/// assert_eq!(id(vec![]).to_string(), "unknown (empty gallery)");
+/// ```
+impl std::fmt::Display for Identification {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.best(), self.candidates.first()) {
+            (Some(m), _) => write!(f, "{} {:.2}", m.name, m.score),
+            (None, Some(m)) => write!(f, "unknown (closest {} {:.2})", m.name, m.score),
+            (None, None) => f.write_str("unknown (empty gallery)"),
+        }
+    }
+}
+
 /// The answer of [`Gallery::verify`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Verification {
