@@ -41,10 +41,6 @@ const LOGIT_TOLERANCE: f32 = 0.10;
 /// Measured worst: 0.49.
 const TIE_GAP: f32 = 1.0;
 const STEPS: usize = 64;
-/// Candle's pool size. The two tests run side by side; with a pool of every core each, candle's
-/// threads spun at its barriers for about a sixth of the CPU time (perf, 2 cores). One thread
-/// each: ~15% less CPU time, same wall time, the same printed figures.
-const CANDLE_THREADS: usize = 1;
 
 fn prompts() -> Vec<String> {
     let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
@@ -94,7 +90,7 @@ fn logits_and_greedy_tokens_match_candle() {
         },
     )
     .unwrap();
-    let mut candle = CandleLlama::open(&path, 256, CANDLE_THREADS).unwrap();
+    let mut candle = CandleLlama::open(&path, 256, 0).unwrap();
     let other_layout = !LlamaModel::packing_by_default();
     let mut ours_other = LlamaEngine::new(
         Arc::new(LlamaModel::from_gguf_with(GgufFile::open(&path).unwrap(), other_layout).unwrap()),
@@ -200,7 +196,7 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     let f32_gguf = dequantized(&gguf);
     let tmp = std::env::temp_dir().join(format!("edgeai-f32-{}.gguf", std::process::id()));
     std::fs::write(&tmp, f32_gguf.bytes()).unwrap();
-    let candle_f32 = CandleLlama::open(&tmp, 160, CANDLE_THREADS);
+    let candle_f32 = CandleLlama::open(&tmp, 160, 0);
     let _ = std::fs::remove_file(&tmp);
     let mut candle_f32 = candle_f32.unwrap();
     let opts = EngineOptions {
@@ -222,7 +218,7 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
         ),
         (
             "candle",
-            Box::new(CandleLlama::open(&path, 160, CANDLE_THREADS).unwrap()),
+            Box::new(CandleLlama::open(&path, 160, 0).unwrap()),
         ),
     ];
     let v = reference.vocab_size();
