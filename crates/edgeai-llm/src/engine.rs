@@ -70,9 +70,8 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Box<M> {
     }
 }
 
-/// Index of the largest logit (the first one on ties; a NaN wins only if all are NaN).
-///
-/// Panics if `logits` is empty.
+/// Index of the largest logit: the first one on ties; a NaN is never picked over a number
+/// (an all-NaN slice gives its last index); an empty slice gives 0.
 pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &x) in logits.iter().enumerate() {
@@ -149,6 +148,8 @@ mod tests {
         assert_eq!(argmax(&[0.0, 2.0, 2.0, 1.0]), 1);
         assert_eq!(argmax(&[f32::NAN, -1.0, 3.0]), 2);
         assert_eq!(argmax(&[-5.0]), 0);
+        assert_eq!(argmax(&[1.0, f32::NAN]), 0);
+        assert_eq!(argmax(&[]), 0);
     }
 
     #[test]
