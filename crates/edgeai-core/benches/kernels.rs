@@ -61,7 +61,15 @@ fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
     vec![(576, c), (1536, c), (576, 1536), (49152, c)]
 }
 
+/// `EDGEAI_KERNEL=avx2|...` forces a path (e.g. the AVX2 kernels on an AVX-512 host).
+fn kernel_from_env() {
+    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
+        force_kernel_path_by_name(&v).expect("EDGEAI_KERNEL");
+    }
+}
+
 fn bench_matrix(c: &mut Criterion) {
+    kernel_from_env();
     let threads = candle_core::utils::get_num_threads();
     set_num_threads(threads);
     eprintln!(
@@ -89,7 +97,7 @@ fn bench_matrix(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("edgeai", &shape), |b| {
                 b.iter(|| m.matvec(black_box(&x), &mut y, &mut s).unwrap())
             });
-            // The row-interleaved form (AVX-512 VNNI), where this CPU has it.
+            // The row-interleaved form, where the current path has packed kernels.
             if packed_kernels_available() && PackedMatrix::supports(ty, rows, cols) {
                 let p = PackedMatrix::pack(&m).unwrap();
                 g.bench_function(BenchmarkId::new("edgeai-packed", &shape), |b| {
@@ -186,10 +194,11 @@ fn bench_bandwidth(c: &mut Criterion) {
     black_box(&d);
 }
 
-/// Activation quantization (part of every GEMV): the scalar reference vs this CPU's SIMD
-/// quantizer (same bytes), at the SmolLM2 widths.
+/// Activation quantization (part of every GEMV): the scalar reference vs the current path's
+/// SIMD quantizer (same bytes), at the SmolLM2 widths.
 fn bench_quantize(c: &mut Criterion) {
-    let best = *available_kernel_paths().last().unwrap();
+    kernel_from_env();
+    let best = kernel_path();
     for (name, len) in [("576", 576usize), ("1536", 1536)] {
         let x = randv(len, 5);
         let mut g = c.benchmark_group(format!("quantize/{name}"));

@@ -271,9 +271,9 @@ proptest! {
         }
     }
 
-    /// Row-interleaved packed matrices: the scalar twin equals the SIMD kernel bit for bit
-    /// (same operations per lane), and both equal the row-major scalar path within the
-    /// accumulation-order tolerance above.
+    /// Row-interleaved packed matrices: the scalar twin equals every SIMD path's packed
+    /// kernels bit for bit (same operations per lane), and both equal the row-major scalar
+    /// path within the accumulation-order tolerance above.
     #[test]
     fn packed_matches_row_major(
         ti in 0usize..4, tiles in 1usize..4, nblk in 1usize..4,
@@ -308,11 +308,11 @@ proptest! {
             p.matvec(&x3[t * cols..(t + 1) * cols], &mut one, &mut s).unwrap();
             prop_assert_eq!(&many[t * rows..(t + 1) * rows], &one[..]);
         }
-        if let Some(path) = packed_simd_path() {
+        for path in packed_kernel_paths() {
             let mut simd = vec![0f32; rows];
             p.matvec_with(path, x, &mut simd, &mut s).unwrap();
             prop_assert_eq!(simd.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                twin.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{}", ty);
+                twin.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{} {}", path, ty);
         }
     }
 
@@ -437,7 +437,32 @@ fn packing_rejects_what_it_cannot_pack() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("expected 3 x 32"), "{e}");
-    assert!(p
-        .matvec_with(KernelPath::Avx2, &[0.0; 32], &mut [0.0; 16], &mut s)
-        .is_err());
+    // A path of the other architecture never runs.
+    let foreign = if cfg!(target_arch = "x86_64") {
+        KernelPath::Neon
+    } else {
+        KernelPath::Avx2
+    };
+    let e = p
+        .matvec_with(foreign, &[0.0; 32], &mut [0.0; 16], &mut s)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no packed kernel for path"), "{e}");
+}
+
+/// Every SIMD path has packed kernels, so the bit-identity proptest above covers each (AVX2,
+/// AVX-VNNI and AVX-512 VNNI on x86_64; NEON, dotprod and i8mm on aarch64), and a forced
+/// path packs with its own kernels.
+#[test]
+fn packed_kernels_exist_on_every_simd_path() {
+    let packed = packed_kernel_paths();
+    eprintln!("packed kernel paths: {packed:?}");
+    for p in available_kernel_paths() {
+        assert_eq!(packed.contains(&p), p != KernelPath::Scalar, "{p}");
+    }
+    assert!(!packed.contains(&KernelPath::Scalar));
+    assert_eq!(
+        packed_simd_path().is_some(),
+        packed.contains(&kernel_path())
+    );
 }

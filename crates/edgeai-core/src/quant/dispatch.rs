@@ -3,7 +3,8 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
-use super::scalar;
+use super::packed::TILE;
+use super::{scalar, GgmlType};
 use crate::{Error, Result};
 
 /// An instruction-set path of the quantized kernels.
@@ -86,6 +87,13 @@ pub(crate) type X4Q4K = fn(&[BlockQ4K], [&[BlockQ8K]; 4]) -> [f32; 4];
 /// elsewhere). Must give bit-identical results to the path's one-row kernel.
 pub(crate) type P2x4<W> = fn([&[W]; 2], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [[f32; 4]; 2];
 
+/// A unit of one or two packed tiles (`data`, `tile_bytes` each) of a Q8_0 / Q4_0 / Q4_1
+/// [`PackedMatrix`](super::PackedMatrix) against Q8_0 activations, their sums and integer sums.
+pub(crate) type PackedQ8 =
+    fn(GgmlType, &[u8], usize, &[BlockQ8_0], &[f32], &[i32]) -> [[f32; TILE]; 2];
+/// A unit of one or two packed Q4_K tiles against Q8_K activations.
+pub(crate) type PackedQ4K = fn(&[u8], usize, &[BlockQ8K]) -> [[f32; TILE]; 2];
+
 /// One kernel per operation, for one path.
 pub(crate) struct Kernels {
     pub q4_0: fn(&[BlockQ4_0], &[BlockQ8_0]) -> f32,
@@ -111,6 +119,10 @@ pub(crate) struct Kernels {
     /// Activation quantizers (bit-identical to the scalar ones on every path).
     pub quant_q8_0: QuantQ8_0,
     pub quant_q8k: fn(&[f32], &mut [BlockQ8K]),
+    /// Packed-tile kernels (bit-identical to the scalar twins in `packed.rs`, which fill the
+    /// scalar table); `None` where this path has none, and then packing does not pay off.
+    pub packed_q8: Option<PackedQ8>,
+    pub packed_q4k: Option<PackedQ4K>,
 }
 
 /// Activations to Q8_0 blocks, their `block_q8_1` sums and their integer quant sums.
@@ -136,11 +148,13 @@ static SCALAR: Kernels = Kernels {
     i8: scalar::dot_i8,
     quant_q8_0: scalar::quantize_act_q8_0,
     quant_q8k: scalar::quantize_act_q8k,
+    packed_q8: Some(super::packed::scalar_tiles_q8_family),
+    packed_q4k: Some(super::packed::scalar_tiles_q4k),
 };
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_table {
-    ($m:ident, $q8:path, $q8k:path) => {
+    ($m:ident, $q8:path, $q8k:path, $pq8:path, $pq4k:path) => {
         Kernels {
             q4_0: super::x86::$m::vec_dot_q4_0_q8_0,
             q4_0_x4: Some(super::x86::$m::vec_dot_q4_0_q8_0_x4),
@@ -161,6 +175,8 @@ macro_rules! x86_table {
             i8: super::x86::common::dot_i8,
             quant_q8_0: $q8,
             quant_q8k: $q8k,
+            packed_q8: Some($pq8),
+            packed_q4k: Some($pq4k),
         }
     };
 }
@@ -169,35 +185,33 @@ macro_rules! x86_table {
 static AVX2: Kernels = x86_table!(
     avx2,
     super::x86::quant256::quantize_act_q8_0,
-    super::x86::quant256::quantize_act_q8k
+    super::x86::quant256::quantize_act_q8k,
+    super::x86::packed256::avx2::tiles_q8_family,
+    super::x86::packed256::avx2::tiles_q4k
 );
 #[cfg(target_arch = "x86_64")]
 static AVXVNNI: Kernels = x86_table!(
     avxvnni,
     super::x86::quant256::quantize_act_q8_0,
-    super::x86::quant256::quantize_act_q8k
+    super::x86::quant256::quantize_act_q8k,
+    super::x86::packed256::avxvnni::tiles_q8_family,
+    super::x86::packed256::avxvnni::tiles_q4k
 );
 #[cfg(target_arch = "x86_64")]
 static AVX512VNNI: Kernels = x86_table!(
     avx512vnni,
     super::x86::quant512::quantize_act_q8_0,
-    super::x86::quant512::quantize_act_q8k
+    super::x86::quant512::quantize_act_q8k,
+    super::x86::packed512::tiles_q8_family,
+    super::x86::packed512::tiles_q4k
 );
 
 #[cfg(target_arch = "aarch64")]
 macro_rules! neon_table {
-    ($m:ident) => {
-        neon_table!(
-            $m,
-            super::neon::$m::vec_dot_q4_0_q8_0,
-            super::neon::$m::vec_dot_q4_1_q8_0,
-            super::neon::$m::vec_dot_q8_0_q8_0,
-            None,
-            None,
-            None
-        )
-    };
-    ($m:ident, $q4_0:path, $q4_1:path, $q8_0:path, $p4_0:expr, $p4_1:expr, $p8_0:expr) => {
+    (
+        $m:ident, $q4_0:path, $q4_1:path, $q8_0:path, $p4_0:expr, $p4_1:expr, $p8_0:expr,
+        $pq8:expr, $pq4k:expr
+    ) => {
         Kernels {
             q4_0: $q4_0,
             q4_0_x4: None,
@@ -218,14 +232,36 @@ macro_rules! neon_table {
             i8: super::neon::$m::dot_i8,
             quant_q8_0: super::neon::quant::quantize_act_q8_0,
             quant_q8k: super::neon::quant::quantize_act_q8k,
+            packed_q8: $pq8,
+            packed_q4k: $pq4k,
         }
     };
 }
 
 #[cfg(target_arch = "aarch64")]
-static NEON: Kernels = neon_table!(plain);
+static NEON: Kernels = neon_table!(
+    plain,
+    super::neon::plain::vec_dot_q4_0_q8_0,
+    super::neon::plain::vec_dot_q4_1_q8_0,
+    super::neon::plain::vec_dot_q8_0_q8_0,
+    None,
+    None,
+    None,
+    Some(super::neon::packed::plain::tiles_q8_family),
+    Some(super::neon::packed::plain::tiles_q4k)
+);
 #[cfg(target_arch = "aarch64")]
-static NEON_DOTPROD: Kernels = neon_table!(dotprod);
+static NEON_DOTPROD: Kernels = neon_table!(
+    dotprod,
+    super::neon::dotprod::vec_dot_q4_0_q8_0,
+    super::neon::dotprod::vec_dot_q4_1_q8_0,
+    super::neon::dotprod::vec_dot_q8_0_q8_0,
+    None,
+    None,
+    None,
+    Some(super::neon::packed::dotprod::tiles_q8_family),
+    Some(super::neon::packed::dotprod::tiles_q4k)
+);
 /// i8mm: the dotprod table with `smmla` two-row kernels (and matching one-row kernels) for
 /// the 32-column formats.
 #[cfg(target_arch = "aarch64")]
@@ -236,7 +272,9 @@ static NEON_I8MM: Kernels = neon_table!(
     super::neon::i8mm::vec_dot_q8_0_q8_0,
     Some(super::neon::i8mm::vec_dot_2x4::<BlockQ4_0>),
     Some(super::neon::i8mm::vec_dot_2x4::<BlockQ4_1>),
-    Some(super::neon::i8mm::vec_dot_2x4::<BlockQ8_0>)
+    Some(super::neon::i8mm::vec_dot_2x4::<BlockQ8_0>),
+    Some(super::neon::packed::dotprod::tiles_q8_family),
+    Some(super::neon::packed::dotprod::tiles_q4k)
 );
 
 /// The kernel table of `p` if this CPU (and this build) supports it.
@@ -304,43 +342,66 @@ fn best() -> KernelPath {
 const UNSET: u8 = u8::MAX;
 static CURRENT: AtomicU8 = AtomicU8::new(UNSET);
 
-/// The kernel path in use: the best this CPU supports, unless `EDGEAI_KERNEL` (read once, at
-/// first use) or [`force_kernel_path`] chose another.
+/// The kernel path in use: the best this CPU supports, unless [`force_kernel_path`] chose
+/// another. (The library reads no environment variable: the `edgeai` CLI, the examples and
+/// the benches take `EDGEAI_KERNEL` and call [`force_kernel_path_by_name`].)
 pub fn kernel_path() -> KernelPath {
     let i = CURRENT.load(Ordering::Relaxed);
     if i != UNSET {
         return KernelPath::ALL[i as usize];
     }
-    let mut p = best();
-    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
-        match KernelPath::from_name(&v) {
-            Some(want) if table(want).is_some() => p = want,
-            Some(want) => {
-                tracing::warn!("EDGEAI_KERNEL={v}: {want} not available on this CPU; using {p}")
-            }
-            None => tracing::warn!("EDGEAI_KERNEL={v}: unknown kernel path; using {p}"),
-        }
-    }
+    let p = best();
     tracing::debug!(path = %p, "edgeai kernel path selected");
     // Racing first users compute the same value; keep whichever was stored first.
     let _ = CURRENT.compare_exchange(UNSET, p.index(), Ordering::Relaxed, Ordering::Relaxed);
     KernelPath::ALL[CURRENT.load(Ordering::Relaxed) as usize]
 }
 
-/// Makes every later kernel call use `p`; an error if this CPU or build lacks it.
+fn available_names() -> String {
+    available_kernel_paths()
+        .iter()
+        .map(|p| p.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Makes every later kernel call use `p`; an error naming `p` and the paths this CPU has if
+/// this CPU or build lacks it (never an illegal instruction later).
 pub fn force_kernel_path(p: KernelPath) -> Result<()> {
     if table(p).is_none() {
         return Err(Error::Kernel(format!(
-            "kernel path {p} is not available here (available: {})",
-            available_kernel_paths()
-                .iter()
-                .map(|p| p.name())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "kernel path {p} is not available on this CPU (available: {})",
+            available_names()
         )));
     }
     CURRENT.store(p.index(), Ordering::Relaxed);
+    tracing::debug!(path = %p, "edgeai kernel path forced");
     Ok(())
+}
+
+/// [`force_kernel_path`] by name, as the CLI's `EDGEAI_KERNEL` takes it (`scalar`, `avx2`,
+/// `avxvnni`, `avx512vnni`, `neon`, `dotprod`, `i8mm`): an error for an unknown name or a
+/// path this CPU lacks, listing the available ones.
+///
+/// ```
+/// use edgeai_core::quant::{force_kernel_path_by_name, KernelPath};
+/// assert!(force_kernel_path_by_name("no-such-path").is_err());
+/// assert_eq!(force_kernel_path_by_name("scalar").unwrap(), KernelPath::Scalar);
+/// ```
+pub fn force_kernel_path_by_name(name: &str) -> Result<KernelPath> {
+    let p = KernelPath::from_name(name).ok_or_else(|| {
+        Error::Kernel(format!(
+            "unknown kernel path `{name}` (available on this CPU: {})",
+            available_names()
+        ))
+    })?;
+    force_kernel_path(p)?;
+    Ok(p)
+}
+
+/// Whether path `p` is available and has packed-tile SIMD kernels of its own.
+pub(crate) fn has_packed(p: KernelPath) -> bool {
+    p != KernelPath::Scalar && table(p).is_some_and(|k| k.packed_q8.is_some())
 }
 
 /// The kernels of the current path.

@@ -13,8 +13,9 @@
 //!   four tokens at once (Q8_0, Q4_0, Q4_1).
 //! - [`int8`]: per-row symmetric int8 matrices for embedding galleries.
 //!
-//! The kernel path is detected once at first use; `EDGEAI_KERNEL=scalar|avx2|neon|...`
-//! overrides it, and [`force_kernel_path`] changes it at run time.
+//! The kernel path is detected once at first use; [`force_kernel_path`] (or
+//! [`force_kernel_path_by_name`], which the CLI, examples and benches call with
+//! `EDGEAI_KERNEL=scalar|avx2|neon|...`) changes it at run time.
 //!
 //! ```
 //! use edgeai_core::quant::{GgmlType, QMatrix, Scratch, quantize_row_q8_0, blocks_as_bytes, BlockQ8_0};
@@ -49,8 +50,10 @@ pub use blocks::{
     quantize_row_q6k, quantize_row_q8_0, quantize_row_q8k, BlockQ4K, BlockQ4_0, BlockQ4_1,
     BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0, QK, QK_K,
 };
-pub use dispatch::{available_kernel_paths, force_kernel_path, kernel_path, KernelPath};
-pub use packed::{packed_kernels_available, packed_simd_path, PackedMatrix};
+pub use dispatch::{
+    available_kernel_paths, force_kernel_path, force_kernel_path_by_name, kernel_path, KernelPath,
+};
+pub use packed::{packed_kernel_paths, packed_kernels_available, packed_simd_path, PackedMatrix};
 pub use threads::{num_threads, set_num_threads};
 
 use crate::{Error, Result};

@@ -313,11 +313,12 @@ pub(crate) mod common {
     }
 }
 
-/// Packed (row-interleaved) tiles with `sdot`: the layout of `quant::packed`, read as four
-/// 16-byte registers per 64-byte group (rows 0-3, 4-7, 8-11, 12-15), each multiplied by the
-/// group's 4 activation bytes broadcast to every lane. Per row the integer dots and the `f32`
-/// operations (fused multiply-adds included) are those of the scalar twin, so results are
-/// bit-identical to it. Callers check `has_dotprod()`.
+/// Packed (row-interleaved) tiles: the layout of `quant::packed`, read as four 16-byte
+/// registers per 64-byte group (rows 0-3, 4-7, 8-11, 12-15), each multiplied by the group's 4
+/// activation bytes broadcast to every lane, with `sdot` (`dotprod`) or with `smull` +
+/// `sadalp` + `addp` (`plain`, for CPUs without dotprod such as the Pi 4's Cortex-A72). Per
+/// row the integer dots and the `f32` operations (fused multiply-adds included) are those of
+/// the scalar twin, so results are bit-identical to it.
 pub(crate) mod packed {
     use super::*;
     use crate::quant::packed::{tile_block_len, TILE};
@@ -366,12 +367,39 @@ pub(crate) mod packed {
         vreinterpretq_s8_s32(vdupq_n_s32(p.cast::<i32>().read_unaligned()))
     }
 
-    /// `acc[q] += sdot(w[q], y)` for the four row quads of one 64-byte group.
+    /// dotprod: `acc[q] += sdot(w[q], y)` for the four row quads of one 64-byte group (only
+    /// `acc[0..4]` are used).
     #[inline(always)]
-    unsafe fn group(acc: &mut [int32x4_t; 4], w: [int8x16_t; 4], y: int8x16_t) {
+    unsafe fn group_sdot(acc: &mut [int32x4_t; 8], w: [int8x16_t; 4], y: int8x16_t) {
         for q in 0..4 {
             acc[q] = dot_sdot(acc[q], w[q], y);
         }
+    }
+
+    /// The per-row dots of [`group_sdot`]'s accumulators.
+    #[inline(always)]
+    unsafe fn finish_sdot(acc: [int32x4_t; 8]) -> [int32x4_t; 4] {
+        [acc[0], acc[1], acc[2], acc[3]]
+    }
+
+    /// Plain NEON (Cortex-A72, no dotprod): the exact i16 products of quad `q`'s rows
+    /// `4q, 4q+1` (low 8 bytes, `smull`) and `4q+2, 4q+3` (high 8 bytes, `smull2`), added
+    /// pairwise into i32 (`sadalp`): `acc[2q]` holds two half-dots of each of the first two
+    /// rows, `acc[2q+1]` of the other two; [`finish_mull`] adds the halves.
+    #[inline(always)]
+    unsafe fn group_mull(acc: &mut [int32x4_t; 8], w: [int8x16_t; 4], y: int8x16_t) {
+        let y_lo = vget_low_s8(y);
+        for q in 0..4 {
+            acc[2 * q] = vpadalq_s16(acc[2 * q], vmull_s8(vget_low_s8(w[q]), y_lo));
+            acc[2 * q + 1] = vpadalq_s16(acc[2 * q + 1], vmull_high_s8(w[q], y));
+        }
+    }
+
+    /// The per-row dots of [`group_mull`]'s accumulators (`addp`: lanes `[r, r, r+1, r+1]` of
+    /// each half to `[r, r+1, r+2, r+3]`).
+    #[inline(always)]
+    unsafe fn finish_mull(acc: [int32x4_t; 8]) -> [int32x4_t; 4] {
+        std::array::from_fn(|q| vpaddq_s32(acc[2 * q], acc[2 * q + 1]))
     }
 
     #[inline(always)]
@@ -393,139 +421,187 @@ pub(crate) mod packed {
         out
     }
 
-    /// Tile `k` of a unit of `k_u` tiles (blocks side by side), Q8_0 / Q4_0 / Q4_1.
-    #[target_feature(enable = "neon,dotprod")]
-    unsafe fn q8_family(
-        ty: GgmlType,
-        unit: &[u8],
-        k_u: usize,
-        k: usize,
-        act: &[BlockQ8_0],
-        sums: &[f32],
-        isum: &[i32],
-    ) -> [f32; TILE] {
-        let tbb = tile_block_len(ty);
-        let k = k.min(k_u.saturating_sub(1));
-        let nb = (unit.len() / (k_u * tbb))
-            .min(act.len())
-            .min(sums.len())
-            .min(isum.len());
-        let m4 = vdupq_n_u8(0x0F);
-        let flip = vdupq_n_u8(0x80);
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        for b in 0..nb {
-            // In bounds: (b * k_u + k) * tbb + (offset < tbb) <= nb * k_u * tbb <= unit.len().
-            let blk = unit.as_ptr().add((b * k_u + k) * tbb);
-            let a = &act[b];
-            let ys = a.qs.as_ptr();
-            let d = scales(blk, a.d.to_f32());
-            let mut dot = [vdupq_n_s32(0); 4];
-            match ty {
-                GgmlType::Q8_0 => {
-                    // Stored as w + 128: flipping the top bit gives w back as i8, so the
-                    // signed dot is already sum(w * y) = sum((w + 128) * y) - 128 * sum(y).
-                    for g in 0..8 {
-                        let w = load64(blk.add(32 + 64 * g))
-                            .map(|v| vreinterpretq_s8_u8(veorq_u8(v, flip)));
-                        group(&mut dot, w, bcast4(ys.add(4 * g)));
+    /// Stamps out the packed kernels for one instruction set: `$group` accumulates one
+    /// 64-byte group, `$finish` turns its accumulators into per-row dots.
+    macro_rules! packed_kernels {
+        ($feat:literal, $m:ident, $group:ident, $finish:ident) => {
+            pub(crate) mod $m {
+                use super::*;
+
+                /// Tile `k` of a unit of `k_u` tiles (blocks side by side), Q8_0 / Q4_0 / Q4_1.
+                #[target_feature(enable = $feat)]
+                unsafe fn q8_family(
+                    ty: GgmlType,
+                    unit: &[u8],
+                    k_u: usize,
+                    k: usize,
+                    act: &[BlockQ8_0],
+                    sums: &[f32],
+                    isum: &[i32],
+                ) -> [f32; TILE] {
+                    let tbb = tile_block_len(ty);
+                    let k = k.min(k_u.saturating_sub(1));
+                    let nb = (unit.len() / (k_u * tbb))
+                        .min(act.len())
+                        .min(sums.len())
+                        .min(isum.len());
+                    let m4 = vdupq_n_u8(0x0F);
+                    let flip = vdupq_n_u8(0x80);
+                    let mut acc = [vdupq_n_f32(0.0); 4];
+                    for b in 0..nb {
+                        // In bounds: (b * k_u + k) * tbb + (offset < tbb) <= nb * k_u * tbb <= unit.len().
+                        let blk = unit.as_ptr().add((b * k_u + k) * tbb);
+                        let a = &act[b];
+                        let ys = a.qs.as_ptr();
+                        let d = scales(blk, a.d.to_f32());
+                        let mut dot8 = [vdupq_n_s32(0); 8];
+                        match ty {
+                            GgmlType::Q8_0 => {
+                                // Stored as w + 128: flipping the top bit gives w back as i8, so the
+                                // signed dot is already sum(w * y) = sum((w + 128) * y) - 128 * sum(y).
+                                for g in 0..8 {
+                                    let w = load64(blk.add(32 + 64 * g))
+                                        .map(|v| vreinterpretq_s8_u8(veorq_u8(v, flip)));
+                                    $group(&mut dot8, w, bcast4(ys.add(4 * g)));
+                                }
+                            }
+                            _ => {
+                                let wo = if ty == GgmlType::Q4_1 { 64 } else { 32 };
+                                for c in 0..4 {
+                                    let v = load64(blk.add(wo + 64 * c));
+                                    let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
+                                    let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
+                                    $group(&mut dot8, lo, bcast4(ys.add(4 * c)));
+                                    $group(&mut dot8, hi, bcast4(ys.add(16 + 4 * c)));
+                                }
+                            }
+                        }
+                        let mut dot = $finish(dot8);
+                        if ty == GgmlType::Q4_0 {
+                            let off = vdupq_n_s32(8 * isum[b]);
+                            dot = dot.map(|v| vsubq_s32(v, off));
+                        }
+                        for q in 0..4 {
+                            acc[q] = vfmaq_f32(acc[q], d[q], vcvtq_f32_s32(dot[q]));
+                        }
+                        if ty == GgmlType::Q4_1 {
+                            let m = scales(blk.add(32), 1.0);
+                            let s = vdupq_n_f32(sums[b]);
+                            for q in 0..4 {
+                                acc[q] = vfmaq_f32(acc[q], m[q], s);
+                            }
+                        }
                     }
+                    store(acc)
                 }
-                _ => {
-                    let wo = if ty == GgmlType::Q4_1 { 64 } else { 32 };
-                    for c in 0..4 {
-                        let v = load64(blk.add(wo + 64 * c));
-                        let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
-                        let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
-                        group(&mut dot, lo, bcast4(ys.add(4 * c)));
-                        group(&mut dot, hi, bcast4(ys.add(16 + 4 * c)));
+
+                /// Tile `k` of a unit of `k_u` Q4_K tiles.
+                #[target_feature(enable = $feat)]
+                unsafe fn q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+                    let tbb = tile_block_len(GgmlType::Q4K);
+                    let k = k.min(k_u.saturating_sub(1));
+                    let nb = (unit.len() / (k_u * tbb)).min(act.len());
+                    let m4 = vdupq_n_u8(0x0F);
+                    let mut acc = [vdupq_n_f32(0.0); 4];
+                    for b in 0..nb {
+                        // In bounds: as in `q8_family`.
+                        let blk = unit.as_ptr().add((b * k_u + k) * tbb);
+                        let a = &act[b];
+                        let ys = a.qs.as_ptr();
+                        let bsums = a.bsums;
+                        let mut isum = [vdupq_n_s32(0); 4];
+                        for j in 0..4 {
+                            let (mut lo8, mut hi8) = ([vdupq_n_s32(0); 8], [vdupq_n_s32(0); 8]);
+                            for c in 0..8 {
+                                let v = load64(blk.add(320 + 512 * j + 64 * c));
+                                let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
+                                let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
+                                $group(&mut lo8, lo, bcast4(ys.add(64 * j + 4 * c)));
+                                $group(&mut hi8, hi, bcast4(ys.add(64 * j + 32 + 4 * c)));
+                            }
+                            let (lo_acc, hi_acc) = ($finish(lo8), $finish(hi8));
+                            let sc_lo = u8x16_to_i32(blk.add(64 + 32 * j));
+                            let sc_hi = u8x16_to_i32(blk.add(64 + 32 * j + 16));
+                            for q in 0..4 {
+                                isum[q] = vmlaq_s32(isum[q], lo_acc[q], sc_lo[q]);
+                                isum[q] = vmlaq_s32(isum[q], hi_acc[q], sc_hi[q]);
+                            }
+                        }
+                        let mut msum = [vdupq_n_s32(0); 4];
+                        for s in 0..8 {
+                            let bs = bsums[2 * s] as i32 + bsums[2 * s + 1] as i32;
+                            let m = u8x16_to_i32(blk.add(192 + 16 * s));
+                            for q in 0..4 {
+                                msum[q] = vmlaq_n_s32(msum[q], m[q], bs);
+                            }
+                        }
+                        let dd = scales(blk, a.d);
+                        let dm = scales(blk.add(32), a.d);
+                        for q in 0..4 {
+                            acc[q] = vfmaq_f32(acc[q], dd[q], vcvtq_f32_s32(isum[q]));
+                            acc[q] = vfmsq_f32(acc[q], dm[q], vcvtq_f32_s32(msum[q]));
+                        }
                     }
-                    if ty == GgmlType::Q4_0 {
-                        let off = vdupq_n_s32(8 * isum[b]);
-                        dot = dot.map(|v| vsubq_s32(v, off));
+                    store(acc)
+                }
+
+                fn tile_q8_family(
+                    ty: GgmlType,
+                    unit: &[u8],
+                    k_u: usize,
+                    k: usize,
+                    act: &[BlockQ8_0],
+                    sums: &[f32],
+                    isum: &[i32],
+                ) -> [f32; TILE] {
+                    // SAFETY: reached only through the kernel tables of paths whose features this
+                    // module's kernels enable (`$feat`), which exist only after run-time detection; the
+                    // kernel bounds every pointer offset by the slice lengths it is given.
+                    unsafe { q8_family(ty, unit, k_u, k, act, sums, isum) }
+                }
+
+                fn tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+                    // SAFETY: as above.
+                    unsafe { q4k(unit, k_u, k, act) }
+                }
+
+                /// A unit of one or two tiles (`data.len()` = 1 or 2 x `tile_bytes`) of a Q8_0 / Q4_0 /
+                /// Q4_1 matrix, as the kernel table holds it.
+                pub(crate) fn tiles_q8_family(
+                    ty: GgmlType,
+                    data: &[u8],
+                    tile_bytes: usize,
+                    act: &[BlockQ8_0],
+                    sums: &[f32],
+                    isum: &[i32],
+                ) -> [[f32; TILE]; 2] {
+                    let mut out = [[0f32; TILE]; 2];
+                    let k_u = data.len() / tile_bytes.max(1);
+                    for (k, o) in out.iter_mut().enumerate().take(k_u) {
+                        *o = tile_q8_family(ty, data, k_u, k, act, sums, isum);
                     }
+                    out
+                }
+
+                /// One or two tiles of a Q4_K matrix.
+                pub(crate) fn tiles_q4k(
+                    data: &[u8],
+                    tile_bytes: usize,
+                    act: &[BlockQ8K],
+                ) -> [[f32; TILE]; 2] {
+                    let mut out = [[0f32; TILE]; 2];
+                    let k_u = data.len() / tile_bytes.max(1);
+                    for (k, o) in out.iter_mut().enumerate().take(k_u) {
+                        *o = tile_q4k(data, k_u, k, act);
+                    }
+                    out
                 }
             }
-            for q in 0..4 {
-                acc[q] = vfmaq_f32(acc[q], d[q], vcvtq_f32_s32(dot[q]));
-            }
-            if ty == GgmlType::Q4_1 {
-                let m = scales(blk.add(32), 1.0);
-                let s = vdupq_n_f32(sums[b]);
-                for q in 0..4 {
-                    acc[q] = vfmaq_f32(acc[q], m[q], s);
-                }
-            }
-        }
-        store(acc)
+        };
     }
 
-    /// Tile `k` of a unit of `k_u` Q4_K tiles.
-    #[target_feature(enable = "neon,dotprod")]
-    unsafe fn q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
-        let tbb = tile_block_len(GgmlType::Q4K);
-        let k = k.min(k_u.saturating_sub(1));
-        let nb = (unit.len() / (k_u * tbb)).min(act.len());
-        let m4 = vdupq_n_u8(0x0F);
-        let mut acc = [vdupq_n_f32(0.0); 4];
-        for b in 0..nb {
-            // In bounds: as in `q8_family`.
-            let blk = unit.as_ptr().add((b * k_u + k) * tbb);
-            let a = &act[b];
-            let ys = a.qs.as_ptr();
-            let bsums = a.bsums;
-            let mut isum = [vdupq_n_s32(0); 4];
-            for j in 0..4 {
-                let (mut lo_acc, mut hi_acc) = ([vdupq_n_s32(0); 4], [vdupq_n_s32(0); 4]);
-                for c in 0..8 {
-                    let v = load64(blk.add(320 + 512 * j + 64 * c));
-                    let lo = v.map(|x| vreinterpretq_s8_u8(vandq_u8(x, m4)));
-                    let hi = v.map(|x| vreinterpretq_s8_u8(vshrq_n_u8::<4>(x)));
-                    group(&mut lo_acc, lo, bcast4(ys.add(64 * j + 4 * c)));
-                    group(&mut hi_acc, hi, bcast4(ys.add(64 * j + 32 + 4 * c)));
-                }
-                let sc_lo = u8x16_to_i32(blk.add(64 + 32 * j));
-                let sc_hi = u8x16_to_i32(blk.add(64 + 32 * j + 16));
-                for q in 0..4 {
-                    isum[q] = vmlaq_s32(isum[q], lo_acc[q], sc_lo[q]);
-                    isum[q] = vmlaq_s32(isum[q], hi_acc[q], sc_hi[q]);
-                }
-            }
-            let mut msum = [vdupq_n_s32(0); 4];
-            for s in 0..8 {
-                let bs = bsums[2 * s] as i32 + bsums[2 * s + 1] as i32;
-                let m = u8x16_to_i32(blk.add(192 + 16 * s));
-                for q in 0..4 {
-                    msum[q] = vmlaq_n_s32(msum[q], m[q], bs);
-                }
-            }
-            let dd = scales(blk, a.d);
-            let dm = scales(blk.add(32), a.d);
-            for q in 0..4 {
-                acc[q] = vfmaq_f32(acc[q], dd[q], vcvtq_f32_s32(isum[q]));
-                acc[q] = vfmsq_f32(acc[q], dm[q], vcvtq_f32_s32(msum[q]));
-            }
-        }
-        store(acc)
-    }
-
-    pub(crate) fn tile_q8_family(
-        ty: GgmlType,
-        unit: &[u8],
-        k_u: usize,
-        k: usize,
-        act: &[BlockQ8_0],
-        sums: &[f32],
-        isum: &[i32],
-    ) -> [f32; TILE] {
-        // SAFETY: called only when `has_dotprod()` (PackedMatrix checks it); the kernel bounds
-        // every pointer offset by the slice lengths it is given.
-        unsafe { q8_family(ty, unit, k_u, k, act, sums, isum) }
-    }
-
-    pub(crate) fn tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
-        // SAFETY: as above.
-        unsafe { q4k(unit, k_u, k, act) }
-    }
+    packed_kernels!("neon,dotprod", dotprod, group_sdot, finish_sdot);
+    packed_kernels!("neon", plain, group_mull, finish_mull);
 }
 
 /// NEON activation quantizers: the bytes of the scalar reference (`scalar::quantize_act_*`),

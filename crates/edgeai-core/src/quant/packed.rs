@@ -1,13 +1,17 @@
-//! Row-interleaved ("packed") weights for matrix-vector products with AVX-512 VNNI (x86_64)
-//! or `sdot` (aarch64 with dotprod).
+//! Row-interleaved ("packed") weights for matrix-vector products with AVX2, AVX-VNNI or
+//! AVX-512 VNNI (x86_64) or NEON, with or without dotprod (aarch64).
 //!
 //! The ggml layout stores one row after another, so a GEMV kernel finishes each 32-weight
 //! block with a horizontal reduction and two scale conversions: about ten instructions per
 //! 32 multiply-adds. [`PackedMatrix`] regroups [`TILE`] = 16 rows so that one 64-byte load
 //! holds 4 consecutive weights of all 16 rows: one `vpdpbusd` then performs 64 multiply-adds
 //! into 16 per-row lanes, the scales of the 16 rows convert with one instruction, and the
-//! lanes *are* the outputs (no horizontal sum at all). On aarch64 the same 64 bytes are four
-//! `sdot`s of 4 rows each against the 4 activation bytes broadcast to every lane.
+//! lanes *are* the outputs (no horizontal sum at all). AVX2 and AVX-VNNI take the same 64
+//! bytes as two 256-bit halves of 8 rows (`vpmaddubsw` + `vpmaddwd`, or `vpdpbusd ymm`). On
+//! aarch64 the same 64 bytes are four `sdot`s of 4 rows each against the 4 activation bytes
+//! broadcast to every lane (without dotprod: `smull` + `sadalp` per 8 bytes, one `addp` per
+//! block). The kernels live in the same per-path table as the row-major ones
+//! (`dispatch.rs`), with the scalar twins in the scalar table.
 //!
 //! The packed form has the same size as the ggml form (plus 64 bytes per 16 rows and 256
 //! columns for Q4_K's unpacked 6-bit scales), so it keeps the bandwidth advantage of 4-bit
@@ -82,7 +86,7 @@ fn tile_block_bytes(ty: GgmlType) -> Option<usize> {
     }
 }
 
-/// A weight matrix repacked in tiles of [`TILE`] rows for the AVX-512 VNNI GEMV (see the
+/// A weight matrix repacked in tiles of [`TILE`] rows for the packed SIMD GEMV (see the
 /// module docs). Owns its bytes; build it once per weight matrix with [`PackedMatrix::pack`].
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
@@ -93,33 +97,29 @@ pub struct PackedMatrix {
     data: Vec<u8>,
 }
 
-/// Whether this CPU has packed SIMD kernels (see [`packed_simd_path`]); elsewhere a
-/// [`PackedMatrix`] runs its scalar twin, which is slower than [`QMatrix`]'s own kernels, so
-/// callers should only pack when this is true.
+/// Whether the current kernel path ([`kernel_path`](super::kernel_path)) has packed SIMD
+/// kernels (see [`packed_simd_path`]); elsewhere a [`PackedMatrix`] runs its scalar twin,
+/// which is slower than [`QMatrix`]'s own kernels, so callers should only pack when this is
+/// true.
 pub fn packed_kernels_available() -> bool {
     packed_simd_path().is_some()
 }
 
-/// The kernel path of the packed SIMD kernels on this CPU: [`KernelPath::Avx512Vnni`]
-/// (AVX-512 F + BW + VNNI) or [`KernelPath::NeonDotprod`] (aarch64 `sdot`); `None` where
-/// only the scalar twin runs.
+/// The current kernel path if it has packed SIMD kernels: AVX2 (`maddubs`), AVX-VNNI and
+/// AVX-512 VNNI (`vpdpbusd`) on x86_64, NEON (`smull` + `sadalp`), dotprod and i8mm (`sdot`)
+/// on aarch64; `None` on the scalar path, where only the scalar twin runs.
 pub fn packed_simd_path() -> Option<KernelPath> {
-    #[cfg(target_arch = "x86_64")]
-    if super::x86::has_avx512_packed() {
-        return Some(KernelPath::Avx512Vnni);
-    }
-    #[cfg(target_arch = "aarch64")]
-    if super::neon::has_dotprod() {
-        return Some(KernelPath::NeonDotprod);
-    }
-    None
+    let p = dispatch::kernel_path();
+    dispatch::has_packed(p).then_some(p)
 }
 
-/// Whether kernel path `p` runs the packed SIMD kernels: [`packed_simd_path`] itself, and on
-/// aarch64 also the i8mm path (whose CPUs have `sdot`; the packed kernels are `sdot` ones).
-fn runs_packed_simd(p: KernelPath) -> bool {
-    let simd = packed_simd_path();
-    Some(p) == simd || (p == KernelPath::NeonI8mm && simd == Some(KernelPath::NeonDotprod))
+/// Every path on this CPU with packed SIMD kernels, worst to best (for tests and benches
+/// that compare them; [`PackedMatrix::matvec_with`] takes any of them).
+pub fn packed_kernel_paths() -> Vec<KernelPath> {
+    super::available_kernel_paths()
+        .into_iter()
+        .filter(|p| dispatch::has_packed(*p))
+        .collect()
 }
 
 impl PackedMatrix {
@@ -203,8 +203,8 @@ impl PackedMatrix {
         self.data.len()
     }
 
-    /// `y = W x` on the packed SIMD kernel when [`kernel_path`](super::kernel_path) is the
-    /// [`packed_simd_path`] (the default where the CPU has one), else on the scalar twin.
+    /// `y = W x` on the packed SIMD kernels of the current [`kernel_path`](super::kernel_path)
+    /// where it has them ([`packed_simd_path`]), else on the scalar twin.
     pub fn matvec(&self, x: &[f32], y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
         self.matmul(x, 1, y, scratch)
     }
@@ -213,12 +213,12 @@ impl PackedMatrix {
     /// (row-major). Each tile is read once from memory for all `n` activations (it stays in
     /// L1 while they run), and the call is split over the kernel threads only once.
     pub fn matmul(&self, x: &[f32], n: usize, y: &mut [f32], scratch: &mut Scratch) -> Result<()> {
-        let simd = runs_packed_simd(dispatch::kernel_path());
-        self.run(simd, x, n, y, scratch)
+        let p = packed_simd_path().unwrap_or(KernelPath::Scalar);
+        self.run(dispatch::kernels(p)?, x, n, y, scratch)
     }
 
     /// [`matvec`](Self::matvec) on an explicit path: [`KernelPath::Scalar`] (the scalar twin)
-    /// or this CPU's [`packed_simd_path`]; any other path is an error.
+    /// or one of this CPU's [`packed_kernel_paths`]; any other path is an error.
     pub fn matvec_with(
         &self,
         path: KernelPath,
@@ -227,20 +227,23 @@ impl PackedMatrix {
         scratch: &mut Scratch,
     ) -> Result<()> {
         match path {
-            KernelPath::Scalar => self.run(false, x, 1, y, scratch),
-            p if runs_packed_simd(p) => self.run(true, x, 1, y, scratch),
+            KernelPath::Scalar => self.run(dispatch::kernels(path)?, x, 1, y, scratch),
+            p if dispatch::has_packed(p) => self.run(dispatch::kernels(p)?, x, 1, y, scratch),
             other => Err(Error::Kernel(format!(
                 "no packed kernel for path {other} on this CPU (packed kernels: scalar{})",
-                packed_simd_path()
+                packed_kernel_paths()
+                    .iter()
                     .map(|p| format!(", {p}"))
-                    .unwrap_or_default()
+                    .collect::<String>()
             ))),
         }
     }
 
+    /// Runs on the packed and activation-quantizing kernels of table `k` (the scalar table
+    /// makes this the scalar twin end to end; every quantizer gives the same bytes anyway).
     fn run(
         &self,
-        simd: bool,
+        k: &dispatch::Kernels,
         x: &[f32],
         n: usize,
         y: &mut [f32],
@@ -279,13 +282,8 @@ impl PackedMatrix {
                 }
             }
         };
-        // The scalar twin quantizes on the scalar path too, so that it is scalar end to end
-        // (every quantizer gives the same bytes anyway).
-        let k = if simd {
-            dispatch::current()
-        } else {
-            dispatch::kernels(KernelPath::Scalar)?
-        };
+        let tiles_q8 = k.packed_q8.unwrap_or(scalar_tiles_q8_family);
+        let tiles_q4k = k.packed_q4k.unwrap_or(scalar_tiles_q4k);
         match self.ty {
             GgmlType::Q4K => {
                 let act = scratch.quantize_q8k(k, x);
@@ -293,7 +291,7 @@ impl PackedMatrix {
                 threads::for_tiles(units, work, |u| {
                     for t in 0..n {
                         let a = &act[t * nb..(t + 1) * nb];
-                        emit(u, t, tiles_q4k(simd, tiles(u), tb, a));
+                        emit(u, t, tiles_q4k(tiles(u), tb, a));
                     }
                 });
             }
@@ -303,8 +301,7 @@ impl PackedMatrix {
                 threads::for_tiles(units, work, |u| {
                     for t in 0..n {
                         let r = t * nb..(t + 1) * nb;
-                        let v = tiles_q8_family(
-                            simd,
+                        let v = tiles_q8(
                             ty,
                             tiles(u),
                             tb,
@@ -370,10 +367,10 @@ fn pack_q4k(blk: &BlockQ4K, r: usize, out: &mut [u8]) {
     }
 }
 
-/// One or two tiles (`data` = 1 or 2 x `tb` bytes) of a Q8_0 / Q4_0 / Q4_1 matrix against
-/// Q8_0 activations.
-fn tiles_q8_family(
-    simd: bool,
+/// The scalar twin of the packed kernels for a unit of one or two tiles (`data` = 1 or 2 x
+/// `tb` bytes) of a Q8_0 / Q4_0 / Q4_1 matrix against Q8_0 activations (the scalar kernel
+/// table's entry).
+pub(crate) fn scalar_tiles_q8_family(
     ty: GgmlType,
     data: &[u8],
     tb: usize,
@@ -381,39 +378,19 @@ fn tiles_q8_family(
     sums: &[f32],
     isum: &[i32],
 ) -> [[f32; TILE]; 2] {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        return super::x86::packed::tiles_q8_family(ty, data, tb, act, sums, isum);
-    }
     let mut out = [[0f32; TILE]; 2];
-    let k_u = data.len() / tb;
+    let k_u = data.len() / tb.max(1);
     for (k, o) in out.iter_mut().enumerate().take(k_u) {
-        #[cfg(target_arch = "aarch64")]
-        if simd {
-            *o = super::neon::packed::tile_q8_family(ty, data, k_u, k, act, sums, isum);
-            continue;
-        }
-        let _ = simd;
         *o = scalar_tile_q8_family(ty, data, k_u, k, act, sums, isum);
     }
     out
 }
 
-/// One or two tiles of a Q4_K matrix.
-fn tiles_q4k(simd: bool, data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
-    #[cfg(target_arch = "x86_64")]
-    if simd {
-        return super::x86::packed::tiles_q4k(data, tb, act);
-    }
+/// The scalar twin for one or two tiles of a Q4_K matrix.
+pub(crate) fn scalar_tiles_q4k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
     let mut out = [[0f32; TILE]; 2];
-    let k_u = data.len() / tb;
+    let k_u = data.len() / tb.max(1);
     for (k, o) in out.iter_mut().enumerate().take(k_u) {
-        #[cfg(target_arch = "aarch64")]
-        if simd {
-            *o = super::neon::packed::tile_q4k(data, k_u, k, act);
-            continue;
-        }
-        let _ = simd;
         *o = scalar_tile_q4k(data, k_u, k, act);
     }
     out

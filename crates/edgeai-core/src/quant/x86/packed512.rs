@@ -1,0 +1,201 @@
+//! AVX-512 VNNI kernels over [`crate::quant::PackedMatrix`] tiles: each of the 16 `i32` /
+//! `f32` lanes is one row, and the operations per lane are exactly those of the scalar twins
+//! in `packed.rs` (exact integer dots, then the same `f32` multiplies and fused multiply-adds
+//! in the same order), so both give bit-identical outputs. `T` tiles (1 or 2, adjacent in
+//! memory) run together so that each activation broadcast feeds `T` multiply-adds.
+
+use std::arch::x86_64::*;
+
+use super::h2f;
+use crate::quant::blocks::{BlockQ8K, BlockQ8_0};
+use crate::quant::packed::{tile_block_len, TILE};
+use crate::quant::GgmlType;
+
+/// 16 f16 at `p` to f32.
+#[inline(always)]
+unsafe fn load_f16x16(p: *const u8) -> __m512 {
+    _mm512_cvtph_ps(_mm256_loadu_si256(p.cast()))
+}
+
+/// 4 activation bytes at `p`, broadcast to every 32-bit lane.
+#[inline(always)]
+unsafe fn bcast4(p: *const i8) -> __m512i {
+    _mm512_set1_epi32(p.cast::<i32>().read_unaligned())
+}
+
+/// Stores `T` accumulators.
+#[inline(always)]
+unsafe fn store<const T: usize>(acc: [__m512; T]) -> [[f32; TILE]; T] {
+    let mut out = [[0f32; TILE]; T];
+    for t in 0..T {
+        _mm512_storeu_ps(out[t].as_mut_ptr(), acc[t]);
+    }
+    out
+}
+
+/// `data` holds a unit of `T` tiles, their blocks side by side.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn q8_family<const T: usize>(
+    ty: GgmlType,
+    data: &[u8],
+    act: &[BlockQ8_0],
+    sums: &[f32],
+    isum: &[i32],
+) -> [[f32; TILE]; T] {
+    let tbb = tile_block_len(ty);
+    let nb = (data.len() / (T * tbb))
+        .min(act.len())
+        .min(sums.len())
+        .min(isum.len());
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        // In bounds: (b * T + t) * tbb + (offset < tbb) <= nb * T * tbb <= data.len().
+        let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        let a = &act[b];
+        let ys = a.qs.as_ptr();
+        let dy = _mm512_set1_ps(h2f(a.d));
+        match ty {
+            GgmlType::Q8_0 => {
+                // Two chains per tile (even / odd groups), fully unrolled.
+                let mut dot0 = [_mm512_setzero_si512(); T];
+                let mut dot1 = [_mm512_setzero_si512(); T];
+                for g in [0usize, 2, 4, 6] {
+                    let y0 = bcast4(ys.add(4 * g));
+                    let y1 = bcast4(ys.add(4 * g + 4));
+                    for t in 0..T {
+                        let w0 = _mm512_loadu_si512(blk[t].add(32 + 64 * g).cast());
+                        let w1 = _mm512_loadu_si512(blk[t].add(96 + 64 * g).cast());
+                        dot0[t] = _mm512_dpbusd_epi32(dot0[t], w0, y0);
+                        dot1[t] = _mm512_dpbusd_epi32(dot1[t], w1, y1);
+                    }
+                }
+                let off = _mm512_set1_epi32(128 * isum[b]);
+                for t in 0..T {
+                    let d = _mm512_mul_ps(load_f16x16(blk[t]), dy);
+                    let v = _mm512_sub_epi32(_mm512_add_epi32(dot0[t], dot1[t]), off);
+                    acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[t]);
+                }
+            }
+            _ => {
+                let q1 = ty == GgmlType::Q4_1;
+                let wo = if q1 { 64 } else { 32 };
+                let mut dot = [[_mm512_setzero_si512(); 2]; T];
+                for c in [0usize, 1, 2, 3] {
+                    let ylo = bcast4(ys.add(4 * c));
+                    let yhi = bcast4(ys.add(16 + 4 * c));
+                    for t in 0..T {
+                        let v = _mm512_loadu_si512(blk[t].add(wo + 64 * c).cast());
+                        let lo = _mm512_and_si512(v, m4);
+                        let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
+                        dot[t][0] = _mm512_dpbusd_epi32(dot[t][0], lo, ylo);
+                        dot[t][1] = _mm512_dpbusd_epi32(dot[t][1], hi, yhi);
+                    }
+                }
+                let off = _mm512_set1_epi32(8 * isum[b]);
+                let sy = _mm512_set1_ps(sums[b]);
+                for t in 0..T {
+                    let d = _mm512_mul_ps(load_f16x16(blk[t]), dy);
+                    let v = _mm512_add_epi32(dot[t][0], dot[t][1]);
+                    if q1 {
+                        acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[t]);
+                        acc[t] = _mm512_fmadd_ps(load_f16x16(blk[t].add(32)), sy, acc[t]);
+                    } else {
+                        let v = _mm512_sub_epi32(v, off);
+                        acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[t]);
+                    }
+                }
+            }
+        }
+    }
+    store(acc)
+}
+
+/// `data` holds a unit of `T` tiles, their blocks side by side.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T] {
+    let tbb = tile_block_len(GgmlType::Q4K);
+    let nb = (data.len() / (T * tbb)).min(act.len());
+    let m4 = _mm512_set1_epi8(0x0F);
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        // In bounds: as in `q8_family`.
+        let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        let a = &act[b];
+        let ys = a.qs.as_ptr();
+        let bsums = a.bsums;
+        let mut isum = [_mm512_setzero_si512(); T];
+        for j in 0..4 {
+            let mut lo_acc = [_mm512_setzero_si512(); T];
+            let mut hi_acc = [_mm512_setzero_si512(); T];
+            for c in 0..8 {
+                let ylo = bcast4(ys.add(64 * j + 4 * c));
+                let yhi = bcast4(ys.add(64 * j + 32 + 4 * c));
+                for t in 0..T {
+                    let v = _mm512_loadu_si512(blk[t].add(320 + 512 * j + 64 * c).cast());
+                    let lo = _mm512_and_si512(v, m4);
+                    let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(v), m4);
+                    lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], lo, ylo);
+                    hi_acc[t] = _mm512_dpbusd_epi32(hi_acc[t], hi, yhi);
+                }
+            }
+            for t in 0..T {
+                let p = blk[t].add(64 + 32 * j);
+                let sc_lo = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.cast()));
+                let sc_hi = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(16).cast()));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(lo_acc[t], sc_lo));
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(hi_acc[t], sc_hi));
+            }
+        }
+        let dy = _mm512_set1_ps(a.d);
+        for t in 0..T {
+            let mut msum = _mm512_setzero_si512();
+            for s in 0..8 {
+                let bs = bsums[2 * s] as i32 + bsums[2 * s + 1] as i32;
+                let m = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk[t].add(192 + 16 * s).cast()));
+                msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(m, _mm512_set1_epi32(bs)));
+            }
+            let dd = _mm512_mul_ps(load_f16x16(blk[t]), dy);
+            let dm = _mm512_mul_ps(load_f16x16(blk[t].add(32)), dy);
+            acc[t] = _mm512_fmadd_ps(dd, _mm512_cvtepi32_ps(isum[t]), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(dm, _mm512_cvtepi32_ps(msum), acc[t]);
+        }
+    }
+    store(acc)
+}
+
+/// A unit of one or two tiles (`data.len()` = 1 or 2 x `tile_bytes`) of a Q8_0 / Q4_0 /
+/// Q4_1 matrix.
+pub(crate) fn tiles_q8_family(
+    ty: GgmlType,
+    data: &[u8],
+    tile_bytes: usize,
+    act: &[BlockQ8_0],
+    sums: &[f32],
+    isum: &[i32],
+) -> [[f32; TILE]; 2] {
+    // SAFETY: installed only in the AVX-512 VNNI kernel table, which exists only after
+    // run-time detection of AVX-512 F, BW, VL and VNNI; the kernel bounds every pointer
+    // offset by the slice lengths it is given.
+    unsafe {
+        if data.len() >= 2 * tile_bytes {
+            q8_family::<2>(ty, data, act, sums, isum)
+        } else {
+            let [one] = q8_family::<1>(ty, data, act, sums, isum);
+            [one, [0.0; TILE]]
+        }
+    }
+}
+
+/// One or two tiles of a Q4_K matrix.
+pub(crate) fn tiles_q4k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+    // SAFETY: as above.
+    unsafe {
+        if data.len() >= 2 * tile_bytes {
+            q4k::<2>(data, act)
+        } else {
+            let [one] = q4k::<1>(data, act);
+            [one, [0.0; TILE]]
+        }
+    }
+}
