@@ -36,6 +36,7 @@ fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
     let opts = EngineOptions {
         context_length: CTX,
         batch: 64,
+        ..Default::default()
     };
     let native = |pack: bool| -> Box<dyn LanguageModel> {
         let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");
@@ -56,6 +57,15 @@ fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
 }
 
 fn bench(c: &mut Criterion) {
+    // `EDGEAI_KERNEL=avx2|...` forces a kernel path (e.g. AVX2 on an AVX-512 host).
+    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
+        edgeai::core::quant::force_kernel_path_by_name(&v).expect("EDGEAI_KERNEL");
+    }
+    eprintln!(
+        "kernel path {}, packed kernels {}",
+        edgeai::core::quant::kernel_path(),
+        edgeai::core::quant::packed_kernels_available()
+    );
     if edgeai::core::paths::model_path(MODEL).is_none() {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;

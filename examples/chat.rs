@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
-    EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
+    EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing, SamplerConfig, Tokenizer,
 };
 
 const DEFAULT_MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -98,8 +98,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     edgeai::core::quant::set_num_threads(args.threads);
     let threads = edgeai::core::quant::num_threads();
+    // The environment knobs the CLI has too (the library reads no environment variable).
+    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
+        edgeai::core::quant::force_kernel_path_by_name(&v)?;
+    }
+    let packing = match std::env::var("EDGEAI_PACK") {
+        Ok(v) => Packing::from_name(&v).ok_or(format!("EDGEAI_PACK={v}: expected 0, 1 or auto"))?,
+        Err(_) => Packing::Auto,
+    };
 
-    let model = LlamaModel::open(&path)?;
+    let model = LlamaModel::open_with(&path, packing)?;
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
     let template = match model.gguf().get_str("tokenizer.chat_template") {
         Some(t) => edgeai::llm::ChatTemplate::detect(t)?,

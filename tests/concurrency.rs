@@ -176,6 +176,7 @@ fn two_llm_sessions_over_one_model_at_once() {
     let engine = EngineOptions {
         context_length: 256,
         batch: 16,
+        ..Default::default()
     };
     let opts = GenerateOptions {
         max_tokens: 24,

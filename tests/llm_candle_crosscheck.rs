@@ -87,6 +87,7 @@ fn logits_and_greedy_tokens_match_candle() {
         &EngineOptions {
             context_length: 256,
             batch: 64,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -97,6 +98,7 @@ fn logits_and_greedy_tokens_match_candle() {
         &EngineOptions {
             context_length: 256,
             batch: 64,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -202,6 +204,7 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     let opts = EngineOptions {
         context_length: 160,
         batch: 64,
+        ..Default::default()
     };
     let mut reference =
         LlamaEngine::new(Arc::new(LlamaModel::from_gguf(f32_gguf).unwrap()), &opts).unwrap();

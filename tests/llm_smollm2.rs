@@ -17,6 +17,7 @@ fn llm() -> Option<Llm> {
             &EngineOptions {
                 context_length: 512,
                 batch: 64,
+                ..Default::default()
             },
         )
         .unwrap(),

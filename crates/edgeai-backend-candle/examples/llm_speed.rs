@@ -70,6 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 &EngineOptions {
                     context_length: 512,
                     batch: 64,
+                    ..Default::default()
                 },
             )?;
             measure(&mut e, t)?;

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
-    ChatTemplate, EngineOptions, LanguageModel, LlamaEngine, LlamaModel, SamplerConfig, Tokenizer,
+    ChatTemplate, EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing, SamplerConfig,
+    Tokenizer,
 };
 
 use crate::fail::{Failure, Result};
@@ -67,9 +68,17 @@ pub fn main(a: Args) -> Result<()> {
     std::fs::metadata(&a.model).map_err(|e| edgeai::core::Error::io(&a.model, e))?;
     edgeai::core::quant::set_num_threads(a.threads);
     let threads = edgeai::core::quant::num_threads();
+    // `EDGEAI_PACK=0|1|auto`: whether the weights are repacked at load (default: where the
+    // kernel path has packed kernels).
+    let packing = match std::env::var("EDGEAI_PACK") {
+        Ok(v) => Packing::from_name(&v)
+            .ok_or_else(|| Failure::usage(format!("EDGEAI_PACK={v}: expected 0, 1 or auto")))?,
+        Err(_) => Packing::Auto,
+    };
     let model = progress::with_spinner(format!("loading {}", a.model.display()), || {
-        LlamaModel::open(&a.model)
+        LlamaModel::open_with(&a.model, packing)
     })?;
+    let packed = model.is_packed() && a.engine != "candle";
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
     let template = match model.gguf().get_str("tokenizer.chat_template") {
         Some(t) => ChatTemplate::detect(t)?,
@@ -98,11 +107,12 @@ pub fn main(a: Args) -> Result<()> {
         )?),
     };
     eprintln!(
-        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}",
+        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}{}",
         a.model.display(),
         engine.name(),
         engine.context_length(),
-        edgeai::core::quant::kernel_path().name()
+        edgeai::core::quant::kernel_path().name(),
+        if packed { " (packed)" } else { "" }
     );
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,

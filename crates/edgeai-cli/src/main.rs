@@ -63,16 +63,30 @@ fn init_logging(level: Option<&str>) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `EDGEAI_KERNEL=scalar|avx2|...` forces a kernel path (the library reads no environment
+/// variable; this binary does and passes it on). A path this CPU lacks is a usage error that
+/// names it and lists what the CPU has.
+fn kernel_from_env() -> Result<(), Failure> {
+    if let Some(v) = std::env::var_os("EDGEAI_KERNEL") {
+        let v = v.to_string_lossy();
+        edgeai::core::quant::force_kernel_path_by_name(&v)
+            .map_err(|e| Failure::usage(format!("EDGEAI_KERNEL={v}: {e}")))?;
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // clap prints usage errors itself and exits with 2 (0 for --help / --version).
     let cli = Cli::parse();
-    let result = init_logging(cli.log_level.as_deref()).and_then(|()| match cli.command {
-        Command::Inspect(a) => inspect::main(a),
-        Command::Run(a) => run::main(a),
-        Command::Bench(a) => bench::main(a),
-        Command::Chat(a) => chat::main(a),
-        Command::Face(a) => face::main(a),
-    });
+    let result = init_logging(cli.log_level.as_deref())
+        .and_then(|()| kernel_from_env())
+        .and_then(|()| match cli.command {
+            Command::Inspect(a) => inspect::main(a),
+            Command::Run(a) => run::main(a),
+            Command::Bench(a) => bench::main(a),
+            Command::Chat(a) => chat::main(a),
+            Command::Face(a) => face::main(a),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

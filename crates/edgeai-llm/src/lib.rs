@@ -37,7 +37,7 @@ pub use chat::{ChatTemplate, Message, Role};
 pub use engine::LanguageModel;
 pub use error::{Error, Result};
 pub use generate::{Chat, GenerateOptions, Generation, StopReason, Throughput};
-pub use llama::{EngineOptions, LlamaConfig, LlamaEngine, LlamaModel};
+pub use llama::{EngineOptions, LlamaConfig, LlamaEngine, LlamaModel, Packing};
 pub use sampler::{Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;
 
@@ -58,9 +58,10 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads a llama GGUF with its tokenizer and chat template.
+    /// Loads a llama GGUF with its tokenizer and chat template (repacking its weights as
+    /// `opts.packing` says).
     pub fn open(path: impl AsRef<Path>, opts: &EngineOptions) -> Result<Self> {
-        let model = LlamaModel::open(path)?;
+        let model = LlamaModel::open_with(path, opts.packing)?;
         Self::from_model(model, opts)
     }
 

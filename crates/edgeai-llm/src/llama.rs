@@ -1,9 +1,9 @@
 //! The Llama-family decoder on `edgeai-core`'s quantized kernels.
 //!
-//! - Weights stay in the GGUF memory map; each matrix is a [`QMatrix`] view. On CPUs with
-//!   the packed kernels (AVX-512 VNNI, aarch64 dotprod) the matrices are copied once into the row-interleaved
-//!   [`PackedMatrix`] layout at load and their map pages released (`EDGEAI_PACK=0` or
-//!   [`LlamaModel::from_gguf_with`] turns this off).
+//! - Weights stay in the GGUF memory map; each matrix is a [`QMatrix`] view. Where the kernel
+//!   path has packed kernels (every SIMD path: AVX2, AVX-VNNI, AVX-512 VNNI, NEON, dotprod,
+//!   i8mm) the matrices are copied once into the row-interleaved [`PackedMatrix`] layout at
+//!   load and their map pages released ([`Packing`] in the options decides).
 //! - Token embedding: one row of `token_embd.weight` dequantized per token.
 //! - RMSNorm, RoPE in llama.cpp's "normal" layout: GGUF stores Q/K rows permuted so that the
 //!   rotation acts on consecutive pairs `(x[2i], x[2i+1])` with angle `pos * theta^(-2i/d)`.
@@ -170,17 +170,25 @@ impl std::fmt::Debug for LlamaModel {
 }
 
 impl LlamaModel {
-    /// Memory-maps and loads a llama GGUF (repacking its matrices where that pays off, see
-    /// [`LlamaModel::from_gguf`]).
+    /// Memory-maps and loads a llama GGUF (repacking its matrices where that pays off:
+    /// [`Packing::Auto`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
-        Ok(Arc::new(Self::from_gguf(GgufFile::open(path)?)?))
+        Self::open_with(path, Packing::Auto)
     }
 
-    /// Whether [`LlamaModel::open`] / [`LlamaModel::from_gguf`] repack the weights: when this
-    /// CPU has packed kernels ([`quant::packed_kernels_available`]: AVX-512 VNNI or aarch64
-    /// dotprod) and the environment does not say `EDGEAI_PACK=0`.
+    /// Memory-maps and loads a llama GGUF, repacking its matrices as `packing` says.
+    pub fn open_with(path: impl AsRef<Path>, packing: Packing) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self::from_gguf_with(
+            GgufFile::open(path)?,
+            packing.packs(),
+        )?))
+    }
+
+    /// Whether [`LlamaModel::open`] / [`LlamaModel::from_gguf`] repack the weights
+    /// ([`Packing::Auto`]): when the current kernel path has packed kernels
+    /// ([`quant::packed_kernels_available`]).
     pub fn packing_by_default() -> bool {
-        quant::packed_kernels_available() && std::env::var("EDGEAI_PACK").as_deref() != Ok("0")
+        Packing::Auto.packs()
     }
 
     /// Loads from a parsed GGUF (takes ownership of its map), repacking when
@@ -189,12 +197,18 @@ impl LlamaModel {
         Self::from_gguf_with(gguf, Self::packing_by_default())
     }
 
+    /// Whether the matrices were repacked at load (see [`LlamaModel::from_gguf_with`]).
+    pub fn is_packed(&self) -> bool {
+        !self.packed.is_empty()
+    }
+
     /// Loads from a parsed GGUF. With `pack`, every matrix that
-    /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (2.0-9.0x faster
-    /// matrix-vector products measured on AVX-512 VNNI; the dotprod kernels are verified under
-    /// qemu but not yet timed on ARM; on CPUs without packed kernels it is slower, so leave it
-    /// off there) and the map's pages of those matrices are released, so resident memory
-    /// stays about the file size. Without `pack`, weights stay in the map, uncopied.
+    /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (faster
+    /// matrix-vector products on every SIMD path, see BENCHMARKS.md; the NEON kernels are
+    /// verified under qemu but not yet timed on ARM; on the scalar path the packed form runs
+    /// its slower scalar twin, so leave it off there) and the map's pages of those matrices
+    /// are released, so resident memory stays about the file size. Without `pack`, weights
+    /// stay in the map, uncopied.
     pub fn from_gguf_with(gguf: GgufFile, pack: bool) -> Result<Self> {
         let cfg = LlamaConfig::from_gguf(&gguf)?;
         let mat = |name: &str, rows: usize, cols: usize| -> Result<QWeight> {
@@ -364,13 +378,58 @@ impl LlamaModel {
     }
 }
 
-/// Options of a [`LlamaEngine`].
+/// Whether a model's weight matrices are repacked into the row-interleaved
+/// [`PackedMatrix`] layout at load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Packing {
+    /// Pack where the current kernel path has packed kernels
+    /// ([`quant::packed_kernels_available`]): every SIMD path.
+    #[default]
+    Auto,
+    /// Keep every matrix in the GGUF map (row-major kernels).
+    Never,
+    /// Pack every supported matrix, even where only the scalar twin runs them.
+    Always,
+}
+
+impl Packing {
+    /// Whether this policy packs on the current kernel path.
+    pub fn packs(self) -> bool {
+        match self {
+            Self::Auto => quant::packed_kernels_available(),
+            Self::Never => false,
+            Self::Always => true,
+        }
+    }
+
+    /// Parses a setting as the CLI's `EDGEAI_PACK` takes it: `auto`; `0`, `never`, `off`;
+    /// `1`, `always`, `on` (case-insensitive).
+    ///
+    /// ```
+    /// use edgeai_llm::Packing;
+    /// assert_eq!(Packing::from_name("0"), Some(Packing::Never));
+    /// assert_eq!(Packing::from_name("Always"), Some(Packing::Always));
+    /// assert_eq!(Packing::from_name("sometimes"), None);
+    /// ```
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "0" | "never" | "off" => Some(Self::Never),
+            "1" | "always" | "on" => Some(Self::Always),
+            _ => None,
+        }
+    }
+}
+
+/// Options of a [`LlamaEngine`] (and of the load in [`crate::Llm::open`]).
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Context length of the KV cache (capped at the model's training context).
     pub context_length: usize,
     /// Most prompt tokens processed per batch.
     pub batch: usize,
+    /// Whether [`crate::Llm::open`] repacks the weights at load.
+    pub packing: Packing,
 }
 
 impl Default for EngineOptions {
@@ -378,6 +437,7 @@ impl Default for EngineOptions {
         Self {
             context_length: 2048,
             batch: 64,
+            packing: Packing::Auto,
         }
     }
 }
@@ -926,6 +986,7 @@ mod synthetic {
             &EngineOptions {
                 context_length: 16,
                 batch,
+                ..Default::default()
             },
         )
         .unwrap()
