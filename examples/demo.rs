@@ -3,8 +3,8 @@
 //! put in `models/`.
 //!
 //! ```text
-//! python3 scripts/fetch-models && cargo run --release --example demo
-//! cargo run --release --features ort --example demo -- --backend ort
+//! python3 scripts/fetch-models && cargo run --example demo
+//! cargo run --features ort --example demo -- --backend ort
 //! ```
 //!
 //! 1. Loads YuNet + SFace, enrolls "Barack Obama" from `photos/obama.jpg` and "Joe Biden" from
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use edgeai::core::{paths::model_path, LoadOptions};
-use edgeai::llm::{EngineOptions, GenerateOptions, Llm};
+use edgeai::llm::{EngineOptions, GenerateOptions, Llm, Packing};
 use edgeai::vision::{FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, YuNetConfig};
 
 fn need(rel: &str) -> Result<std::path::PathBuf, String> {
@@ -37,7 +37,7 @@ fn faces(backend_name: &str, threads: usize) -> Result<(), Box<dyn std::error::E
         YuNetConfig::default(),
     )?;
     println!(
-        "== face recognition on `{}` (models loaded in {:.0} ms)",
+        "== face recognition on `{}`, {threads} thread(s) (models loaded in {:.0} ms)",
         backend.name(),
         t.elapsed().as_secs_f64() * 1e3
     );
@@ -81,11 +81,17 @@ fn faces(backend_name: &str, threads: usize) -> Result<(), Box<dyn std::error::E
     Ok(())
 }
 
-fn chat(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
+fn chat(threads: usize, packing: Packing) -> Result<(), Box<dyn std::error::Error>> {
     let path = need("llm/SmolLM2-135M-Instruct.Q4_1.gguf")?;
     let t = Instant::now();
     edgeai::core::quant::set_num_threads(threads);
-    let mut llm = Llm::open(&path, &EngineOptions::default())?;
+    let mut llm = Llm::open(
+        &path,
+        &EngineOptions {
+            packing,
+            ..EngineOptions::default()
+        },
+    )?;
     println!(
         "\n== chat with SmolLM2-135M-Instruct Q4_1 on edgeai kernels (loaded in {:.0} ms)",
         t.elapsed().as_secs_f64() * 1e3
@@ -110,14 +116,33 @@ fn chat(threads: usize) -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     println!(
-        "\n[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, {} thread(s)]",
+        "\n[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, {} thread(s), kernels {}{}]",
         gen.prompt_tokens,
         gen.prefill_tok_s(),
         gen.tokens.len(),
         gen.decode_tok_s(),
-        threads
+        edgeai::core::quant::num_threads(),
+        edgeai::core::quant::kernel_path(),
+        if llm.engine.model().is_packed() {
+            " (packed weights)"
+        } else {
+            ""
+        }
     );
     Ok(())
+}
+
+/// `EDGEAI_KERNEL=scalar|avx2|...` forces a kernel path, `EDGEAI_PACK=0|1|auto` the weight
+/// layout, as in the `edgeai` CLI (the library reads no environment variable).
+fn env_options() -> Result<Packing, String> {
+    if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
+        edgeai::core::quant::force_kernel_path_by_name(&v)
+            .map_err(|e| format!("EDGEAI_KERNEL={v}: {e}"))?;
+    }
+    match std::env::var("EDGEAI_PACK") {
+        Ok(v) => Packing::from_name(&v).ok_or(format!("EDGEAI_PACK={v}: expected 0, 1 or auto")),
+        Err(_) => Ok(Packing::Auto),
+    }
 }
 
 fn main() -> ExitCode {
@@ -142,11 +167,18 @@ fn main() -> ExitCode {
             }
         }
     }
+    let packing = match env_options() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = faces(&backend, threads) {
         eprintln!("demo: face recognition failed: {e}");
         return ExitCode::from(1);
     }
-    if let Err(e) = chat(threads) {
+    if let Err(e) = chat(threads, packing) {
         eprintln!("demo: chat failed: {e}");
         return ExitCode::from(1);
     }
