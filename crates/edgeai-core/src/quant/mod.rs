@@ -39,6 +39,7 @@ pub mod int8;
 mod neon;
 pub mod packed;
 pub mod scalar;
+mod spin;
 mod threads;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -291,7 +292,7 @@ fn has_2x4(k: &Kernels, ty: GgmlType) -> bool {
 }
 
 /// Work (weights) below which a call runs on the caller's thread only.
-const PAR_MIN_WEIGHTS: usize = 1 << 16;
+const PAR_MIN_WEIGHTS: usize = 1 << 11;
 
 impl<'a> QMatrix<'a> {
     /// Wraps `data`; an error unless `data.len() == rows * ty.row_bytes(cols)`, or if `ty` is

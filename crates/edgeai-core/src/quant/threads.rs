@@ -1,17 +1,13 @@
-//! The kernels' thread pool: one rayon pool, created lazily, rebuilt only when the requested
-//! size changes.
+//! The kernels' threads: the requested count, and the chunked parallel loops that run on
+//! the calling thread plus the spinning helpers of `spin.rs`.
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use rayon::prelude::*;
 
 static REQUESTED: AtomicUsize = AtomicUsize::new(0);
-static POOL: Mutex<Option<(usize, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
 
-/// Sets the number of kernel threads (0 = available parallelism). Takes effect at the next
-/// kernel call; the pool is rebuilt once if the size changed.
+/// Sets the number of kernel threads (0 = available parallelism), the caller's included.
+/// Takes effect at the next kernel call (helper threads start on first use).
 pub fn set_num_threads(n: usize) {
     REQUESTED.store(n, Ordering::Relaxed);
 }
@@ -21,43 +17,6 @@ pub fn num_threads() -> usize {
     match REQUESTED.load(Ordering::Relaxed) {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
-    }
-}
-
-fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
-    let mut guard = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((size, p)) = guard.as_ref() {
-        if *size == n {
-            return Some(p.clone());
-        }
-    }
-    match rayon::ThreadPoolBuilder::new()
-        .num_threads(n)
-        .thread_name(|i| format!("edgeai-kernel-{i}"))
-        .build()
-    {
-        Ok(p) => {
-            let p = Arc::new(p);
-            tracing::debug!(threads = n, "edgeai kernel thread pool created");
-            *guard = Some((n, p.clone()));
-            Some(p)
-        }
-        Err(e) => {
-            tracing::warn!("cannot create kernel thread pool ({e}); running single-threaded");
-            None
-        }
-    }
-}
-
-/// Runs `f` on the kernel pool (or inline when single-threaded / tiny work).
-pub(crate) fn run<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> R {
-    let n = num_threads();
-    if n <= 1 || work < super::PAR_MIN_WEIGHTS {
-        return f();
-    }
-    match pool(n) {
-        Some(p) => p.install(f),
-        None => f(),
     }
 }
 
@@ -173,18 +132,16 @@ pub(crate) fn for_tiles(ntiles: usize, work: usize, f: impl Fn(usize) + Sync) {
 
 /// `body(i0, i1)` over chunks covering `0..count`: one call on this thread when the work is
 /// small or there is one thread, else ~4 chunks per thread (at least `min_chunk` items each)
-/// on the kernel pool, for load balance.
+/// on this thread and the spinning helpers (`spin.rs`), for load balance.
 fn chunked(count: usize, min_chunk: usize, work: usize, body: impl Fn(usize, usize) + Sync) {
     let threads = num_threads();
-    if threads <= 1 || work < super::PAR_MIN_WEIGHTS {
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS || count < 2 {
         body(0, count);
         return;
     }
     let chunk = count.div_ceil(threads * 4).max(min_chunk);
     let nchunks = count.div_ceil(chunk);
-    run(work, || {
-        (0..nchunks)
-            .into_par_iter()
-            .for_each(|c| body(c * chunk, ((c + 1) * chunk).min(count)))
+    super::spin::run(nchunks, threads - 1, &|c| {
+        body(c * chunk, ((c + 1) * chunk).min(count))
     });
 }
