@@ -79,6 +79,44 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// `EDGEAI_KERNEL` naming no path, or a path this CPU lacks, is a usage error that names it and
+/// lists what the CPU has (never an illegal instruction later); a path it has is accepted.
+#[test]
+fn forcing_a_missing_kernel_path_is_a_usage_error() {
+    let run = |v: &str| {
+        Command::new(env!("CARGO_BIN_EXE_edgeai"))
+            .args(["run", "nope.onnx"])
+            .env("EDGEAI_KERNEL", v)
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the edgeai binary runs")
+    };
+    let o = run("no-such-path");
+    assert_fails(
+        &o,
+        2,
+        &[
+            "EDGEAI_KERNEL=no-such-path",
+            "unknown kernel path",
+            "scalar",
+        ],
+    );
+    let foreign = if cfg!(target_arch = "x86_64") {
+        "dotprod"
+    } else {
+        "avx2"
+    };
+    let o = run(foreign);
+    let var = format!("EDGEAI_KERNEL={foreign}");
+    assert_fails(
+        &o,
+        2,
+        &[&var, "not available on this CPU", "available: scalar"],
+    );
+    // The scalar path always exists: the command goes on and fails on the missing file.
+    assert_fails(&run("scalar"), 1, &["nope.onnx"]);
+}
+
 #[test]
 fn missing_and_malformed_files_exit_1_naming_the_file() {
     let d = temp_dir("missing");
