@@ -575,12 +575,9 @@ pub(crate) mod packed {
                     sums: &[f32],
                     isum: &[i32],
                 ) -> [[f32; TILE]; 2] {
-                    let mut out = [[0f32; TILE]; 2];
-                    let k_u = data.len() / tile_bytes.max(1);
-                    for (k, o) in out.iter_mut().enumerate().take(k_u) {
-                        *o = tile_q8_family(ty, data, k_u, k, act, sums, isum);
-                    }
-                    out
+                    crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
+                        tile_q8_family(ty, data, k_u, k, act, sums, isum)
+                    })
                 }
 
                 /// One or two tiles of a Q4_K matrix.
@@ -589,12 +586,9 @@ pub(crate) mod packed {
                     tile_bytes: usize,
                     act: &[BlockQ8K],
                 ) -> [[f32; TILE]; 2] {
-                    let mut out = [[0f32; TILE]; 2];
-                    let k_u = data.len() / tile_bytes.max(1);
-                    for (k, o) in out.iter_mut().enumerate().take(k_u) {
-                        *o = tile_q4k(data, k_u, k, act);
-                    }
-                    out
+                    crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
+                        tile_q4k(data, k_u, k, act)
+                    })
                 }
             }
         };

@@ -378,20 +378,27 @@ pub(crate) fn scalar_tiles_q8_family(
     sums: &[f32],
     isum: &[i32],
 ) -> [[f32; TILE]; 2] {
-    let mut out = [[0f32; TILE]; 2];
-    let k_u = data.len() / tb.max(1);
-    for (k, o) in out.iter_mut().enumerate().take(k_u) {
-        *o = scalar_tile_q8_family(ty, data, k_u, k, act, sums, isum);
-    }
-    out
+    per_tile(data.len(), tb, |k_u, k| {
+        scalar_tile_q8_family(ty, data, k_u, k, act, sums, isum)
+    })
 }
 
 /// The scalar twin for one or two tiles of a Q4_K matrix.
 pub(crate) fn scalar_tiles_q4k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+    per_tile(data.len(), tb, |k_u, k| scalar_tile_q4k(data, k_u, k, act))
+}
+
+/// A unit of `data_len / tb` (1 or 2) tiles computed one tile at a time: `tile(k_u, k)` for
+/// tile `k` of the unit's `k_u`, the rest zero (for kernels that run one tile per call).
+pub(crate) fn per_tile(
+    data_len: usize,
+    tb: usize,
+    tile: impl Fn(usize, usize) -> [f32; TILE],
+) -> [[f32; TILE]; 2] {
     let mut out = [[0f32; TILE]; 2];
-    let k_u = data.len() / tb.max(1);
+    let k_u = (data_len / tb.max(1)).min(2);
     for (k, o) in out.iter_mut().enumerate().take(k_u) {
-        *o = scalar_tile_q4k(data, k_u, k, act);
+        *o = tile(k_u, k);
     }
     out
 }
