@@ -22,6 +22,7 @@ pub mod bench;
 
 pub use edgeai_core as core;
 pub use edgeai_llm as llm;
+pub use edgeai_onnx as onnx;
 pub use edgeai_vision as vision;
 
 #[cfg(feature = "burn")]

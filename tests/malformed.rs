@@ -348,98 +348,31 @@ fn gguf_llama_with_absurd_layer_count() {
 
 // ------------------------------------------------------------------ ONNX
 
-/// A minimal protobuf writer for hand-built ONNX models.
-mod pb {
-    pub fn varint(out: &mut Vec<u8>, mut v: u64) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-    pub fn int(out: &mut Vec<u8>, field: u64, v: u64) {
-        varint(out, field << 3);
-        varint(out, v);
-    }
-    pub fn bytes(out: &mut Vec<u8>, field: u64, b: &[u8]) {
-        varint(out, (field << 3) | 2);
-        varint(out, b.len() as u64);
-        out.extend_from_slice(b);
-    }
-    pub fn msg(out: &mut Vec<u8>, field: u64, f: impl FnOnce(&mut Vec<u8>)) {
-        let mut m = Vec::new();
-        f(&mut m);
-        bytes(out, field, &m);
-    }
-}
-
-/// ONNX element types.
-const ONNX_FLOAT: u64 = 1;
-
-enum OnnxDim {
-    Value(u64),
-    Param(&'static str),
-}
-
-fn value_info(out: &mut Vec<u8>, field: u64, name: &str, elem: u64, dims: &[OnnxDim]) {
-    pb::msg(out, field, |vi| {
-        pb::bytes(vi, 1, name.as_bytes());
-        pb::msg(vi, 2, |tp| {
-            pb::msg(tp, 1, |tt| {
-                pb::int(tt, 1, elem);
-                pb::msg(tt, 2, |shape| {
-                    for d in dims {
-                        pb::msg(shape, 1, |dim| match d {
-                            OnnxDim::Value(v) => pb::int(dim, 1, *v),
-                            OnnxDim::Param(p) => pb::bytes(dim, 2, p.as_bytes()),
-                        });
-                    }
-                });
-            });
-        });
-    });
-}
-
 /// `Y = op(X, [initializer W])` with X, Y float `[N, 3]`; `init` is `(name, dims, raw data)`.
-fn onnx_model(op: &str, init: Option<(&str, &[u64], &[u8])>) -> Vec<u8> {
+fn onnx_model(op: &str, init: Option<(&str, &[i64], &[u8])>) -> Vec<u8> {
     onnx_model_with_output(op, init, "Y")
 }
 
 /// As [`onnx_model`], with the graph output called `output` (the node still writes `Y`).
-fn onnx_model_with_output(op: &str, init: Option<(&str, &[u64], &[u8])>, output: &str) -> Vec<u8> {
-    let mut m = Vec::new();
-    pb::int(&mut m, 1, 8); // ir_version
-    pb::msg(&mut m, 8, |o| pb::int(o, 2, 13)); // opset_import { version: 13 }
-    pb::msg(&mut m, 7, |g| {
-        pb::msg(g, 1, |n| {
-            pb::bytes(n, 1, b"X");
-            if let Some((name, _, _)) = init {
-                pb::bytes(n, 1, name.as_bytes());
-            }
-            pb::bytes(n, 2, b"Y");
-            pb::bytes(n, 3, b"node0");
-            pb::bytes(n, 4, op.as_bytes());
-        });
-        pb::bytes(g, 2, b"malformed");
-        if let Some((name, dims, raw)) = init {
-            pb::msg(g, 5, |t| {
-                for &d in dims {
-                    pb::int(t, 1, d);
-                }
-                pb::int(t, 2, ONNX_FLOAT);
-                pb::bytes(t, 8, name.as_bytes());
-                pb::bytes(t, 9, raw);
-            });
-        }
-        let nx = [OnnxDim::Param("N"), OnnxDim::Value(3)];
-        value_info(g, 11, "X", ONNX_FLOAT, &nx);
-        value_info(g, 12, output, ONNX_FLOAT, &nx);
-    });
-    m
+fn onnx_model_with_output(op: &str, init: Option<(&str, &[i64], &[u8])>, output: &str) -> Vec<u8> {
+    use edgeai::onnx::{build, proto::dt};
+    let mut inputs = vec!["X"];
+    inputs.extend(init.map(|(name, _, _)| name));
+    let mut node = build::node(op, &inputs, &["Y"]);
+    node.name = "node0".into();
+    let inits = init
+        .map(|(name, dims, raw)| build::tensor_raw(name, dims, dt::FLOAT, raw.to_vec()))
+        .into_iter()
+        .collect();
+    let nx = [build::sym("N"), build::fixed(3)];
+    let graph = build::graph(
+        "malformed",
+        vec![node],
+        inits,
+        vec![build::value("X", dt::FLOAT, &nx)],
+        vec![build::value(output, dt::FLOAT, &nx)],
+    );
+    build::model(graph, 13).to_bytes()
 }
 
 fn relu_model() -> Vec<u8> {
@@ -563,7 +496,7 @@ fn onnx_unknown_operator_is_named() {
 /// not an attempt to allocate what the dimensions claim.
 #[test]
 fn onnx_initializer_dims_overflow() {
-    let huge: &[u64] = &[1 << 31, 1 << 31];
+    let huge: &[i64] = &[1 << 31, 1 << 31];
     let bytes = onnx_model("Add", Some(("W", huge, &[0, 0, 128, 63])));
     for b in backends() {
         let case = format!("{}: initializer 2^31 x 2^31", b.name());

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::proto::{self, dt, AttributeProto, TensorProto};
+use edgeai_onnx::proto::{self, dt, AttributeProto, TensorProto};
 
 /// A host tensor: weights, constants and integer (shape) values.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,7 +220,7 @@ impl Attrs {
     }
 
     pub fn has_subgraph(&self) -> bool {
-        self.0.values().any(|a| a.g.is_some())
+        self.0.values().any(|a| a.subgraphs().next().is_some())
     }
 }
 

@@ -40,7 +40,6 @@
 
 mod graph;
 mod ops;
-mod proto;
 
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -52,7 +51,6 @@ use edgeai_core::{
     validate_inputs, Backend, Capabilities, DType, Error, LoadOptions, Model, ModelFormat,
     ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
 };
-use prost::Message;
 
 use graph::{host_from_proto, Attrs, Host, HostData, Node};
 use ops::Val;
@@ -199,18 +197,11 @@ fn invalid(origin: &str, reason: impl Into<String>) -> Error {
 
 impl Plan {
     fn parse(bytes: &[u8], origin: &str) -> Result<Plan> {
-        let model = proto::ModelProto::decode(bytes)
-            .map_err(|e| invalid(origin, format!("not a valid ONNX protobuf: {e}")))?;
+        let model = edgeai_onnx::decode(bytes, origin)?;
+        let opset = model.default_opset();
         let graph = model
             .graph
             .ok_or_else(|| invalid(origin, "not an ONNX model: no graph"))?;
-        let opset = model
-            .opset_import
-            .iter()
-            .filter(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-            .map(|o| o.version)
-            .max()
-            .unwrap_or(1);
 
         // Every unsupported operator at once, before anything else can fail.
         let mut missing: Vec<String> = Vec::new();
@@ -785,37 +776,26 @@ impl<B: BurnEngine> Model for BurnModel<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::*;
+    use edgeai_onnx::build::{self, attr_int, attr_string, fixed, sym};
+    use edgeai_onnx::proto::{dt, NodeProto, TensorProto, ValueInfoProto};
 
     fn vi(name: &str, dims: &[i64]) -> ValueInfoProto {
-        ValueInfoProto {
-            name: name.into(),
-            r#type: Some(TypeProto {
-                tensor_type: Some(TypeProtoTensor {
-                    elem_type: dt::FLOAT,
-                    shape: Some(TensorShapeProto {
-                        dim: dims
-                            .iter()
-                            .map(|&d| Dimension {
-                                dim_value: (d > 0).then_some(d),
-                                dim_param: (d <= 0).then(|| "n".to_string()),
-                            })
-                            .collect(),
-                    }),
-                }),
-            }),
-        }
+        let dims: Vec<_> = dims
+            .iter()
+            .map(|&d| if d > 0 { fixed(d) } else { sym("n") })
+            .collect();
+        build::value(name, dt::FLOAT, &dims)
     }
 
-    fn node(op: &str, ins: &[&str], outs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
-        NodeProto {
-            input: ins.iter().map(|s| s.to_string()).collect(),
-            output: outs.iter().map(|s| s.to_string()).collect(),
-            name: format!("{op}_{}", outs[0]),
-            op_type: op.into(),
-            domain: String::new(),
-            attribute: attrs,
-        }
+    fn node(
+        op: &str,
+        ins: &[&str],
+        outs: &[&str],
+        attrs: Vec<edgeai_onnx::proto::AttributeProto>,
+    ) -> NodeProto {
+        attrs
+            .into_iter()
+            .fold(build::node(op, ins, outs), NodeProto::with)
     }
 
     fn model(
@@ -824,33 +804,11 @@ mod tests {
         inp: ValueInfoProto,
         out: ValueInfoProto,
     ) -> Vec<u8> {
-        ModelProto {
-            ir_version: 8,
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: 13,
-            }],
-            producer_name: "test".into(),
-            graph: Some(GraphProto {
-                node: nodes,
-                name: "g".into(),
-                initializer: inits,
-                input: vec![inp],
-                output: vec![out],
-                value_info: vec![],
-            }),
-        }
-        .encode_to_vec()
+        build::model(build::graph("g", nodes, inits, vec![inp], vec![out]), 13).to_bytes()
     }
 
     fn i64s(name: &str, v: &[i64]) -> TensorProto {
-        TensorProto {
-            dims: vec![v.len() as i64],
-            data_type: dt::INT64,
-            int64_data: v.to_vec(),
-            name: name.into(),
-            ..Default::default()
-        }
+        build::tensor_i64(name, &[v.len() as i64], v)
     }
 
     #[test]
@@ -881,21 +839,10 @@ mod tests {
 
     #[test]
     fn unsupported_attribute_variant_is_reported_at_load() {
-        let mut mode = AttributeProto {
-            name: "mode".into(),
-            s: b"cubic".to_vec(),
-            ..Default::default()
-        };
-        mode.r#type = 3;
+        let mode = attr_string("mode", "cubic");
         let bytes = model(
             vec![node("Resize", &["x", "", "s"], &["y"], vec![mode])],
-            vec![TensorProto {
-                dims: vec![4],
-                data_type: dt::FLOAT,
-                float_data: vec![1.0, 1.0, 2.0, 2.0],
-                name: "s".into(),
-                ..Default::default()
-            }],
+            vec![build::tensor_f32("s", &[4], &[1.0, 1.0, 2.0, 2.0])],
             vi("x", &[1, 1, 2, 2]),
             vi("y", &[1, 1, 4, 4]),
         );
@@ -913,17 +860,7 @@ mod tests {
             vec![
                 node("Shape", &["x"], &["s"], vec![]),
                 node("Slice", &["s", "st", "en"], &["n"], vec![]),
-                node(
-                    "Concat",
-                    &["n", "m1"],
-                    &["t"],
-                    vec![AttributeProto {
-                        name: "axis".into(),
-                        i: 0,
-                        r#type: 2,
-                        ..Default::default()
-                    }],
-                ),
+                node("Concat", &["n", "m1"], &["t"], vec![attr_int("axis", 0)]),
                 node("Reshape", &["x", "t"], &["y"], vec![]),
             ],
             vec![i64s("st", &[0]), i64s("en", &[1]), i64s("m1", &[-1])],
@@ -960,13 +897,7 @@ mod tests {
         // Add of [1, 3] and a [4] initializer: valid file, impossible broadcast.
         let bytes = model(
             vec![node("Add", &["x", "w"], &["y"], vec![])],
-            vec![TensorProto {
-                dims: vec![4],
-                data_type: dt::FLOAT,
-                float_data: vec![1.0; 4],
-                name: "w".into(),
-                ..Default::default()
-            }],
+            vec![build::tensor_f32("w", &[4], &[1.0; 4])],
             vi("x", &[1, 3]),
             vi("y", &[1, 3]),
         );

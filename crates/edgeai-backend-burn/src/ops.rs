@@ -11,7 +11,7 @@ use burn_backend::tensor::FloatTensor;
 use burn_backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
 
 use crate::graph::{numel, Attrs, Host, HostData, Node};
-use crate::proto::dt;
+use edgeai_onnx::proto::dt;
 
 /// A value flowing through the graph.
 #[derive(Debug)]

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use edgeai::core::onnx_info::OnnxInfo;
 use edgeai::core::{LoadOptions, ModelFormat, ModelSource};
 use edgeai::llm::gguf::GgufFile;
+use edgeai::onnx::OnnxInfo;
 
 use crate::fail::Result;
 use crate::progress;

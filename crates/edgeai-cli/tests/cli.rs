@@ -135,7 +135,7 @@ fn missing_and_malformed_files_exit_1_naming_the_file() {
     assert_fails(
         &edgeai(&["inspect", s(&junk)]),
         1,
-        &["junk.onnx", "truncated"],
+        &["junk.onnx", "not a valid ONNX protobuf"],
     );
     let junk = d.join("junk.gguf");
     std::fs::write(&junk, b"GGUF\x03\0\0\0\xff").unwrap();

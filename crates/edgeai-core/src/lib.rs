@@ -28,7 +28,6 @@ mod backend;
 mod error;
 mod model;
 pub mod npy;
-pub mod onnx_info;
 pub mod paths;
 pub mod quant;
 mod tensor;

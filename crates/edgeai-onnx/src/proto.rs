@@ -1,6 +1,10 @@
-//! The subset of the ONNX protobuf schema (`onnx.proto`, IR version 3 and later) this crate
-//! reads. Field numbers follow the official schema; fields not listed here (training info,
-//! functions, sparse tensors, sub-graphs) are skipped by the decoder.
+//! The subset of the ONNX protobuf schema (`onnx.proto`, IR version 3 and later) that edgeai
+//! reads and writes, as `prost` messages. Field names and numbers follow the official schema
+//! (its comments document each field); fields not listed here (training info, functions,
+//! sparse initializers, metadata) are skipped when decoding and absent when encoding.
+//!
+//! The structs are plain data: edit a decoded graph in place and encode it again with
+//! [`prost::Message::encode_to_vec`] (see [`crate::build`] for constructors).
 
 #![allow(missing_docs)]
 
@@ -12,6 +16,14 @@ pub struct ModelProto {
     pub opset_import: Vec<OperatorSetIdProto>,
     #[prost(string, tag = "2")]
     pub producer_name: String,
+    #[prost(string, tag = "3")]
+    pub producer_version: String,
+    #[prost(string, tag = "4")]
+    pub domain: String,
+    #[prost(int64, tag = "5")]
+    pub model_version: i64,
+    #[prost(string, tag = "6")]
+    pub doc_string: String,
     #[prost(message, optional, tag = "7")]
     pub graph: Option<GraphProto>,
 }
@@ -76,9 +88,34 @@ pub struct AttributeProto {
     pub ints: Vec<i64>,
     #[prost(bytes = "vec", repeated, tag = "9")]
     pub strings: Vec<Vec<u8>>,
-    /// Set when the attribute is a sub-graph (If, Loop, Scan): kept only to detect it.
-    #[prost(bytes = "vec", optional, tag = "6")]
-    pub g: Option<Vec<u8>>,
+    /// A sub-graph (`If`'s branches, `Loop` and `Scan` bodies).
+    #[prost(message, optional, boxed, tag = "6")]
+    pub g: Option<Box<GraphProto>>,
+    #[prost(message, repeated, tag = "10")]
+    pub tensors: Vec<TensorProto>,
+    #[prost(message, repeated, tag = "11")]
+    pub graphs: Vec<GraphProto>,
+}
+
+impl AttributeProto {
+    /// The sub-graphs this attribute holds (`g` and `graphs`).
+    pub fn subgraphs(&self) -> impl Iterator<Item = &GraphProto> {
+        self.g.as_deref().into_iter().chain(self.graphs.iter())
+    }
+}
+
+/// `AttributeProto.AttributeType` codes (the `type` field).
+pub mod attr_type {
+    pub const FLOAT: i32 = 1;
+    pub const INT: i32 = 2;
+    pub const STRING: i32 = 3;
+    pub const TENSOR: i32 = 4;
+    pub const GRAPH: i32 = 5;
+    pub const FLOATS: i32 = 6;
+    pub const INTS: i32 = 7;
+    pub const STRINGS: i32 = 8;
+    pub const TENSORS: i32 = 9;
+    pub const GRAPHS: i32 = 10;
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -127,6 +164,8 @@ pub struct TensorProto {
     pub float_data: Vec<f32>,
     #[prost(int32, repeated, tag = "5")]
     pub int32_data: Vec<i32>,
+    #[prost(bytes = "vec", repeated, tag = "6")]
+    pub string_data: Vec<Vec<u8>>,
     #[prost(int64, repeated, tag = "7")]
     pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
@@ -137,8 +176,19 @@ pub struct TensorProto {
     pub double_data: Vec<f64>,
     #[prost(uint64, repeated, tag = "11")]
     pub uint64_data: Vec<u64>,
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
+    /// 0 = DEFAULT (the data is in this message), 1 = EXTERNAL (in `external_data`'s file).
     #[prost(int32, tag = "14")]
     pub data_location: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
 }
 
 /// ONNX `TensorProto.DataType` codes.
@@ -150,6 +200,7 @@ pub mod dt {
     pub const INT16: i32 = 5;
     pub const INT32: i32 = 6;
     pub const INT64: i32 = 7;
+    pub const STRING: i32 = 8;
     pub const BOOL: i32 = 9;
     pub const FLOAT16: i32 = 10;
     pub const DOUBLE: i32 = 11;
