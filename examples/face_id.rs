@@ -16,9 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::core::{paths::models_dir, LoadOptions};
 use edgeai::vision::{
-    draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision, YuNetConfig,
+    draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision,
 };
 
 type BoxError = Box<dyn std::error::Error>;
@@ -35,18 +35,9 @@ struct Args {
 const USAGE: &str = "usage: face_id [--gallery PATH] [--backend NAME] [--threshold COS] [--int8] \
 <enroll NAME PHOTO... | identify PHOTO [--out PNG] | list | remove NAME>";
 
-fn default_gallery() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("edgeai").join("gallery.sqlite")
-}
-
 fn parse() -> Result<Args, BoxError> {
     let mut a = Args {
-        gallery: default_gallery(),
+        gallery: Gallery::default_path(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME")),
         backend: None,
         threshold: None,
         int8: false,
@@ -70,32 +61,21 @@ fn parse() -> Result<Args, BoxError> {
 }
 
 fn recognizer(backend: Option<&str>) -> Result<FaceRecognizer, BoxError> {
-    let (Some(det), Some(emb)) = (model_path("face/yunet.onnx"), model_path("face/sface.onnx"))
-    else {
-        return Err(
-            "models/face/yunet.onnx and sface.onnx not found: run scripts/fetch-models \
-                    (or set EDGEAI_MODELS)"
-                .into(),
-        );
-    };
     let backend = match backend {
         Some(name) => edgeai::backend(name)?,
         None => edgeai::default_backend()?,
     };
-    Ok(FaceRecognizer::from_backend(
+    let models = models_dir();
+    Ok(FaceRecognizer::from_default_models(
         backend.as_ref(),
-        det,
-        emb,
+        models.as_deref(),
+        None,
+        None,
         &LoadOptions::new(),
-        YuNetConfig::default(),
     )?)
 }
 
 fn open_gallery(a: &Args) -> Result<Gallery, BoxError> {
-    if let Some(dir) = a.gallery.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
     let mut cfg = GalleryConfig::default();
     if let Some(t) = a.threshold {
         cfg.threshold = t;
@@ -103,7 +83,7 @@ fn open_gallery(a: &Args) -> Result<Gallery, BoxError> {
     if a.int8 {
         cfg.precision = SearchPrecision::Int8Rerank;
     }
-    Ok(Gallery::open(&a.gallery, cfg)?)
+    Ok(Gallery::open_creating(&a.gallery, cfg)?)
 }
 
 fn enroll(a: &Args, name: &str, photos: &[String]) -> Result<(), BoxError> {

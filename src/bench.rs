@@ -338,7 +338,7 @@ fn parse_vm_hwm(status: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgeai_core::{Capabilities, ModelFormat};
+    use edgeai_core::ModelFormat;
 
     #[test]
     fn percentiles_are_nearest_rank() {
@@ -443,11 +443,8 @@ mod tests {
         fn name(&self) -> &'static str {
             "double"
         }
-        fn capabilities(&self) -> Capabilities {
-            Capabilities {
-                formats: vec![ModelFormat::Onnx],
-                symbolic_dims: true,
-            }
+        fn formats(&self) -> &'static [ModelFormat] {
+            &[ModelFormat::Onnx]
         }
         fn load(&self, _: ModelSource, _: &LoadOptions) -> Result<Box<dyn Model>> {
             Ok(Box::new(Double(vec![spec(

@@ -5,28 +5,13 @@
 
 use std::sync::Arc;
 
-use edgeai::core::{paths::model_path, DType, Dim, Error, LoadOptions, Model, ModelSource, Tensor};
+use edgeai::core::{DType, Dim, Error, LoadOptions, Model, ModelSource, Tensor};
 
 fn backends() -> Vec<Box<dyn edgeai::core::Backend>> {
-    let names = edgeai::available_backends();
-    assert!(!names.is_empty(), "no backend compiled in");
-    names
-        .into_iter()
-        .map(|n| edgeai::backend(n).unwrap())
-        .collect()
+    edgeai_testutil::backends(edgeai::available_backends(), edgeai::backend)
 }
 
-macro_rules! need {
-    ($rel:expr) => {
-        match model_path($rel) {
-            Some(p) => p,
-            None => {
-                eprintln!("skipping: {} not fetched (run scripts/fetch-models)", $rel);
-                return;
-            }
-        }
-    };
-}
+use edgeai_testutil::need;
 
 #[test]
 fn unknown_backend_is_a_clear_error() {

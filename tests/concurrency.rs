@@ -8,7 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 
 use edgeai::core::{paths::model_path, LoadOptions, Model, ModelSource, Tensor};
@@ -17,12 +17,7 @@ use edgeai::vision::{Gallery, GalleryConfig};
 const THREADS: usize = 8;
 
 fn backends() -> Vec<Box<dyn edgeai::core::Backend>> {
-    let names = edgeai::available_backends();
-    assert!(!names.is_empty(), "no backend compiled in");
-    names
-        .into_iter()
-        .map(|n| edgeai::backend(n).unwrap())
-        .collect()
+    edgeai_testutil::backends(edgeai::available_backends(), edgeai::backend)
 }
 
 /// Deterministic pseudo-random input for `model`'s single f32 input, with symbolic
@@ -237,7 +232,7 @@ fn two_llm_sessions_over_one_model_at_once() {
 // ------------------------------------------------------------------ gallery
 
 const DIM: usize = 16;
-const CHILD_ENV: &str = "EDGEAI_CONCURRENCY_GALLERY_CHILD";
+use edgeai_testutil::CHILD_ENV;
 /// Identities each of the two processes enrols.
 const PROCESS_ENROLMENTS: usize = 150;
 
@@ -380,16 +375,7 @@ fn gallery_enroll_from_two_processes() {
         return;
     }
     let path = fresh_path("processes");
-    let exe = std::env::current_exe().unwrap();
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "gallery_child_process",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, &path)
+    let mut child = edgeai_testutil::child_test("gallery_child_process", &path)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

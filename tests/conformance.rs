@@ -8,16 +8,18 @@
 //! With only one backend compiled in the test still runs the reference and checks the outputs'
 //! shapes; `cargo test --features full` (the README's test command) compares them.
 
-use edgeai::core::{paths::model_path, LoadOptions, Model, Tensor};
-use edgeai::vision::image::{ChannelOrder, Image, ImageLimits, Normalization};
+use edgeai::core::{Error, LoadOptions, Model, ModelSource, Tensor};
+use edgeai::onnx::{
+    build::{self, attr_float, attr_ints, fixed, sym},
+    proto::dt,
+};
+use edgeai::vision::image::{ChannelOrder, Normalization};
+use edgeai_testutil::{max_abs_diff, model_or_skip, photo, Rng};
 
 const PHOTOS: [&str; 4] = ["obama.jpg", "biden.jpg", "t1.jpg", "obama2.jpg"];
 
 fn load_all(rel: &str) -> Option<Vec<Box<dyn Model>>> {
-    let Some(path) = model_path(rel) else {
-        eprintln!("skipping: {rel} not fetched (run scripts/fetch-models)");
-        return None;
-    };
+    let path = model_or_skip(rel)?;
     Some(
         edgeai::available_backends()
             .into_iter()
@@ -25,24 +27,10 @@ fn load_all(rel: &str) -> Option<Vec<Box<dyn Model>>> {
                 edgeai::backend(n)
                     .unwrap()
                     .load(path.clone().into(), &LoadOptions::new())
-                    .unwrap()
+                    .unwrap_or_else(|e| panic!("{n} cannot load {rel}: {e}"))
             })
             .collect(),
     )
-}
-
-fn photo(name: &str) -> Option<Image> {
-    let p = model_path(format!("photos/{name}"))?;
-    Some(Image::open(p, &ImageLimits::default()).unwrap())
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn compare(
@@ -146,4 +134,205 @@ fn sface_agrees_across_backends() {
             assert!(cos > 0.99999, "{}: cosine {cos}", m.backend());
         }
     }
+}
+
+/// Seeded random inputs (the photos above cover the real range; these cover the rest).
+#[test]
+fn yunet_and_sface_agree_on_random_inputs() {
+    for (rel, shape) in [
+        ("face/yunet.onnx", [1usize, 3, 640, 640]),
+        ("face/sface.onnx", [1, 3, 112, 112]),
+    ] {
+        let Some(models) = load_all(rel) else {
+            return;
+        };
+        for seed in [1u64, 2] {
+            let x = Rng(0x5eed_0000 + seed).tensor(&shape, 0.0, 255.0);
+            compare(
+                &models,
+                || vec![x.clone()],
+                1e-3,
+                &format!("{rel} random #{seed}"),
+            );
+        }
+    }
+}
+
+/// Every compiled-in backend against tract on a small hand-built graph. A backend that
+/// refuses an operator says which (printed, and the test goes on); any other failure fails.
+fn small_graph_agrees(what: &str, bytes: Vec<u8>, shape: &[usize], scale: f32, tol: f32) {
+    let reference = edgeai::backend("tract")
+        .unwrap()
+        .load(ModelSource::Bytes(bytes.clone()), &LoadOptions::new())
+        .unwrap();
+    let x = Rng(7).tensor(shape, -scale, scale);
+    let want = reference.run(vec![x.clone()]).unwrap();
+    for name in edgeai::available_backends().into_iter().skip(1) {
+        let b = edgeai::backend(name).unwrap();
+        let m = match b.load(ModelSource::Bytes(bytes.clone()), &LoadOptions::new()) {
+            Ok(m) => m,
+            Err(e @ Error::UnsupportedOperator { .. }) => {
+                println!("conformance {what}: {name} refuses it: {e}");
+                continue;
+            }
+            Err(e @ Error::BackendUnavailable { .. }) => {
+                println!("skipping {name}: {e}");
+                continue;
+            }
+            Err(e) => panic!("{what}: {name} cannot load it: {e}"),
+        };
+        let got = m.run(vec![x.clone()]).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            let d = max_abs_diff(g, w);
+            println!("conformance {what} {name} vs tract: output {i} max abs diff {d:.2e}");
+            assert!(d <= tol, "{what}: {name} output {i} differs by {d} > {tol}");
+        }
+    }
+}
+
+/// Rank-3 (1-D) GlobalAveragePool and HardSigmoid with non-default attributes (candle runs
+/// both through load-time rewrites; this holds them beyond the 4-D case ppocr exercises).
+#[test]
+fn hard_sigmoid_and_1d_global_pool_agree() {
+    let g = build::graph(
+        "gap1d",
+        vec![
+            build::node("HardSigmoid", &["x"], &["h"])
+                .with(attr_float("alpha", 0.3))
+                .with(attr_float("beta", 0.4)),
+            build::node("GlobalAveragePool", &["h"], &["y"]),
+        ],
+        vec![],
+        vec![build::value(
+            "x",
+            dt::FLOAT,
+            &[sym("n"), fixed(3), fixed(10)],
+        )],
+        vec![build::value(
+            "y",
+            dt::FLOAT,
+            &[sym("n"), fixed(3), fixed(1)],
+        )],
+    );
+    small_graph_agrees(
+        "1-D pool",
+        build::model(g, 13).to_bytes(),
+        &[2, 3, 10],
+        4.0,
+        1e-6,
+    );
+}
+
+/// Convolutions with a different stride per axis, (2, 1) then (1, 3) (candle rewrites them
+/// into a stride-1 Conv and a strided Slice).
+#[test]
+fn per_axis_strided_convolutions_agree() {
+    let mut rng = Rng(3);
+    let conv = |x: &str, w: &str, y: &str, strides: &[i64]| {
+        build::node("Conv", &[x, w], &[y])
+            .with(attr_ints("kernel_shape", &[3, 3]))
+            .with(attr_ints("pads", &[1, 1, 1, 1]))
+            .with(attr_ints("strides", strides))
+    };
+    let g = build::graph(
+        "strided",
+        vec![
+            conv("x", "w", "a", &[2, 1]),
+            build::node("Relu", &["a"], &["r"]),
+            conv("r", "w2", "y", &[1, 3]),
+        ],
+        vec![
+            build::tensor_f32("w", &[4, 2, 3, 3], &rng.vec(4 * 2 * 9, -1.0, 1.0)),
+            build::tensor_f32("w2", &[2, 4, 3, 3], &rng.vec(2 * 4 * 9, -1.0, 1.0)),
+        ],
+        vec![build::value(
+            "x",
+            dt::FLOAT,
+            &[fixed(1), fixed(2), fixed(11), fixed(14)],
+        )],
+        vec![build::value(
+            "y",
+            dt::FLOAT,
+            &[fixed(1), fixed(2), fixed(6), fixed(5)],
+        )],
+    );
+    small_graph_agrees(
+        "strided conv",
+        build::model(g, 13).to_bytes(),
+        &[1, 2, 11, 14],
+        1.0,
+        1e-5,
+    );
+}
+
+/// PP-OCR's direction classifier: a `[-1, 3, ?, ?]` input, a Shape -> Reshape chain,
+/// GlobalAveragePool, HardSigmoid and stride-(2, 1) convolutions. tract cannot type the file
+/// as shipped, so its reference runs a copy whose input is fixed (edited with edgeai-onnx);
+/// every other backend runs the file as shipped, at batch 1 and 3.
+#[test]
+fn ppocr_classifier_agrees_at_a_dynamic_batch() {
+    let Some(path) = model_or_skip("cls/ppocr_mobilenetv3_cls.onnx") else {
+        return;
+    };
+    for n in [1usize, 3] {
+        let mut fixed_input = edgeai::onnx::read(&path).unwrap();
+        let input = &mut fixed_input.graph.as_mut().unwrap().input[0];
+        let tt = input
+            .r#type
+            .as_mut()
+            .and_then(|t| t.tensor_type.as_mut())
+            .unwrap();
+        tt.shape.as_mut().unwrap().dim = vec![fixed(n as i64), fixed(3), fixed(48), fixed(192)];
+        let reference = edgeai::backend("tract")
+            .unwrap()
+            .load(
+                ModelSource::Bytes(fixed_input.to_bytes()),
+                &LoadOptions::new(),
+            )
+            .unwrap();
+        let x = Rng(0x5eed_0003).tensor(&[n, 3, 48, 192], -1.0, 1.0);
+        let want = reference.run(vec![x.clone()]).unwrap();
+        assert_eq!(want[0].shape(), &[n, 2]);
+        for name in edgeai::available_backends().into_iter().skip(1) {
+            let m = match edgeai::backend(name)
+                .unwrap()
+                .load(path.clone().into(), &LoadOptions::new())
+            {
+                Err(e @ Error::BackendUnavailable { .. }) => {
+                    println!("skipping {name}: {e}");
+                    continue;
+                }
+                r => r.unwrap_or_else(|e| panic!("{name} cannot load ppocr: {e}")),
+            };
+            let got = m.run(vec![x.clone()]).unwrap();
+            let d = max_abs_diff(&got[0], &want[0]);
+            println!("conformance ppocr batch {n} {name} vs tract: max abs diff {d:.2e}");
+            assert!(d <= 1e-3, "ppocr batch {n}: {name} differs by {d}");
+            for row in got[0].as_slice::<f32>().unwrap().chunks(2) {
+                assert!((row[0] + row[1] - 1.0).abs() < 1e-5, "{name}: {row:?}");
+            }
+        }
+    }
+}
+
+/// burn's deprecated ndarray engine (feature `burn-ndarray`) against tract on SFace.
+#[cfg(feature = "burn-ndarray")]
+#[test]
+fn burn_ndarray_engine_agrees_with_tract() {
+    use edgeai::backend_burn::{BurnBackend, Engine};
+    use edgeai::core::Backend;
+    let Some(p) = model_or_skip("face/sface.onnx") else {
+        return;
+    };
+    let models = vec![
+        edgeai::backend("tract")
+            .unwrap()
+            .load(p.clone().into(), &LoadOptions::new())
+            .unwrap(),
+        BurnBackend::with_engine(Engine::NdArray)
+            .load(p.into(), &LoadOptions::new())
+            .unwrap(),
+    ];
+    let x = Rng(7).tensor(&[1, 3, 112, 112], 0.0, 255.0);
+    compare(&models, || vec![x.clone()], 1e-3, "sface on burn-ndarray");
 }

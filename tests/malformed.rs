@@ -6,88 +6,18 @@
 //!
 //! Graph models go through every backend compiled in (`edgeai::available_backends()`).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
 use edgeai::core::quant::GgmlType;
 use edgeai::core::{paths::model_path, DType, Error, LoadOptions, ModelSource, Tensor};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile, Value};
-use edgeai::vision::{Image, ImageLimits, VisionError};
+use edgeai::vision::{self, Image, ImageLimits};
+use edgeai_testutil::alloc::{measure, Counting, Usage};
 
 // ------------------------------------------------------------------ allocation accounting
 
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-    static PEAK: Cell<isize> = const { Cell::new(0) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-fn on_alloc(size: usize) {
-    // `try_with`: the thread-locals may be gone while a thread shuts down.
-    let _ = LIVE.try_with(|l| {
-        let v = l.get() + size as isize;
-        l.set(v);
-        let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
-    });
-    let _ = LARGEST.try_with(|m| m.set(m.get().max(size)));
-}
-
-fn on_dealloc(size: usize) {
-    let _ = LIVE.try_with(|l| l.set(l.get() - size as isize));
-}
-
-// SAFETY: every call forwards to the system allocator with the caller's arguments unchanged;
-// the bookkeeping touches only `const`-initialised thread-local cells (no allocation, no
-// re-entrancy).
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        on_alloc(layout.size());
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        on_alloc(layout.size());
-        // SAFETY: same layout contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        on_dealloc(layout.size());
-        // SAFETY: `ptr` was allocated by `System` with `layout` (we forward every allocation).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        on_dealloc(layout.size());
-        on_alloc(new_size);
-        // SAFETY: forwarded unchanged; `ptr`/`layout` come from `System` as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-/// What a closure allocated on this thread: the largest single allocation and the peak of
-/// live bytes above the level at the start.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    largest: usize,
-    peak: usize,
-}
-
-fn measure<R>(f: impl FnOnce() -> R) -> (R, Usage) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    LARGEST.with(|m| m.set(0));
-    let r = f();
-    let usage = Usage {
-        largest: LARGEST.with(Cell::get),
-        peak: (PEAK.with(Cell::get) - base).max(0) as usize,
-    };
-    (r, usage)
-}
 
 /// Asserts the case stayed within `limit` bytes, both per allocation and at its peak.
 fn assert_bounded(case: &str, usage: Usage, limit: usize) {
@@ -380,12 +310,7 @@ fn relu_model() -> Vec<u8> {
 }
 
 fn backends() -> Vec<Box<dyn edgeai::core::Backend>> {
-    let names = edgeai::available_backends();
-    assert!(!names.is_empty(), "no backend compiled in");
-    names
-        .into_iter()
-        .map(|n| edgeai::backend(n).unwrap())
-        .collect()
+    edgeai_testutil::backends(edgeai::available_backends(), edgeai::backend)
 }
 
 /// Loads `bytes` with `b`; `None` when the backend's runtime is not installed (ort without
@@ -641,7 +566,7 @@ fn images_decompression_bombs_are_refused_before_decoding() {
         let (r, usage) = measure(|| Image::decode(&bytes, &limits));
         let e = r.err().unwrap_or_else(|| panic!("{case}: decoded"));
         match &e {
-            VisionError::ImageTooLarge {
+            vision::Error::ImageTooLarge {
                 width,
                 height,
                 limit,
@@ -654,7 +579,7 @@ fn images_decompression_bombs_are_refused_before_decoding() {
                 )
             }
             // The PNG decoder itself refuses dimensions above 2^31 - 1 per side.
-            VisionError::Decode { reason, .. } if w > 1 << 20 => {
+            vision::Error::Decode { reason, .. } if w > 1 << 20 => {
                 assert!(!reason.is_empty(), "{case}")
             }
             other => panic!("{case}: unexpected error {other}"),
@@ -672,7 +597,7 @@ fn images_pixel_limit_is_configurable() {
     assert!(
         matches!(
             e,
-            VisionError::ImageTooLarge {
+            vision::Error::ImageTooLarge {
                 pixels: 1200,
                 limit: 1000,
                 ..
@@ -702,7 +627,10 @@ fn images_zero_sized() {
             .unwrap_or_else(|| panic!("{case}: decoded"));
         let msg = e.to_string();
         assert!(
-            matches!(e, VisionError::InvalidImage(_) | VisionError::Decode { .. }),
+            matches!(
+                e,
+                vision::Error::InvalidImage(_) | vision::Error::Decode { .. }
+            ),
             "{case}: {msg}"
         );
         eprintln!("{case}: {msg}");
@@ -733,7 +661,7 @@ fn images_truncated_and_empty() {
             let case = format!("{kind} truncated at {cut}/{}", bytes.len());
             let (r, usage) = measure(|| Image::decode(&bytes[..cut], &ImageLimits::default()));
             let e = r.err().unwrap_or_else(|| panic!("{case}: decoded"));
-            assert!(matches!(e, VisionError::Decode { .. }), "{case}: {e}");
+            assert!(matches!(e, vision::Error::Decode { .. }), "{case}: {e}");
             assert_mentions(&case, &e.to_string(), &["cannot decode image"]);
             assert_bounded(&case, usage, 1 << 20);
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use edgeai::core::{paths::model_path, LoadOptions};
 use edgeai::vision::{
-    cosine, FaceRecognizer, Image, ImageLimits, VisionError, YuNetConfig, SFACE_COSINE_THRESHOLD,
+    self, cosine, FaceRecognizer, Image, ImageLimits, YuNetConfig, SFACE_COSINE_THRESHOLD,
 };
 
 /// Faces YuNet (score >= 0.8) finds in each photo, checked by eye on annotated output:
@@ -42,7 +42,7 @@ fn recognizer(backend: &str) -> Option<FaceRecognizer> {
     ) {
         Ok(r) => Some(r),
         // e.g. ONNX Runtime's shared library not fetched
-        Err(VisionError::Core(e @ edgeai::core::Error::BackendUnavailable { .. })) => {
+        Err(vision::Error::Core(e @ edgeai::core::Error::BackendUnavailable { .. })) => {
             println!("skipping: {e} (run scripts/fetch-models)");
             None
         }
@@ -195,7 +195,7 @@ fn photo_without_a_face_and_bad_files_are_clear_errors() {
     let grey = Image::from_rgb(320, 240, vec![128; 320 * 240 * 3]).expect("image");
     assert!(rec.detect(&grey).expect("detect").is_empty());
     let e = rec.largest_face(&grey, "grey.png").unwrap_err();
-    assert!(matches!(e, VisionError::NoFace(_)), "{e}");
+    assert!(matches!(e, vision::Error::NoFace(_)), "{e}");
     assert_eq!(e.to_string(), "no face found in grey.png");
     // Truncated JPEG.
     if let Some(p) = model_path("photos/obama.jpg") {
@@ -205,7 +205,7 @@ fn photo_without_a_face_and_bad_files_are_clear_errors() {
         // panic, and a header-only slice must be an error.
         let _ = e;
         let e = Image::decode(&bytes[..200], &ImageLimits::default()).unwrap_err();
-        assert!(matches!(e, VisionError::Decode { .. }), "{e}");
+        assert!(matches!(e, vision::Error::Decode { .. }), "{e}");
     }
 }
 

@@ -42,14 +42,12 @@ mod graph;
 mod ops;
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use burn_backend::Backend as BurnEngine;
-use edgeai_core::panic_message;
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Error, LoadOptions, Model, ModelFormat,
-    ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
+    guard_load, guard_run, validate_inputs, Backend, DType, Error, LoadOptions, Model, ModelFormat,
+    ModelSource, OptLevel, Result, RunPool, Tensor, TensorData, TensorSpec,
 };
 
 use graph::{host_from_proto, Attrs, Host, HostData, Node};
@@ -125,15 +123,12 @@ impl Backend for BurnBackend {
         NAME
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            formats: vec![ModelFormat::Onnx],
-            symbolic_dims: true,
-        }
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx]
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
-        source.check_format(NAME, &[ModelFormat::Onnx])?;
+        self.check_format(&source)?;
         if !self.engine.is_compiled() {
             // Say so before reading anything: no file can load on a missing engine.
             return Err(Error::BackendUnavailable {
@@ -327,14 +322,6 @@ impl Plan {
     }
 }
 
-/// Runs `f`, turning a panic inside burn into an error message.
-fn guarded<T>(
-    f: impl FnOnce() -> std::result::Result<T, String>,
-) -> std::result::Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f))
-        .unwrap_or_else(|p| Err(format!("a burn kernel panicked: {}", panic_message(&*p))))
-}
-
 /// One step of the run: a node with, per input, whether the run may move the value out of
 /// its slot (its last use) instead of cloning it.
 struct Step {
@@ -355,7 +342,7 @@ pub struct BurnModel<B: BurnEngine> {
     outputs: Vec<TensorSpec>,
     device: B::Device,
     opset: i64,
-    pool: Option<rayon::ThreadPool>,
+    pool: RunPool,
 }
 
 impl<B: BurnEngine> std::fmt::Debug for BurnModel<B> {
@@ -423,8 +410,9 @@ fn load_on<B: BurnEngine>(
             .iter()
             .map(|s| s.and_then(|s| constants[s].clone()))
             .collect();
-        let outs = guarded(|| ops::exec::<B>(&node, ins, &device, opset))
-            .map_err(|e| invalid(origin, e))?;
+        let outs = guard_load(NAME, origin, || {
+            ops::exec::<B>(&node, ins, &device, opset).map_err(|e| invalid(origin, e))
+        })?;
         for (slot, v) in node.outputs.iter().zip(outs) {
             constants[*slot] = Some(v);
         }
@@ -482,18 +470,7 @@ fn load_on<B: BurnEngine>(
         })
         .collect::<Vec<_>>();
 
-    let pool = match options.threads {
-        Some(n) => Some(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build()
-                .map_err(|e| Error::BackendUnavailable {
-                    backend: NAME.into(),
-                    reason: format!("cannot start a thread pool: {e}"),
-                })?,
-        ),
-        None => None,
-    };
+    let pool = RunPool::new(NAME, options)?;
     tracing::debug!(
         %origin,
         engine = std::any::type_name::<B>(),
@@ -761,14 +738,13 @@ impl<B: BurnEngine> Model for BurnModel<B> {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         validate_inputs(&self.inputs, &inputs)?;
-        let run = || guarded(|| self.run_graph(inputs));
-        let res = match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        };
-        res.map_err(|reason| Error::Run {
-            backend: NAME.into(),
-            reason,
+        guard_run(NAME, || {
+            self.pool
+                .install(|| self.run_graph(inputs))
+                .map_err(|reason| Error::Run {
+                    backend: NAME.into(),
+                    reason,
+                })
         })
     }
 }

@@ -1,17 +1,15 @@
 //! ONNX graphs through `candle-onnx`'s `simple_eval` evaluator.
 
 use std::collections::HashMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use candle_core::{DType as CDType, Device, Tensor as CTensor};
 use candle_onnx::onnx::{
     self, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, GraphProto,
     ModelProto, ValueInfoProto,
 };
-use edgeai_core::panic_message;
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
-    ModelSource, Result, Tensor, TensorData, TensorSpec,
+    guard_load, guard_run, validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model,
+    ModelFormat, ModelSource, Result, RunPool, Tensor, TensorData, TensorSpec,
 };
 use prost::Message;
 
@@ -130,38 +128,17 @@ impl Backend for CandleBackend {
         NAME
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            formats: vec![ModelFormat::Onnx],
-            symbolic_dims: true,
-        }
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx]
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        source.check_format(NAME, &[ModelFormat::Onnx])?;
+        self.check_format(&source)?;
         let bytes = source.into_bytes()?;
         // candle-onnx indexes and unwraps freely; a malformed file must be an Err, not a panic.
-        let model =
-            catch_unwind(AssertUnwindSafe(|| prepare(&bytes, &origin))).unwrap_or_else(|p| {
-                Err(Error::InvalidModel {
-                    origin: origin.clone(),
-                    reason: format!("candle-onnx panicked: {}", panic_message(&*p)),
-                })
-            })?;
-        let pool = match options.threads {
-            Some(n) => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n.max(1))
-                    .thread_name(|i| format!("candle-onnx-{i}"))
-                    .build()
-                    .map_err(|e| Error::BackendUnavailable {
-                        backend: NAME.into(),
-                        reason: format!("cannot start a thread pool: {e}"),
-                    })?,
-            ),
-            None => None,
-        };
+        let pool = RunPool::new("candle-onnx", options)?;
+        let model = guard_load("candle-onnx", &origin, || prepare(&bytes, &origin, pool))?;
         tracing::debug!(
             %origin,
             threads = ?options.threads,
@@ -170,7 +147,7 @@ impl Backend for CandleBackend {
             constants = model.consts.len(),
             "candle-onnx model loaded"
         );
-        Ok(Box::new(CandleModel { pool, ..model }))
+        Ok(Box::new(model))
     }
 }
 
@@ -181,7 +158,7 @@ pub struct CandleModel {
     consts: HashMap<String, CTensor>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
-    pool: Option<rayon::ThreadPool>,
+    pool: RunPool,
 }
 
 impl std::fmt::Debug for CandleModel {
@@ -213,21 +190,11 @@ impl Model for CandleModel {
         for (spec, t) in self.inputs.iter().zip(inputs) {
             values.insert(spec.name.clone(), to_candle(t)?);
         }
-        let eval = || candle_onnx::simple_eval(&self.proto, values);
-        let result = catch_unwind(AssertUnwindSafe(|| match &self.pool {
-            Some(pool) => pool.install(eval),
-            None => eval(),
-        }));
-        let mut outs = match result {
-            Ok(Ok(outs)) => outs,
-            Ok(Err(e)) => return Err(run_err(e.to_string())),
-            Err(p) => {
-                return Err(run_err(format!(
-                    "candle-onnx panicked: {}",
-                    panic_message(&*p)
-                )))
-            }
-        };
+        let mut outs = guard_run(NAME, || {
+            self.pool
+                .install(|| candle_onnx::simple_eval(&self.proto, values))
+                .map_err(|e| run_err(e.to_string()))
+        })?;
         self.outputs
             .iter()
             .map(|spec| {
@@ -247,8 +214,8 @@ fn run_err(reason: String) -> Error {
     }
 }
 
-/// Parses, rewrites and checks the model; decodes its weights. The pool is added by the caller.
-fn prepare(bytes: &[u8], origin: &str) -> Result<CandleModel> {
+/// Parses, rewrites and checks the model; decodes its weights.
+fn prepare(bytes: &[u8], origin: &str, pool: RunPool) -> Result<CandleModel> {
     let invalid = |reason: String| Error::InvalidModel {
         origin: origin.to_string(),
         reason,
@@ -338,7 +305,7 @@ fn prepare(bytes: &[u8], origin: &str) -> Result<CandleModel> {
         consts,
         inputs,
         outputs,
-        pool: None,
+        pool,
     })
 }
 

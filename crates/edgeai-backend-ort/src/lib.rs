@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
-    ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
+    validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource,
+    OptLevel, Result, Tensor, TensorData, TensorSpec,
 };
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -155,16 +155,13 @@ impl Backend for OrtBackend {
         NAME
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            formats: vec![ModelFormat::Onnx],
-            symbolic_dims: true,
-        }
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx]
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        source.check_format(NAME, &[ModelFormat::Onnx])?;
+        self.check_format(&source)?;
         let (_, env) = init(self.library.as_deref())?;
         let bytes = source.into_bytes()?;
         let cfg = Config {

@@ -25,10 +25,9 @@
 
 use std::sync::Arc;
 
-use edgeai_core::panic_message;
 use edgeai_core::{
-    validate_inputs, Backend, Capabilities, DType, Dim, Error, LoadOptions, Model, ModelFormat,
-    ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
+    guard_load, guard_run, validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model,
+    ModelFormat, ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
 };
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
@@ -51,31 +50,19 @@ impl Backend for TractBackend {
         NAME
     }
 
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            formats: vec![ModelFormat::Onnx, ModelFormat::Tflite],
-            symbolic_dims: true,
-        }
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx, ModelFormat::Tflite]
     }
 
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
-        let format = source.check_format(NAME, &[ModelFormat::Onnx, ModelFormat::Tflite])?;
+        let format = self.check_format(&source)?;
         let bytes = source.into_bytes()?;
         // tract panics on some malformed graphs (e.g. a graph output that no node produces:
         // found by fuzz/, target onnx_tract); a bad file must be an error, not a panic.
         // Nothing outlives a panicking load, so no broken state can be observed.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        guard_load(NAME, &origin, || {
             load_bytes(format, &bytes, &origin, options)
-        }))
-        .unwrap_or_else(|panic| {
-            Err(Error::InvalidModel {
-                origin: origin.clone(),
-                reason: format!(
-                    "tract panicked while loading the model: {}",
-                    panic_message(panic.as_ref())
-                ),
-            })
         })
     }
 }
@@ -272,17 +259,12 @@ impl Model for TractModel {
         // The plan is immutable and each run builds its own state, so a panicking run
         // leaves nothing behind; report it as a failed run rather than unwinding into the
         // caller.
-        let outs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.plan.run(values)))
-            .unwrap_or_else(|panic| {
-                Err(TractError::msg(format!(
-                    "tract panicked while running the model: {}",
-                    panic_message(panic.as_ref())
-                )))
-            })
-            .map_err(|e| Error::Run {
+        let outs = guard_run(NAME, || {
+            self.plan.run(values).map_err(|e| Error::Run {
                 backend: NAME.into(),
                 reason: chain(&e),
-            })?;
+            })
+        })?;
         outs.into_iter()
             .map(|v| from_tract(v.into_tensor()))
             .collect()

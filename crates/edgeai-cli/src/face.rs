@@ -2,9 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::core::{paths::models_dir, LoadOptions};
 use edgeai::vision::{
-    draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision, YuNetConfig,
+    draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision,
 };
 
 use crate::fail::{Context, Failure, Result};
@@ -60,51 +60,27 @@ pub enum FaceCommand {
     Remove { name: String },
 }
 
-fn default_gallery() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    base.join("edgeai").join("gallery.sqlite")
-}
-
-fn model(given: &Option<PathBuf>, default: &str) -> Result<PathBuf> {
-    match given {
-        Some(p) => Ok(p.clone()),
-        None => model_path(default).ok_or_else(|| {
-            Failure::runtime(format!(
-                "models/{default} not found: run scripts/fetch-models, set EDGEAI_MODELS, \
-                 or pass --detector/--embedder"
-            ))
-        }),
-    }
-}
-
 fn recognizer(a: &Args) -> Result<FaceRecognizer> {
-    let det = model(&a.detector, "face/yunet.onnx")?;
-    let emb = model(&a.embedder, "face/sface.onnx")?;
     let backend = crate::run::backend(a.backend.as_deref())?;
+    let models = models_dir();
     Ok(progress::with_spinner("loading the face models", || {
-        FaceRecognizer::from_backend(
+        FaceRecognizer::from_default_models(
             backend.as_ref(),
-            det,
-            emb,
+            models.as_deref(),
+            a.detector.clone(),
+            a.embedder.clone(),
             &LoadOptions::new(),
-            YuNetConfig::default(),
         )
     })?)
 }
 
 fn gallery_path(a: &Args) -> PathBuf {
-    a.gallery.clone().unwrap_or_else(default_gallery)
+    a.gallery.clone().unwrap_or_else(|| {
+        Gallery::default_path(std::env::var_os("XDG_DATA_HOME"), std::env::var_os("HOME"))
+    })
 }
 
 fn open_gallery(a: &Args) -> Result<Gallery> {
-    let path = gallery_path(a);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| edgeai::core::Error::io(dir, e))?;
-    }
     let mut cfg = GalleryConfig::default();
     if let Some(t) = a.threshold {
         cfg.threshold = t;
@@ -112,7 +88,7 @@ fn open_gallery(a: &Args) -> Result<Gallery> {
     if a.int8 {
         cfg.precision = SearchPrecision::Int8Rerank;
     }
-    Ok(Gallery::open(&path, cfg)?)
+    Ok(Gallery::open_creating(gallery_path(a), cfg)?)
 }
 
 fn open_image(p: &Path) -> Result<Image> {

@@ -52,7 +52,6 @@ impl ModelSource {
                 .map(str::to_ascii_lowercase)
             {
                 Some(e) if e == "tflite" => ModelFormat::Tflite,
-                Some(e) if e == "nnef" || e == "tgz" => ModelFormat::Nnef,
                 Some(e) if e == "gguf" => ModelFormat::Gguf,
                 _ => ModelFormat::Onnx,
             },
@@ -100,8 +99,6 @@ pub enum ModelFormat {
     Onnx,
     /// TensorFlow Lite flatbuffer.
     Tflite,
-    /// NNEF (tract's archive format).
-    Nnef,
     /// GGUF (LLM weights; loaded by `edgeai-llm`, not by graph backends).
     Gguf,
 }
@@ -111,7 +108,6 @@ impl fmt::Display for ModelFormat {
         f.write_str(match self {
             ModelFormat::Onnx => "ONNX",
             ModelFormat::Tflite => "TFLite",
-            ModelFormat::Nnef => "NNEF",
             ModelFormat::Gguf => "GGUF",
         })
     }
@@ -158,26 +154,46 @@ impl LoadOptions {
     }
 }
 
-/// What a backend can do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Capabilities {
-    /// The model formats [`Backend::load`] accepts.
-    pub formats: Vec<ModelFormat>,
-    /// Whether models with symbolic (run-time) dimensions can be run.
-    pub symbolic_dims: bool,
-}
-
 /// A model-loading engine: tract, ONNX Runtime, candle, burn...
 pub trait Backend: Send + Sync {
     /// Short lower-case name (`tract`, `ort`...).
     fn name(&self) -> &'static str;
 
-    /// What this backend can load and run.
-    fn capabilities(&self) -> Capabilities;
+    /// The model formats [`Backend::load`] accepts; `load` starts with
+    /// [`Backend::check_format`], so this list is what it enforces.
+    fn formats(&self) -> &'static [ModelFormat];
 
     /// Loads a model. A file that is missing, corrupt, not in a supported format, or uses
     /// operators the backend lacks is an `Err` that says which.
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>>;
+
+    /// The format of `source`, or [`Error::UnsupportedFormat`] unless it is one of
+    /// [`Backend::formats`].
+    fn check_format(&self, source: &ModelSource) -> Result<ModelFormat> {
+        source.check_format(self.name(), self.formats())
+    }
+}
+
+/// Runs an engine's loading code, turning a panic inside it into [`Error::InvalidModel`]
+/// for `origin` (engines panic on some malformed files; a user's file must never crash us).
+pub fn guard_load<T>(engine: &str, origin: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(Error::InvalidModel {
+            origin: origin.to_string(),
+            reason: format!("{engine} panicked while loading: {}", panic_message(&*p)),
+        })
+    })
+}
+
+/// Runs an engine's inference code, turning a panic inside it into [`Error::Run`] for
+/// `backend` (e.g. a shape the engine accepted at load but cannot execute).
+pub fn guard_run<T>(backend: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        Err(Error::Run {
+            backend: backend.to_string(),
+            reason: format!("the engine panicked: {}", panic_message(&*p)),
+        })
+    })
 }
 
 /// The message of a caught panic: its `&str` or `String` payload, else `"(no message)"`.
@@ -200,6 +216,19 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guards_turn_panics_into_errors() {
+        let e = guard_load("eng", "m.onnx", || -> Result<()> { panic!("bad {}", 1) }).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid model m.onnx: eng panicked while loading: bad 1"
+        );
+        let e = guard_run("eng", || -> Result<()> { panic!("oops") }).unwrap_err();
+        assert!(matches!(e, Error::Run { .. }), "{e}");
+        assert!(e.to_string().contains("oops"), "{e}");
+        assert_eq!(guard_run("eng", || Ok(3)).unwrap(), 3);
+    }
 
     #[test]
     fn format_is_guessed_and_checked() {

@@ -29,14 +29,18 @@ mod error;
 mod model;
 pub mod npy;
 pub mod paths;
+#[cfg(feature = "rayon")]
+mod pool;
 pub mod quant;
 mod tensor;
 
 pub use backend::{
-    panic_message, Backend, Capabilities, LoadOptions, ModelFormat, ModelSource, OptLevel,
+    guard_load, guard_run, panic_message, Backend, LoadOptions, ModelFormat, ModelSource, OptLevel,
 };
 pub use error::{Error, Result};
 pub use model::{validate_inputs, Dim, Model, TensorSpec};
+#[cfg(feature = "rayon")]
+pub use pool::RunPool;
 pub use quant::{GgmlType, KernelPath, QMatrix, Scratch};
 pub use tensor::{DType, Element, Tensor, TensorData};
 

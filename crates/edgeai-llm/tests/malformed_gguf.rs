@@ -2,49 +2,13 @@
 //! an error, without allocating what the file's header claims; and for memory the tokenizer
 //! must not keep once dropped.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use edgeai_core::quant::GgmlType;
 use edgeai_llm::gguf::{writer::GgufWriter, GgufFile, Value};
 use edgeai_llm::LlamaModel;
-
-/// Records the largest single allocation of the process, and each thread's net allocated
-/// bytes (allocated minus freed by that thread).
-struct Largest;
-
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    // `const`-initialised and without a destructor: reading it never allocates, so the
-    // allocator can use it without re-entering itself.
-    static NET: Cell<isize> = const { Cell::new(0) };
-}
-
-fn count(delta: isize) {
-    // `try_with`: during thread teardown the slot may be gone; those bytes are not counted.
-    let _ = NET.try_with(|n| n.set(n.get() + delta));
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping is one
-// atomic and one thread-local integer, neither of which allocates or re-enters.
-unsafe impl GlobalAlloc for Largest {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LARGEST.fetch_max(layout.size(), Ordering::Relaxed);
-        count(layout.size() as isize);
-        // SAFETY: the caller's layout contract is passed through.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count(-(layout.size() as isize));
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use edgeai_testutil::alloc::{largest_anywhere, measure, Counting};
 
 #[global_allocator]
-static ALLOC: Largest = Largest;
+static ALLOC: Counting = Counting;
 
 /// `llama.block_count` = 2^24 - 1 in a file with one tensor: the loader used to reserve
 /// space for 16.7 million layers (about 5.5 GB) before finding the first one missing.
@@ -65,7 +29,7 @@ fn absurd_block_count_does_not_reserve_layers() {
         e.contains("blk.0.attn_norm.weight") && e.contains("missing"),
         "{e}"
     );
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = largest_anywhere();
     assert!(largest < 1 << 20, "largest allocation {largest} bytes");
 }
 
@@ -189,10 +153,11 @@ fn a_dropped_tokenizer_leaves_nothing_behind() {
     // The first rounds initialise tokenizers' process-wide tables (byte maps, regexes).
     round();
     round();
-    let before = NET.with(Cell::get);
-    for _ in 0..50 {
-        round();
-    }
-    let kept = NET.with(Cell::get) - before;
+    let ((), usage) = measure(|| {
+        for _ in 0..50 {
+            round();
+        }
+    });
+    let kept = usage.net;
     assert!(kept < 1024, "50 dropped tokenizers kept {kept} bytes");
 }

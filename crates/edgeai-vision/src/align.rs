@@ -1,7 +1,7 @@
 //! Face alignment: a least-squares similarity transform (Umeyama) from five landmarks to
 //! the ArcFace 112x112 template, and a bilinear affine warp.
 
-use crate::{Image, Result, VisionError};
+use crate::{Error, Image, Result};
 
 /// The ArcFace reference landmarks in a 112x112 crop: eye at image left (the person's right
 /// eye), other eye, nose tip, mouth corner at image left, other mouth corner.
@@ -74,7 +74,7 @@ impl Affine {
 /// or all `src` points coincide.
 pub fn similarity_transform(src: &[(f32, f32)], dst: &[(f32, f32)]) -> Result<Affine> {
     if src.len() != dst.len() || src.len() < 2 {
-        return Err(VisionError::Alignment(format!(
+        return Err(Error::Alignment(format!(
             "need the same number (>= 2) of source and target points, got {} and {}",
             src.len(),
             dst.len()
@@ -85,7 +85,7 @@ pub fn similarity_transform(src: &[(f32, f32)], dst: &[(f32, f32)]) -> Result<Af
         .chain(dst)
         .any(|(x, y)| !x.is_finite() || !y.is_finite())
     {
-        return Err(VisionError::Alignment("a landmark is not finite".into()));
+        return Err(Error::Alignment("a landmark is not finite".into()));
     }
     let n = src.len() as f64;
     let mean = |p: &[(f32, f32)]| {
@@ -105,7 +105,7 @@ pub fn similarity_transform(src: &[(f32, f32)], dst: &[(f32, f32)]) -> Result<Af
         var += sx * sx + sy * sy;
     }
     if var <= 1e-9 * n {
-        return Err(VisionError::Alignment(
+        return Err(Error::Alignment(
             "the source landmarks all lie at one point".into(),
         ));
     }
@@ -128,7 +128,7 @@ pub fn similarity_transform(src: &[(f32, f32)], dst: &[(f32, f32)]) -> Result<Af
 pub fn warp_affine(image: &Image, transform: &Affine, width: u32, height: u32) -> Result<Image> {
     let inv = transform
         .inverse()
-        .ok_or_else(|| VisionError::Alignment("the transform is not invertible".into()))?;
+        .ok_or_else(|| Error::Alignment("the transform is not invertible".into()))?;
     let [a, b, c, d, e, f] = inv.m;
     let (sw, sh) = (i64::from(image.width()), i64::from(image.height()));
     let src = image.as_rgb();

@@ -23,7 +23,7 @@ use tracing::debug;
 
 use crate::detect::{nms, BBox, Face, FaceDetector};
 use crate::image::{ChannelOrder, Normalization};
-use crate::{Image, Result, VisionError};
+use crate::{Error, Image, Result};
 
 /// Mouth-corner offset from the mouth centre, as a fraction of the eye-to-eye vector, in the
 /// ArcFace 112x112 template (corners 41.55/70.73, eyes 38.29/73.53: 14.59 / 35.24).
@@ -76,8 +76,8 @@ fn anchors(side: usize, layers: &[(usize, usize)]) -> Vec<Anchor> {
     out
 }
 
-fn mismatch(reason: String) -> VisionError {
-    VisionError::ModelMismatch {
+fn mismatch(reason: String) -> Error {
+    Error::ModelMismatch {
         stage: "BlazeFace detector",
         reason,
     }
@@ -135,7 +135,7 @@ impl BlazeFace {
     /// for its input size (128: short range, 192: full range).
     pub fn new(model: Box<dyn Model>, config: BlazeFaceConfig) -> Result<Self> {
         if !(0.0..=1.0).contains(&config.score_threshold) {
-            return Err(VisionError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "BlazeFace score threshold {} is not in 0..=1",
                 config.score_threshold
             )));

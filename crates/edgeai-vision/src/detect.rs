@@ -5,7 +5,7 @@ use edgeai_core::{DType, Dim, Model};
 use tracing::debug;
 
 use crate::image::{ChannelOrder, Normalization};
-use crate::{Image, Result, VisionError};
+use crate::{Error, Image, Result};
 
 /// An axis-aligned box in image pixels: top-left corner, width and height.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -138,8 +138,8 @@ impl std::fmt::Debug for YuNet {
     }
 }
 
-fn mismatch(reason: String) -> VisionError {
-    VisionError::ModelMismatch {
+fn mismatch(reason: String) -> Error {
+    Error::ModelMismatch {
         stage: "YuNet detector",
         reason,
     }
@@ -237,7 +237,7 @@ impl YuNet {
         };
         let heads = head_positions(model.outputs())?;
         if !(0.0..=1.0).contains(&config.score_threshold) || config.max_side < 32 {
-            return Err(VisionError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "YuNet config out of range: {config:?}"
             )));
         }

@@ -4,7 +4,7 @@ use edgeai_core::{DType, Dim, Model};
 use tracing::debug;
 
 use crate::image::{images_to_tensor, ChannelOrder, Normalization};
-use crate::{Image, Result, VisionError};
+use crate::{Error, Image, Result};
 
 /// Anything that maps aligned face crops to L2-normalised embeddings.
 pub trait FaceEmbedder: Send + Sync {
@@ -22,7 +22,7 @@ pub trait FaceEmbedder: Send + Sync {
 pub fn l2_normalize(v: &mut [f32]) -> Result<()> {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if !norm.is_finite() || norm <= f32::MIN_POSITIVE {
-        return Err(VisionError::InvalidEmbedding(format!(
+        return Err(Error::InvalidEmbedding(format!(
             "norm {norm} cannot be normalised"
         )));
     }
@@ -69,8 +69,8 @@ impl std::fmt::Debug for SFace {
     }
 }
 
-fn mismatch(reason: String) -> VisionError {
-    VisionError::ModelMismatch {
+fn mismatch(reason: String) -> Error {
+    Error::ModelMismatch {
         stage: "SFace embedder",
         reason,
     }
@@ -167,7 +167,7 @@ impl FaceEmbedder for SFace {
 
     fn embed(&self, faces: &[Image]) -> Result<Vec<Vec<f32>>> {
         if let Some(bad) = faces.iter().find(|f| f.width() != 112 || f.height() != 112) {
-            return Err(VisionError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "SFace takes 112x112 aligned faces, got {bad:?}"
             )));
         }

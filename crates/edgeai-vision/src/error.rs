@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 /// Result alias for edgeai-vision.
-pub type Result<T, E = VisionError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in edgeai-vision.
 ///
@@ -9,7 +9,7 @@ pub type Result<T, E = VisionError> = std::result::Result<T, E>;
 /// message alone tells a user what to fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum VisionError {
+pub enum Error {
     /// An error from edgeai-core or a backend (loading or running a model).
     #[error(transparent)]
     Core(#[from] edgeai_core::Error),
@@ -92,14 +92,11 @@ pub enum VisionError {
     /// No face was found where one was needed (e.g. a photo to enrol).
     #[error("no face found in {0}")]
     NoFace(String),
-    /// An identity name that the gallery does not hold.
-    #[error("no identity named `{0}` in the gallery")]
-    UnknownIdentity(String),
 }
 
-impl VisionError {
+impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        VisionError::Io {
+        Error::Io {
             path: path.into(),
             source,
         }

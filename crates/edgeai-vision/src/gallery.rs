@@ -9,7 +9,7 @@ use tracing::{debug, info};
 
 use crate::embed::{cosine, SFACE_COSINE_THRESHOLD};
 use crate::index::{EmbeddingIndex, Match, SearchPrecision};
-use crate::{Result, VisionError};
+use crate::{Error, Result};
 
 /// The schema version this build writes and the newest it reads.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -104,16 +104,14 @@ pub struct Verification {
 /// Whether two embeddings are the same person under `threshold` (cosine similarity).
 pub fn verify(a: &[f32], b: &[f32], threshold: f32) -> Result<Verification> {
     if a.len() != b.len() || a.is_empty() {
-        return Err(VisionError::InvalidEmbedding(format!(
+        return Err(Error::InvalidEmbedding(format!(
             "cannot compare embeddings of dimensions {} and {}",
             a.len(),
             b.len()
         )));
     }
     if a.iter().chain(b).any(|x| !x.is_finite()) {
-        return Err(VisionError::InvalidEmbedding(
-            "a value is not finite".into(),
-        ));
+        return Err(Error::InvalidEmbedding("a value is not finite".into()));
     }
     let score = cosine(a, b);
     Ok(Verification {
@@ -145,8 +143,8 @@ impl std::fmt::Debug for Gallery {
     }
 }
 
-fn not_gallery(path: &Path, reason: impl Into<String>) -> VisionError {
-    VisionError::NotAGallery {
+fn not_gallery(path: &Path, reason: impl Into<String>) -> Error {
+    Error::NotAGallery {
         path: path.to_path_buf(),
         reason: reason.into(),
     }
@@ -191,6 +189,38 @@ CREATE INDEX embeddings_identity ON embeddings(identity_id);
 ";
 
 impl Gallery {
+    /// Where a user's gallery lives by default, by the XDG base-directory rule:
+    /// `$XDG_DATA_HOME/edgeai/gallery.sqlite`, else `$HOME/.local/share/edgeai/gallery.sqlite`,
+    /// else `./edgeai/gallery.sqlite`. The library reads no environment variables: pass their
+    /// values (`std::env::var_os("XDG_DATA_HOME")`, `std::env::var_os("HOME")`).
+    ///
+    /// ```
+    /// use edgeai_vision::Gallery;
+    /// let p = Gallery::default_path(None, Some("/home/pi".into()));
+    /// assert_eq!(p, std::path::Path::new("/home/pi/.local/share/edgeai/gallery.sqlite"));
+    /// ```
+    pub fn default_path(
+        xdg_data_home: Option<std::ffi::OsString>,
+        home: Option<std::ffi::OsString>,
+    ) -> PathBuf {
+        let base = xdg_data_home
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home.map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("edgeai").join("gallery.sqlite")
+    }
+
+    /// As [`Gallery::open`], creating the file's folder first if it does not exist (a first
+    /// run at [`Gallery::default_path`]).
+    pub fn open_creating(path: impl AsRef<Path>, config: GalleryConfig) -> Result<Self> {
+        let path = path.as_ref();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        Self::open(path, config)
+    }
+
     /// Opens the gallery at `path`, creating it if the file does not exist (the folder must).
     ///
     /// Errors, without modifying the file, when it is not an edgeai gallery (another SQLite
@@ -205,10 +235,10 @@ impl Gallery {
             if meta.len() > 0 {
                 let mut head = [0u8; 16];
                 let n = std::io::Read::read(
-                    &mut std::fs::File::open(path).map_err(|e| VisionError::io(path, e))?,
+                    &mut std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
                     &mut head,
                 )
-                .map_err(|e| VisionError::io(path, e))?;
+                .map_err(|e| Error::io(path, e))?;
                 if n < 16 || &head != b"SQLite format 3\0" {
                     return Err(not_gallery(path, "not a SQLite database"));
                 }
@@ -224,7 +254,7 @@ impl Gallery {
             if is_not_a_database(&e) {
                 not_gallery(path, "not a SQLite database")
             } else {
-                VisionError::Database(e)
+                Error::Database(e)
             }
         })?;
         Self::init(conn, Some(path.to_path_buf()), config)
@@ -242,7 +272,7 @@ impl Gallery {
             if is_not_a_database(&e) {
                 not_gallery(&shown, "not a SQLite database")
             } else {
-                VisionError::Database(e)
+                Error::Database(e)
             }
         };
         // Read-only inspection first: a foreign file is left exactly as it was.
@@ -279,7 +309,7 @@ impl Gallery {
             .flatten();
         match version {
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(VisionError::NewerSchema {
+                return Err(Error::NewerSchema {
                     path: shown,
                     found: v,
                     supported: SCHEMA_VERSION,
@@ -322,7 +352,7 @@ impl Gallery {
                 let name: String = row.get(0)?;
                 let blob: Vec<u8> = row.get(1)?;
                 let v = decode(&blob, dim).ok_or_else(|| {
-                    VisionError::InvalidEmbedding(format!(
+                    Error::InvalidEmbedding(format!(
                         "stored embedding of `{name}` has {} bytes, expected {}",
                         blob.len(),
                         dim * 4
@@ -347,7 +377,7 @@ impl Gallery {
 
     fn create_schema(conn: &mut Connection, config: &GalleryConfig) -> Result<()> {
         if config.dim == 0 {
-            return Err(VisionError::InvalidArgument("embedding dimension 0".into()));
+            return Err(Error::InvalidArgument("embedding dimension 0".into()));
         }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Another process may have created it while we waited for the lock.
@@ -413,10 +443,10 @@ impl Gallery {
     pub fn enroll(&mut self, name: &str, embeddings: &[Vec<f32>]) -> Result<()> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(VisionError::InvalidArgument("empty identity name".into()));
+            return Err(Error::InvalidArgument("empty identity name".into()));
         }
         if embeddings.is_empty() {
-            return Err(VisionError::InvalidArgument(format!(
+            return Err(Error::InvalidArgument(format!(
                 "no embeddings to enrol for `{name}`"
             )));
         }
@@ -569,7 +599,7 @@ mod tests {
         let p = temp_path("foreign-text");
         std::fs::write(&p, b"just some text, definitely not sqlite").unwrap();
         let err = Gallery::open(&p, cfg()).unwrap_err();
-        assert!(matches!(err, VisionError::NotAGallery { .. }), "{err}");
+        assert!(matches!(err, Error::NotAGallery { .. }), "{err}");
         assert!(err.to_string().contains("not a SQLite database"), "{err}");
         assert_eq!(
             std::fs::read(&p).unwrap(),
@@ -608,7 +638,7 @@ mod tests {
         assert!(
             matches!(
                 err,
-                VisionError::NewerSchema {
+                Error::NewerSchema {
                     found: 99,
                     supported: 1,
                     ..

@@ -7,7 +7,7 @@ use std::path::Path;
 use edgeai_core::Tensor;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::{Result, VisionError};
+use crate::{Error, Result};
 
 /// Default pixel limit: 64 megapixels (a 8000x8000 photo), about 192 MiB decoded as RGB.
 pub const DEFAULT_MAX_PIXELS: u64 = 64 * 1024 * 1024;
@@ -123,13 +123,13 @@ fn jpeg_has_end(bytes: &[u8]) -> bool {
 
 fn check_limits(origin: &str, width: u32, height: u32, limits: &ImageLimits) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(VisionError::InvalidImage(format!(
+        return Err(Error::InvalidImage(format!(
             "{origin} has zero size ({width}x{height})"
         )));
     }
     let pixels = pixel_count(width, height);
     if pixels > limits.max_pixels {
-        return Err(VisionError::ImageTooLarge {
+        return Err(Error::ImageTooLarge {
             origin: origin.to_string(),
             width: width.into(),
             height: height.into(),
@@ -153,16 +153,14 @@ impl Image {
     /// size or a buffer whose length is not `width * height * bytes_per_pixel`.
     pub fn from_raw(width: u32, height: u32, format: PixelFormat, data: &[u8]) -> Result<Self> {
         if width == 0 || height == 0 {
-            return Err(VisionError::InvalidImage(format!(
-                "zero size ({width}x{height})"
-            )));
+            return Err(Error::InvalidImage(format!("zero size ({width}x{height})")));
         }
         let n = usize::try_from(pixel_count(width, height))
             .ok()
             .and_then(|p| p.checked_mul(format.bytes_per_pixel()))
-            .ok_or_else(|| VisionError::InvalidImage(format!("{width}x{height} is too large")))?;
+            .ok_or_else(|| Error::InvalidImage(format!("{width}x{height} is too large")))?;
         if data.len() != n {
-            return Err(VisionError::InvalidImage(format!(
+            return Err(Error::InvalidImage(format!(
                 "{width}x{height} {format:?} needs {n} bytes, the buffer has {}",
                 data.len()
             )));
@@ -196,12 +194,12 @@ impl Image {
     /// Reads and decodes a JPEG or PNG file (see [`Image::decode`]).
     pub fn open(path: impl AsRef<Path>, limits: &ImageLimits) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| VisionError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         Self::decode_named(&bytes, &path.display().to_string(), limits)
     }
 
     fn decode_named(bytes: &[u8], origin: &str, limits: &ImageLimits) -> Result<Self> {
-        let bad = |reason: String| VisionError::Decode {
+        let bad = |reason: String| Error::Decode {
             origin: origin.to_string(),
             reason,
         };
@@ -303,10 +301,8 @@ impl Image {
             .into_rgb_image()
             .save(path)
             .map_err(|e| match e {
-                image::ImageError::IoError(io) => VisionError::io(path, io),
-                other => {
-                    VisionError::InvalidImage(format!("cannot save {}: {other}", path.display()))
-                }
+                image::ImageError::IoError(io) => Error::io(path, io),
+                other => Error::InvalidImage(format!("cannot save {}: {other}", path.display())),
             })
     }
 
@@ -314,7 +310,7 @@ impl Image {
     /// by more than 2x, the image is first box-averaged to avoid aliasing.
     pub fn resize(&self, width: u32, height: u32) -> Result<Image> {
         if width == 0 || height == 0 {
-            return Err(VisionError::InvalidImage(format!(
+            return Err(Error::InvalidImage(format!(
                 "cannot resize to zero size ({width}x{height})"
             )));
         }
@@ -487,13 +483,13 @@ pub fn images_to_tensor(
 ) -> Result<Tensor> {
     let first = images
         .first()
-        .ok_or_else(|| VisionError::InvalidArgument("no images to convert".into()))?;
+        .ok_or_else(|| Error::InvalidArgument("no images to convert".into()))?;
     let (w, h) = (first.width as usize, first.height as usize);
     if let Some(other) = images
         .iter()
         .find(|i| i.width != first.width || i.height != first.height)
     {
-        return Err(VisionError::InvalidArgument(format!(
+        return Err(Error::InvalidArgument(format!(
             "images of different sizes in one batch: {first:?} and {other:?}"
         )));
     }
@@ -540,7 +536,7 @@ mod tests {
         assert!(Image::from_raw(2, 1, PixelFormat::Rgb8, &[1, 2, 3]).is_err());
         assert!(matches!(
             Image::from_raw(0, 5, PixelFormat::Rgb8, &[]),
-            Err(VisionError::InvalidImage(_))
+            Err(Error::InvalidImage(_))
         ));
     }
 
@@ -617,11 +613,11 @@ mod tests {
         assert_eq!((ok.width(), ok.height()), (64, 48));
         assert_eq!(ok.pixel(5, 5), Some([1, 2, 3]));
         let e = Image::decode(&png[..png.len() / 2], &l).unwrap_err();
-        assert!(matches!(e, VisionError::Decode { .. }), "{e}");
+        assert!(matches!(e, Error::Decode { .. }), "{e}");
         let tiny = ImageLimits { max_pixels: 1000 };
         let e = Image::decode(&png, &tiny).unwrap_err();
         assert!(
-            matches!(e, VisionError::ImageTooLarge { pixels: 3072, .. }),
+            matches!(e, Error::ImageTooLarge { pixels: 3072, .. }),
             "{e}"
         );
     }
@@ -640,7 +636,7 @@ mod tests {
         let crc = crc32(&png[12..29]);
         png[29..33].copy_from_slice(&crc.to_be_bytes());
         let e = Image::decode(&png, &ImageLimits::default()).unwrap_err();
-        assert!(matches!(e, VisionError::ImageTooLarge { .. }), "{e}");
+        assert!(matches!(e, Error::ImageTooLarge { .. }), "{e}");
     }
 
     fn crc32(bytes: &[u8]) -> u32 {

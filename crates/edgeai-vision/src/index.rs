@@ -8,7 +8,7 @@ use edgeai_core::quant::int8::{dot_i8, quantize_row, I8Matrix};
 use rayon::prelude::*;
 
 use crate::embed::l2_normalize;
-use crate::{Result, VisionError};
+use crate::{Error, Result};
 
 /// Precision of gallery search.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,7 +67,7 @@ impl EmbeddingIndex {
     /// An empty index of `dim`-dimensional embeddings, searched on one thread.
     pub fn new(dim: usize) -> Result<Self> {
         if dim == 0 {
-            return Err(VisionError::InvalidArgument("embedding dimension 0".into()));
+            return Err(Error::InvalidArgument("embedding dimension 0".into()));
         }
         Ok(EmbeddingIndex {
             dim,
@@ -96,9 +96,7 @@ impl EmbeddingIndex {
                 .thread_name(|i| format!("edgeai-gallery-{i}"))
                 .build()
                 .map_err(|e| {
-                    VisionError::InvalidArgument(format!(
-                        "cannot start {threads} search threads: {e}"
-                    ))
+                    Error::InvalidArgument(format!("cannot start {threads} search threads: {e}"))
                 })?;
             Some(Arc::new(pool))
         };
@@ -147,7 +145,7 @@ impl EmbeddingIndex {
     /// Checks dimension and finiteness and L2-normalises a copy.
     pub fn normalized(&self, v: &[f32]) -> Result<Vec<f32>> {
         if v.len() != self.dim {
-            return Err(VisionError::InvalidEmbedding(format!(
+            return Err(Error::InvalidEmbedding(format!(
                 "dimension {}, the gallery holds {}-d embeddings",
                 v.len(),
                 self.dim
@@ -175,7 +173,7 @@ impl EmbeddingIndex {
             }
         };
         let owner = u32::try_from(id)
-            .map_err(|_| VisionError::InvalidArgument("more than 2^32 identities".into()))?;
+            .map_err(|_| Error::InvalidArgument("more than 2^32 identities".into()))?;
         for e in normed {
             self.i8_rows.push_row(&e)?;
             self.f32_rows.extend_from_slice(&e);
@@ -294,7 +292,7 @@ impl EmbeddingIndex {
         precision: SearchPrecision,
     ) -> Result<Vec<Match>> {
         if k == 0 {
-            return Err(VisionError::InvalidArgument("k must be at least 1".into()));
+            return Err(Error::InvalidArgument("k must be at least 1".into()));
         }
         let q = self.normalized(query)?;
         if self.names.is_empty() {

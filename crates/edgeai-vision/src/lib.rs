@@ -29,7 +29,7 @@ pub use crate::image::{ChannelOrder, Image, ImageLimits, Normalization, PixelFor
 pub use blazeface::{BlazeFace, BlazeFaceConfig};
 pub use detect::{nms, BBox, Face, FaceDetector, YuNet, YuNetConfig};
 pub use embed::{cosine, FaceEmbedder, SFace, SFACE_COSINE_THRESHOLD};
-pub use error::{Result, VisionError};
+pub use error::{Error, Result};
 pub use gallery::{verify, Gallery, GalleryConfig, Identification, Verification};
 pub use index::{EmbeddingIndex, Match, SearchPrecision};
 pub use pipeline::{FaceRecognizer, RecognizedFace};

@@ -2,9 +2,7 @@ use edgeai_core::{Backend, LoadOptions, ModelSource};
 use tracing::debug;
 
 use crate::align::align_face;
-use crate::{
-    Face, FaceDetector, FaceEmbedder, Image, Result, SFace, VisionError, YuNet, YuNetConfig,
-};
+use crate::{Error, Face, FaceDetector, FaceEmbedder, Image, Result, SFace, YuNet, YuNetConfig};
 
 /// A detected face and its L2-normalised embedding.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +45,40 @@ impl FaceRecognizer {
         let emb = SFace::new(backend.load(sface.into(), options)?)?;
         debug!(backend = backend.name(), "face recognizer loaded");
         Ok(Self::new(Box::new(det), Box::new(emb)))
+    }
+
+    /// The fetched YuNet and SFace (`face/yunet.onnx`, `face/sface.onnx` under `models_dir`,
+    /// as `scripts/fetch-models` lays them out), each replaced by `yunet` / `sface` when
+    /// given, loaded with `backend`. A missing file is [`Error::Io`] naming it and saying how
+    /// to fetch it.
+    pub fn from_default_models(
+        backend: &dyn Backend,
+        models_dir: Option<&std::path::Path>,
+        yunet: Option<std::path::PathBuf>,
+        sface: Option<std::path::PathBuf>,
+        options: &LoadOptions,
+    ) -> Result<Self> {
+        let find = |given: Option<std::path::PathBuf>, rel: &str| {
+            let p = match (given, models_dir) {
+                (Some(p), _) => p,
+                (None, Some(d)) => d.join(rel),
+                (None, None) => std::path::PathBuf::from("models").join(rel),
+            };
+            if p.is_file() {
+                Ok(p)
+            } else {
+                Err(Error::io(
+                    &p,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "not found (run scripts/fetch-models, or give the model's path)",
+                    ),
+                ))
+            }
+        };
+        let det = find(yunet, "face/yunet.onnx")?;
+        let emb = find(sface, "face/sface.onnx")?;
+        Self::from_backend(backend, det, emb, options, YuNetConfig::default())
     }
 
     /// The detector.
@@ -96,12 +128,12 @@ impl FaceRecognizer {
         let face = faces
             .into_iter()
             .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
-            .ok_or_else(|| VisionError::NoFace(origin.to_string()))?;
+            .ok_or_else(|| Error::NoFace(origin.to_string()))?;
         let embedding = self
             .embed_faces(image, std::slice::from_ref(&face))?
             .into_iter()
             .next()
-            .ok_or_else(|| VisionError::NoFace(origin.to_string()))?;
+            .ok_or_else(|| Error::NoFace(origin.to_string()))?;
         Ok(RecognizedFace { face, embedding })
     }
 }

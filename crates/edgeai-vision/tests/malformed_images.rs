@@ -1,6 +1,6 @@
 //! Regression tests for malformed images found while hardening the decoder.
 
-use edgeai_vision::{Image, ImageLimits, VisionError};
+use edgeai_vision::{Error, Image, ImageLimits};
 
 fn jpeg(w: u32, h: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([x as u8 * 5, y as u8 * 3, 90]));
@@ -22,7 +22,7 @@ fn truncated_jpeg_is_an_error() {
         .chain([bytes.len() - 2, bytes.len() - 1])
     {
         match Image::decode(&bytes[..cut], &limits) {
-            Err(VisionError::Decode { reason, .. }) => assert!(!reason.is_empty()),
+            Err(Error::Decode { reason, .. }) => assert!(!reason.is_empty()),
             Err(e) => panic!("cut at {cut}: unexpected error {e}"),
             Ok(_) => panic!("JPEG cut at {cut} of {} bytes decoded", bytes.len()),
         }

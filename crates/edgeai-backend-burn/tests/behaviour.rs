@@ -1,118 +1,11 @@
-//! The burn backend against tract (the reference) on the three graph models, with seeded
-//! random inputs and real photos: max absolute difference <= 1e-3 on every output. Plus the
-//! error paths: unknown operators, truncated and garbage files, wrong inputs.
+//! The burn backend on its own: batching, threads, and the error paths (unknown operators,
+//! truncated and garbage files, wrong inputs). Its agreement with tract on real models lives
+//! in the workspace's `tests/conformance.rs`, beside every other backend's, so this crate
+//! depends on no other backend.
 
 use edgeai_backend_burn::{BurnBackend, Engine};
-use edgeai_backend_tract::TractBackend;
-use edgeai_core::{paths::model_path, Backend, DType, Error, LoadOptions, Model, Tensor};
-use edgeai_vision::image::{ChannelOrder, Image, ImageLimits, Normalization};
-
-const TOL: f32 = 1e-3;
-
-fn path_or_skip(rel: &str) -> Option<std::path::PathBuf> {
-    let p = model_path(rel);
-    if p.is_none() {
-        eprintln!("skipping: {rel} not fetched (run scripts/fetch-models)");
-    }
-    p
-}
-
-fn load_pair(rel: &str) -> Option<(Box<dyn Model>, Box<dyn Model>)> {
-    let p = path_or_skip(rel)?;
-    let burn = BurnBackend::new()
-        .load(p.clone().into(), &LoadOptions::new())
-        .unwrap_or_else(|e| panic!("burn cannot load {rel}: {e}"));
-    let tract = TractBackend::new()
-        .load(p.into(), &LoadOptions::new())
-        .unwrap();
-    Some((burn, tract))
-}
-
-/// xorshift64*: deterministic inputs without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let v = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (v >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    fn tensor(&mut self, shape: &[usize], lo: f32, hi: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        let v = (0..n).map(|_| lo + (hi - lo) * self.next_f32()).collect();
-        Tensor::from_vec(shape.to_vec(), v).unwrap()
-    }
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.shape(), b.shape());
-    let (a, b) = (a.as_slice::<f32>().unwrap(), b.as_slice::<f32>().unwrap());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-/// Runs both models on `input` and asserts every output agrees within [`TOL`].
-fn assert_agree(burn: &dyn Model, tract: &dyn Model, input: Vec<Tensor>, what: &str) {
-    let a = burn.run(input.clone()).unwrap();
-    let b = tract.run(input).unwrap();
-    assert_eq!(a.len(), b.len(), "{what}: output count");
-    for ((spec, x), y) in burn.outputs().iter().zip(&a).zip(&b) {
-        let d = max_abs_diff(x, y);
-        println!("{what}: output {} max abs diff vs tract {d:.2e}", spec.name);
-        assert!(d <= TOL, "{what}: output {} differs by {d}", spec.name);
-    }
-}
-
-fn photo(name: &str) -> Option<Image> {
-    let p = model_path(format!("photos/{name}"))?;
-    Some(Image::open(p, &ImageLimits::default()).unwrap())
-}
-
-#[test]
-fn sface_matches_tract() {
-    let Some((burn, tract)) = load_pair("face/sface.onnx") else {
-        return;
-    };
-    assert_eq!(burn.inputs()[0].name, "data");
-    assert_eq!(burn.outputs()[0].name, "fc1");
-    let mut rng = Rng(0x5eed_0001);
-    for i in 0..2 {
-        let x = rng.tensor(&[1, 3, 112, 112], 0.0, 255.0);
-        assert_agree(&*burn, &*tract, vec![x], &format!("sface random #{i}"));
-    }
-    if let Some(img) = photo("obama.jpg") {
-        let face = img.resize(112, 112).unwrap();
-        let x = face
-            .to_tensor(ChannelOrder::Rgb, &Normalization::NONE)
-            .unwrap();
-        assert_agree(&*burn, &*tract, vec![x], "sface obama.jpg");
-    }
-}
-
-#[test]
-fn yunet_matches_tract() {
-    let Some((burn, tract)) = load_pair("face/yunet.onnx") else {
-        return;
-    };
-    let names: Vec<&str> = burn.outputs().iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names.len(), 12);
-    assert_eq!((names[0], names[11]), ("cls_8", "kps_32"));
-    let mut rng = Rng(0x5eed_0002);
-    let x = rng.tensor(&[1, 3, 640, 640], 0.0, 255.0);
-    assert_agree(&*burn, &*tract, vec![x], "yunet random");
-    if let Some(img) = photo("obama.jpg") {
-        let (boxed, _) = img.letterbox(640, 640).unwrap();
-        let x = boxed
-            .to_tensor(ChannelOrder::Bgr, &Normalization::NONE)
-            .unwrap();
-        assert_agree(&*burn, &*tract, vec![x], "yunet obama.jpg");
-    }
-}
+use edgeai_core::{Backend, DType, Error, LoadOptions, Tensor};
+use edgeai_testutil::{max_abs_diff, model_or_skip as path_or_skip, Rng};
 
 #[test]
 fn ppocr_classifier_runs_with_a_dynamic_batch() {
@@ -154,22 +47,6 @@ fn ppocr_classifier_runs_with_a_dynamic_batch() {
             assert!((a - b).abs() < 1e-5, "image {i}: batched {a} vs alone {b}");
         }
     }
-}
-
-#[cfg(feature = "ndarray")]
-#[test]
-fn ndarray_engine_matches_tract_on_sface() {
-    let Some(p) = path_or_skip("face/sface.onnx") else {
-        return;
-    };
-    let burn = BurnBackend::with_engine(Engine::NdArray)
-        .load(p.clone().into(), &LoadOptions::new())
-        .unwrap();
-    let tract = TractBackend::new()
-        .load(p.into(), &LoadOptions::new())
-        .unwrap();
-    let x = Rng(7).tensor(&[1, 3, 112, 112], 0.0, 255.0);
-    assert_agree(&*burn, &*tract, vec![x], "sface on ndarray");
 }
 
 #[test]
@@ -246,11 +123,14 @@ fn wrong_inputs_are_errors_naming_the_input() {
 
 #[test]
 fn one_model_serves_many_threads() {
-    let Some((burn, tract)) = load_pair("face/sface.onnx") else {
+    let Some(p) = path_or_skip("face/sface.onnx") else {
         return;
     };
+    let burn = BurnBackend::new()
+        .load(p.into(), &LoadOptions::new())
+        .unwrap();
     let x = Rng(11).tensor(&[1, 3, 112, 112], 0.0, 255.0);
-    let want = tract.run(vec![x.clone()]).unwrap();
+    let want = burn.run(vec![x.clone()]).unwrap();
     let burn = std::sync::Arc::new(burn);
     let handles: Vec<_> = (0..3)
         .map(|_| {
@@ -260,7 +140,7 @@ fn one_model_serves_many_threads() {
         .collect();
     for h in handles {
         let got = h.join().unwrap();
-        assert!(max_abs_diff(&got[0], &want[0]) <= TOL);
+        assert!(max_abs_diff(&got[0], &want[0]) <= 1e-5);
     }
 }
 
