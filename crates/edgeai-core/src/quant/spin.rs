@@ -65,15 +65,15 @@ fn shared() -> &'static Shared {
     })
 }
 
-/// Claims and runs chunks of epoch `epoch` until none is left; returns whether one of them
-/// panicked.
-fn work(sh: &Shared, epoch: u32, body: *const Body, chunks: usize) -> bool {
-    let mut panicked = false;
+/// Claims and runs chunks of epoch `epoch` until none is left. A chunk that panics sets
+/// `panicked` *before* it counts as done, so the submitter, which reads the flag only after
+/// `done == chunks`, cannot miss it, and no late store can leak into the next job.
+fn work(sh: &Shared, epoch: u32, body: *const Body, chunks: usize) {
     loop {
         let s = sh.state.load(Ordering::Acquire);
         let c = (s & 0xFFFF_FFFF) as usize;
         if (s >> 32) as u32 != epoch || c >= chunks {
-            return panicked;
+            return;
         }
         if sh
             .state
@@ -85,7 +85,9 @@ fn work(sh: &Shared, epoch: u32, body: *const Body, chunks: usize) -> bool {
         // SAFETY: chunk `c` of `epoch` is claimed and not yet counted in `done`, so the
         // submitter of `epoch` is still in `run`, where `body` points to its live closure.
         let f = unsafe { &*body };
-        panicked |= catch_unwind(AssertUnwindSafe(|| f(c))).is_err();
+        if catch_unwind(AssertUnwindSafe(|| f(c))).is_err() {
+            sh.panicked.store(true, Ordering::Release);
+        }
         sh.done.fetch_add(1, Ordering::Release);
     }
 }
@@ -113,8 +115,8 @@ fn helper(index: usize) {
                 .map(|j| (j.epoch, j.body, j.chunks, j.helpers)),
         };
         if let Some((epoch, body, chunks, helpers)) = job {
-            if index < helpers && work(sh, epoch, body, chunks) {
-                sh.panicked.store(true, Ordering::Release);
+            if index < helpers {
+                work(sh, epoch, body, chunks);
             }
         }
     }
@@ -168,13 +170,42 @@ pub(crate) fn run(chunks: usize, helpers: usize, body: &(dyn Fn(usize) + Sync)) 
     for t in threads.iter().take(helpers) {
         t.unpark();
     }
-    let mine = work(sh, epoch, erased, chunks);
+    work(sh, epoch, erased, chunks);
     while sh.done.load(Ordering::Acquire) < chunks {
         std::hint::spin_loop();
     }
-    let theirs = sh.panicked.load(Ordering::Acquire);
+    let panicked = sh.panicked.load(Ordering::Acquire);
     drop(threads);
-    if mine || theirs {
+    if panicked {
         resume_unwind(Box::new("a kernel chunk panicked"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn every_chunk_runs_once_and_a_panic_is_raised_once() {
+        for round in 0..200 {
+            let hits: Vec<AtomicUsize> = (0..37).map(|_| AtomicUsize::new(0)).collect();
+            run(hits.len(), 1, &|c| {
+                hits[c].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "round {round}"
+            );
+            // A panic in any chunk (on whichever thread claims it) is re-raised ...
+            let bad = round % 37;
+            let r = catch_unwind(|| run(37, 1, &|c| assert_ne!(c, bad, "chunk {c} fails")));
+            assert!(
+                r.is_err(),
+                "round {round}: the panic of chunk {bad} was lost"
+            );
+            // ... and does not leak into the next job.
+            run(37, 1, &|_| {});
+        }
     }
 }
