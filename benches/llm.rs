@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel};
+use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const CTX: usize = 512;
@@ -38,14 +38,14 @@ fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
         batch: 64,
         ..Default::default()
     };
-    let native = |pack: bool| -> Box<dyn LanguageModel> {
+    let native = |pack: Packing| -> Box<dyn LanguageModel> {
         let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");
         let model = LlamaModel::from_gguf_with(gguf, pack).expect("load model");
         Box::new(LlamaEngine::new(std::sync::Arc::new(model), &opts).expect("engine"))
     };
-    let mut v = vec![("edgeai", native(LlamaModel::packing_by_default()))];
-    if LlamaModel::packing_by_default() {
-        v.push(("edgeai-rowmajor", native(false)));
+    let mut v = vec![("edgeai", native(Packing::Auto))];
+    if Packing::Auto.packs() {
+        v.push(("edgeai-rowmajor", native(Packing::Never)));
     }
     #[cfg(feature = "candle")]
     v.push((

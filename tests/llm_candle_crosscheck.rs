@@ -33,7 +33,7 @@ use edgeai::backend_candle::CandleLlama;
 use edgeai::core::quant::{GgmlType, QMatrix};
 use edgeai::llm::engine::{argmax, greedy};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile};
-use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Llm, Tokenizer};
+use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Llm, Packing, Tokenizer};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const LOGIT_TOLERANCE: f32 = 0.10;
@@ -92,7 +92,11 @@ fn logits_and_greedy_tokens_match_candle() {
     )
     .unwrap();
     let mut candle = CandleLlama::open(&path, 256, 0).unwrap();
-    let other_layout = !LlamaModel::packing_by_default();
+    let other_layout = if Packing::Auto.packs() {
+        Packing::Never
+    } else {
+        Packing::Always
+    };
     let mut ours_other = LlamaEngine::new(
         Arc::new(LlamaModel::from_gguf_with(GgufFile::open(&path).unwrap(), other_layout).unwrap()),
         &EngineOptions {
@@ -172,8 +176,16 @@ fn logits_and_greedy_tokens_match_candle() {
         "max |ours - candle| / max |candle logit|: {worst:.4}; teacher-forced top-1 agrees at \
          {agree}/{compared} positions, worst tie gap {worst_gap:.3}; greedy identical for \
          {STEPS} tokens on {identical}/{n} prompts (ours {} vs ours {}: {self_identical}/{n})",
-        if other_layout { "row-major" } else { "packed" },
-        if other_layout { "packed" } else { "row-major" },
+        if other_layout == Packing::Always {
+            "row-major"
+        } else {
+            "packed"
+        },
+        if other_layout == Packing::Always {
+            "packed"
+        } else {
+            "row-major"
+        },
     );
     assert!(worst < LOGIT_TOLERANCE, "{worst}");
 }
@@ -213,11 +225,11 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     let mut engines: Vec<(&str, Box<dyn LanguageModel>)> = vec![
         (
             "ours (packed)",
-            Box::new(LlamaEngine::new(load(true), &opts).unwrap()),
+            Box::new(LlamaEngine::new(load(Packing::Always), &opts).unwrap()),
         ),
         (
             "ours (row-major)",
-            Box::new(LlamaEngine::new(load(false), &opts).unwrap()),
+            Box::new(LlamaEngine::new(load(Packing::Never), &opts).unwrap()),
         ),
         (
             "candle",

@@ -180,21 +180,14 @@ impl LlamaModel {
     pub fn open_with(path: impl AsRef<Path>, packing: Packing) -> Result<Arc<Self>> {
         Ok(Arc::new(Self::from_gguf_with(
             GgufFile::open(path)?,
-            packing.packs(),
+            packing,
         )?))
     }
 
-    /// Whether [`LlamaModel::open`] / [`LlamaModel::from_gguf`] repack the weights
-    /// ([`Packing::Auto`]): when the current kernel path has packed kernels
-    /// ([`quant::packed_kernels_available`]).
-    pub fn packing_by_default() -> bool {
-        Packing::Auto.packs()
-    }
-
-    /// Loads from a parsed GGUF (takes ownership of its map), repacking when
-    /// [`LlamaModel::packing_by_default`].
+    /// Loads from a parsed GGUF (takes ownership of its map), repacking where that pays off
+    /// ([`Packing::Auto`]).
     pub fn from_gguf(gguf: GgufFile) -> Result<Self> {
-        Self::from_gguf_with(gguf, Self::packing_by_default())
+        Self::from_gguf_with(gguf, Packing::Auto)
     }
 
     /// Whether the matrices were repacked at load (see [`LlamaModel::from_gguf_with`]).
@@ -202,14 +195,15 @@ impl LlamaModel {
         !self.packed.is_empty()
     }
 
-    /// Loads from a parsed GGUF. With `pack`, every matrix that
+    /// Loads from a parsed GGUF. Where `packing` packs ([`Packing::packs`]), every matrix that
     /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (faster
     /// matrix-vector products on every SIMD path, see BENCHMARKS.md; the NEON kernels are
     /// verified under qemu but not yet timed on ARM; on the scalar path the packed form runs
     /// its slower scalar twin, so leave it off there) and the map's pages of those matrices
-    /// are released, so resident memory stays about the file size. Without `pack`, weights
+    /// are released, so resident memory stays about the file size. Otherwise the weights
     /// stay in the map, uncopied.
-    pub fn from_gguf_with(gguf: GgufFile, pack: bool) -> Result<Self> {
+    pub fn from_gguf_with(gguf: GgufFile, packing: Packing) -> Result<Self> {
+        let pack = packing.packs();
         let cfg = LlamaConfig::from_gguf(&gguf)?;
         let mat = |name: &str, rows: usize, cols: usize| -> Result<QWeight> {
             let t = gguf
