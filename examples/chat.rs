@@ -103,7 +103,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         edgeai::core::quant::force_kernel_path_by_name(&v)?;
     }
     let packing = match std::env::var("EDGEAI_PACK") {
-        Ok(v) => Packing::from_name(&v).ok_or(format!("EDGEAI_PACK={v}: expected 0, 1 or auto"))?,
+        Ok(v) => v.parse::<Packing>()?,
         Err(_) => Packing::Auto,
     };
 

@@ -140,7 +140,9 @@ fn env_options() -> Result<Packing, String> {
             .map_err(|e| format!("EDGEAI_KERNEL={v}: {e}"))?;
     }
     match std::env::var("EDGEAI_PACK") {
-        Ok(v) => Packing::from_name(&v).ok_or(format!("EDGEAI_PACK={v}: expected 0, 1 or auto")),
+        Ok(v) => v
+            .parse::<Packing>()
+            .map_err(|e| format!("EDGEAI_PACK: {e}")),
         Err(_) => Ok(Packing::Auto),
     }
 }

@@ -71,8 +71,9 @@ pub fn main(a: Args) -> Result<()> {
     // `EDGEAI_PACK=0|1|auto`: whether the weights are repacked at load (default: where the
     // kernel path has packed kernels).
     let packing = match std::env::var("EDGEAI_PACK") {
-        Ok(v) => Packing::from_name(&v)
-            .ok_or_else(|| Failure::usage(format!("EDGEAI_PACK={v}: expected 0, 1 or auto")))?,
+        Ok(v) => v
+            .parse::<Packing>()
+            .map_err(|e| Failure::usage(format!("EDGEAI_PACK: {e}")))?,
         Err(_) => Packing::Auto,
     };
     let model = progress::with_spinner(format!("loading {}", a.model.display()), || {

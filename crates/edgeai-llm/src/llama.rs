@@ -415,6 +415,26 @@ impl Packing {
     }
 }
 
+/// [`Packing::from_name`], with an error that lists the accepted settings.
+///
+/// ```
+/// let p: edgeai_llm::Packing = "auto".parse().unwrap();
+/// assert_eq!(p, edgeai_llm::Packing::Auto);
+/// let e = "sometimes".parse::<edgeai_llm::Packing>().unwrap_err();
+/// assert!(e.to_string().contains("`sometimes`"));
+/// ```
+impl std::str::FromStr for Packing {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "packing `{s}`: expected auto, 0 (never, off) or 1 (always, on)"
+            ))
+        })
+    }
+}
+
 /// Options of a [`LlamaEngine`] (and of the load in [`crate::Llm::open`]).
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
