@@ -42,6 +42,15 @@ unsafe fn u8x8(p: *const u8) -> __m256i {
     _mm256_cvtepu8_epi32(_mm_loadl_epi64(p.cast()))
 }
 
+/// 8 bytes at `p` and 8 at `p + 16`, interleaved and zero-extended to i16: i32 lane `i` holds
+/// the pair `(p[i], p[16 + i])`.
+#[inline(always)]
+unsafe fn u8x8_pairs(p: *const u8) -> __m256i {
+    let lo = _mm_loadl_epi64(p.cast());
+    let hi = _mm_loadl_epi64(p.add(16).cast());
+    _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi))
+}
+
 #[inline(always)]
 unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p.cast())
@@ -206,8 +215,11 @@ macro_rules! packed256_kernels {
                     let a = &act[b];
                     let ys = a.qs.as_ptr();
                     let dy = _mm256_set1_ps(a.d);
-                    let bs: [__m256i; 8] = std::array::from_fn(|s| {
-                        _mm256_set1_epi32(a.bsums[2 * s] as i32 + a.bsums[2 * s + 1] as i32)
+                    // Sub-block activation sums, two sub-blocks per i32 lane as i16 pairs
+                    // (each <= 32 * 128 = 4096 in magnitude) for `vpmaddwd` with the mins.
+                    let bs: [__m256i; 4] = std::array::from_fn(|p| {
+                        let b = |s: usize| (a.bsums[2 * s] + a.bsums[2 * s + 1]) as u16 as i32;
+                        _mm256_set1_epi32(b(2 * p) | (b(2 * p + 1) << 16))
                     });
                     for t in 0..T {
                         for h in 0..2 {
@@ -230,10 +242,13 @@ macro_rules! packed256_kernels {
                                 );
                                 isum = _mm256_add_epi32(isum, _mm256_add_epi32(lo, hi));
                             }
+                            // sum_s min_s * bsum_s, two sub-blocks per `vpmaddwd` (mins
+                            // are 0..=63: exact in i16 products summed to i32), not one
+                            // `vpmulld` (10-cycle latency) per sub-block.
                             let mut msum = _mm256_setzero_si256();
-                            for s in 0..8 {
-                                let m = u8x8(blk[t].add(192 + 16 * s + 8 * h));
-                                msum = _mm256_add_epi32(msum, _mm256_mullo_epi32(m, bs[s]));
+                            for p in 0..4 {
+                                let m = u8x8_pairs(blk[t].add(192 + 32 * p + 8 * h));
+                                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(m, bs[p]));
                             }
                             let dd = _mm256_mul_ps(load_f16x8(blk[t].add(16 * h)), dy);
                             let dm = _mm256_mul_ps(load_f16x8(blk[t].add(32 + 16 * h)), dy);
