@@ -148,12 +148,22 @@ unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T]
             }
         }
         let dy = _mm512_set1_ps(a.d);
+        // Sub-block activation sums, two sub-blocks per i32 lane as i16 pairs (each at most
+        // 32 * 128 = 4096 in magnitude) for `vpmaddwd` with the mins (0..=63).
+        let bs: [__m512i; 4] = std::array::from_fn(|p| {
+            let b = |s: usize| (bsums[2 * s] + bsums[2 * s + 1]) as u16 as i32;
+            _mm512_set1_epi32(b(2 * p) | (b(2 * p + 1) << 16))
+        });
         for t in 0..T {
+            // sum_s min_s * bsum_s: two sub-blocks per `vpmaddwd`, not a `vpmulld` each.
             let mut msum = _mm512_setzero_si512();
-            for s in 0..8 {
-                let bs = bsums[2 * s] as i32 + bsums[2 * s + 1] as i32;
-                let m = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk[t].add(192 + 16 * s).cast()));
-                msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(m, _mm512_set1_epi32(bs)));
+            for (p, bs) in bs.iter().enumerate() {
+                let m0 = _mm_loadu_si128(blk[t].add(192 + 32 * p).cast());
+                let m1 = _mm_loadu_si128(blk[t].add(192 + 32 * p + 16).cast());
+                // i32 lane r = row r holds (min of sub-block 2p, min of 2p + 1).
+                let pairs = _mm256_set_m128i(_mm_unpackhi_epi8(m0, m1), _mm_unpacklo_epi8(m0, m1));
+                let m = _mm512_cvtepu8_epi16(pairs);
+                msum = _mm512_add_epi32(msum, _mm512_madd_epi16(m, *bs));
             }
             let dd = _mm512_mul_ps(load_f16x16(blk[t]), dy);
             let dm = _mm512_mul_ps(load_f16x16(blk[t].add(32)), dy);
