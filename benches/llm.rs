@@ -13,7 +13,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing};
+use edgeai::llm::{DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const CTX: usize = 512;
@@ -40,8 +40,8 @@ fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
     };
     let native = |pack: Packing| -> Box<dyn LanguageModel> {
         let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");
-        let model = LlamaModel::from_gguf_with(gguf, pack).expect("load model");
-        Box::new(LlamaEngine::new(std::sync::Arc::new(model), &opts).expect("engine"))
+        let model = DecoderModel::from_gguf_with(gguf, pack).expect("load model");
+        Box::new(DecoderEngine::new(std::sync::Arc::new(model), &opts).expect("engine"))
     };
     let mut v = vec![("edgeai", native(Packing::Auto))];
     if Packing::Auto.packs() {

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
-    EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing, SamplerConfig, Tokenizer,
+    DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing, SamplerConfig, Tokenizer,
 };
 
 const DEFAULT_MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -107,14 +107,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) => Packing::Auto,
     };
 
-    let model = LlamaModel::open_with(&path, packing)?;
+    let model = DecoderModel::open_with(&path, packing)?;
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
     let template = match model.gguf().get_str("tokenizer.chat_template") {
         Some(t) => edgeai::llm::ChatTemplate::detect(t)?,
         None => edgeai::llm::ChatTemplate::chatml(),
     };
     let mut engine: Box<dyn LanguageModel> = match args.engine.as_str() {
-        "edgeai" => Box::new(LlamaEngine::new(
+        "edgeai" => Box::new(DecoderEngine::new(
             model,
             &EngineOptions {
                 context_length: args.ctx,

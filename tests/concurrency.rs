@@ -161,13 +161,13 @@ fn face_models_shared_by_eight_threads() {
 
 #[test]
 fn two_llm_sessions_over_one_model_at_once() {
-    use edgeai::llm::{EngineOptions, GenerateOptions, LlamaModel, Llm, SamplerConfig};
+    use edgeai::llm::{DecoderModel, EngineOptions, GenerateOptions, Llm, SamplerConfig};
     const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
     let Some(path) = model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
-    let model = LlamaModel::open(path).unwrap();
+    let model = DecoderModel::open(path).unwrap();
     let engine = EngineOptions {
         context_length: 256,
         batch: 16,

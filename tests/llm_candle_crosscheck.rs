@@ -30,10 +30,11 @@
 use std::sync::Arc;
 
 use edgeai::backend_candle::CandleLlama;
-use edgeai::core::quant::{GgmlType, QMatrix};
 use edgeai::llm::engine::{argmax, greedy};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile};
-use edgeai::llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Llm, Packing, Tokenizer};
+use edgeai::llm::{
+    DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Llm, Packing, Tokenizer,
+};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const LOGIT_TOLERANCE: f32 = 0.10;
@@ -60,20 +61,7 @@ fn prompts() -> Vec<String> {
 
 /// The same GGUF with every tensor dequantized to F32 (metadata unchanged).
 fn dequantized(src: &GgufFile) -> GgufFile {
-    let mut w = GgufWriter::new();
-    w.metadata = src.metadata().to_vec();
-    for t in src.tensors() {
-        let (rows, cols) = t.matrix_shape();
-        let m = QMatrix::new(t.ty, rows, cols, src.tensor_data(t)).unwrap();
-        let bytes: Vec<u8> = m
-            .dequantize()
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        w.tensors
-            .push((t.name.clone(), t.dims.clone(), GgmlType::F32, bytes));
-    }
-    GgufFile::from_bytes(w.build()).unwrap()
+    GgufFile::from_bytes(GgufWriter::dequantized(src).unwrap().build()).unwrap()
 }
 
 #[test]
@@ -97,8 +85,10 @@ fn logits_and_greedy_tokens_match_candle() {
     } else {
         Packing::Always
     };
-    let mut ours_other = LlamaEngine::new(
-        Arc::new(LlamaModel::from_gguf_with(GgufFile::open(&path).unwrap(), other_layout).unwrap()),
+    let mut ours_other = DecoderEngine::new(
+        Arc::new(
+            DecoderModel::from_gguf_with(GgufFile::open(&path).unwrap(), other_layout).unwrap(),
+        ),
         &EngineOptions {
             context_length: 256,
             batch: 64,
@@ -219,17 +209,18 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
         ..Default::default()
     };
     let mut reference =
-        LlamaEngine::new(Arc::new(LlamaModel::from_gguf(f32_gguf).unwrap()), &opts).unwrap();
-    let load =
-        |pack| Arc::new(LlamaModel::from_gguf_with(GgufFile::open(&path).unwrap(), pack).unwrap());
+        DecoderEngine::new(Arc::new(DecoderModel::from_gguf(f32_gguf).unwrap()), &opts).unwrap();
+    let load = |pack| {
+        Arc::new(DecoderModel::from_gguf_with(GgufFile::open(&path).unwrap(), pack).unwrap())
+    };
     let mut engines: Vec<(&str, Box<dyn LanguageModel>)> = vec![
         (
             "ours (packed)",
-            Box::new(LlamaEngine::new(load(Packing::Always), &opts).unwrap()),
+            Box::new(DecoderEngine::new(load(Packing::Always), &opts).unwrap()),
         ),
         (
             "ours (row-major)",
-            Box::new(LlamaEngine::new(load(Packing::Never), &opts).unwrap()),
+            Box::new(DecoderEngine::new(load(Packing::Never), &opts).unwrap()),
         ),
         (
             "candle",

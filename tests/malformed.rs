@@ -262,7 +262,7 @@ fn gguf_llama_with_absurd_layer_count() {
     let len = bytes.len();
     let (r, usage) = measure(|| {
         let g = GgufFile::from_bytes(bytes)?;
-        edgeai::llm::LlamaModel::from_gguf(g)
+        edgeai::llm::DecoderModel::from_gguf(g)
     });
     let Err(e) = r else {
         panic!("a model without layers loaded")

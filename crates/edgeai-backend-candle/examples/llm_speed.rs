@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use edgeai_backend_candle::CandleLlama;
-use edgeai_llm::{EngineOptions, LanguageModel, LlamaEngine, LlamaModel};
+use edgeai_llm::{DecoderEngine, DecoderModel, EngineOptions, LanguageModel};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -65,8 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &t in &threads {
         edgeai_core::quant::set_num_threads(t);
         if which != "candle" {
-            let mut e = LlamaEngine::new(
-                LlamaModel::open(&path)?,
+            let mut e = DecoderEngine::new(
+                DecoderModel::open(&path)?,
                 &EngineOptions {
                     context_length: 512,
                     batch: 64,

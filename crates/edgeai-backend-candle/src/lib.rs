@@ -7,6 +7,9 @@
 //!   reported when the model loads ([`edgeai_core::Error::UnsupportedOperator`]).
 //! - [`CandleLlama`]: candle-transformers' quantized llama engine behind the `edgeai-llm`
 //!   engine trait, used to cross-check and benchmark the native decoder on the same GGUF.
+//! - [`CandleGemma3`]: Gemma 3 on candle's ops and quantized matmuls, the same role for
+//!   `gemma3` GGUFs (candle-transformers' own `quantized_gemma3` has known bugs; see its
+//!   docs). [`open_llm`] picks the engine from `general.architecture`.
 //!
 //! ```no_run
 //! use edgeai_backend_candle::CandleBackend;
@@ -29,8 +32,11 @@
 //! ```
 #![warn(missing_docs)]
 
+mod gemma3;
 mod graph;
 mod rewrite;
+
+pub use gemma3::CandleGemma3;
 
 pub use graph::{CandleBackend, CandleModel, SUPPORTED_OPS};
 
@@ -70,6 +76,29 @@ impl From<Error> for LlmError {
 
 fn candle_err(e: candle_core::Error) -> LlmError {
     Error::Candle(e).into()
+}
+
+/// The candle engine for a GGUF's `general.architecture` (`llama`: [`CandleLlama`], `gemma3`:
+/// [`CandleGemma3`]); another architecture is an error naming it.
+pub fn open_llm(
+    path: impl AsRef<Path>,
+    context_length: usize,
+    threads: usize,
+) -> LlmResult<Box<dyn LanguageModel>> {
+    let path = path.as_ref();
+    let arch = edgeai_llm::gguf::GgufFile::open(path)?
+        .get_str("general.architecture")
+        .unwrap_or("")
+        .to_string();
+    Ok(match arch.as_str() {
+        "llama" => Box::new(CandleLlama::open(path, context_length, threads)?),
+        "gemma3" => Box::new(CandleGemma3::open(path, context_length, threads)?),
+        other => {
+            return Err(LlmError::Unsupported(format!(
+                "candle engine for architecture `{other}` (known: llama, gemma3)"
+            )))
+        }
+    })
 }
 
 /// candle-transformers' quantized llama (`ModelWeights::from_gguf`) as a [`LanguageModel`].

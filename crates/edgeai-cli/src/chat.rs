@@ -1,13 +1,14 @@
 //! `edgeai chat`: the chat example's features (streaming, sampling flags, one-shot prompt,
-//! speeds at the end) through `edgeai-llm`.
+//! speeds at the end) through `edgeai-llm`; `--raw` continues text without a chat template
+//! (for base models such as the fetched Gemma 3 270M).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
+use edgeai::llm::generate::{self, Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
-    ChatTemplate, EngineOptions, LanguageModel, LlamaEngine, LlamaModel, Packing, SamplerConfig,
-    Tokenizer,
+    ChatTemplate, DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing,
+    SamplerConfig, Tokenizer,
 };
 
 use crate::fail::{Failure, Result};
@@ -15,11 +16,15 @@ use crate::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The GGUF model (a Llama-family architecture).
+    /// The GGUF model (architecture `llama` or `gemma3`).
     pub model: PathBuf,
     /// Answer this one message and exit (default: interactive; `/reset`, `/quit`).
     #[arg(long, short)]
     pub prompt: Option<String>,
+    /// No chat template: continue each prompt as raw text, from an empty context (for base
+    /// models, which are not trained on chat turns).
+    #[arg(long)]
+    pub raw: bool,
     /// System prompt.
     #[arg(long)]
     pub system: Option<String>,
@@ -77,21 +82,25 @@ pub fn main(a: Args) -> Result<()> {
         Err(_) => Packing::Auto,
     };
     let model = progress::with_spinner(format!("loading {}", a.model.display()), || {
-        LlamaModel::open_with(&a.model, packing)
+        DecoderModel::open_with(&a.model, packing)
     })?;
     let packed = model.is_packed() && a.engine != "candle";
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
-    let template = match model.gguf().get_str("tokenizer.chat_template") {
-        Some(t) => ChatTemplate::detect(t)?,
-        None => ChatTemplate::chatml(),
+    let template = if a.raw {
+        None
+    } else {
+        Some(ChatTemplate::for_gguf(model.gguf())?)
     };
+    if a.raw && a.system.is_some() {
+        return Err(Failure::usage("--system needs a chat template: drop --raw"));
+    }
     let mut engine: Box<dyn LanguageModel> = match a.engine.as_str() {
         #[cfg(feature = "candle")]
         "candle" => {
             drop(model);
-            Box::new(progress::with_spinner("loading the candle engine", || {
-                edgeai::backend_candle::CandleLlama::open(&a.model, a.ctx, threads)
-            })?)
+            progress::with_spinner("loading the candle engine", || {
+                edgeai::backend_candle::open_llm(&a.model, a.ctx, threads)
+            })?
         }
         #[cfg(not(feature = "candle"))]
         "candle" => {
@@ -99,7 +108,7 @@ pub fn main(a: Args) -> Result<()> {
                 "engine `candle` is not compiled in: build with `--features candle`",
             ))
         }
-        _ => Box::new(LlamaEngine::new(
+        _ => Box::new(DecoderEngine::new(
             model,
             &EngineOptions {
                 context_length: a.ctx,
@@ -108,12 +117,17 @@ pub fn main(a: Args) -> Result<()> {
         )?),
     };
     eprintln!(
-        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}{}",
+        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}{} | {}",
         a.model.display(),
         engine.name(),
         engine.context_length(),
         edgeai::core::quant::kernel_path().name(),
-        if packed { " (packed)" } else { "" }
+        if packed { " (packed)" } else { "" },
+        match &template {
+            None => "raw completion".to_string(),
+            Some(ChatTemplate::Gemma) => "Gemma turns".to_string(),
+            Some(_) => "ChatML".to_string(),
+        }
     );
     let opts = GenerateOptions {
         max_tokens: a.max_tokens,
@@ -128,14 +142,24 @@ pub fn main(a: Args) -> Result<()> {
             ..SamplerConfig::default()
         },
     };
-    let mut chat = Chat::new(template, a.system.as_deref());
+    let raw = template.is_none();
+    let mut chat = Chat::new(
+        template.unwrap_or_else(ChatTemplate::chatml),
+        a.system.as_deref(),
+    );
     let mut totals = Throughput::default();
     let mut turn = |chat: &mut Chat, engine: &mut dyn LanguageModel, text: &str| -> Result<()> {
         let mut out = std::io::stdout().lock();
-        let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
-            // A closed stdout (e.g. `| head`) stops generation instead of failing.
-            out.write_all(piece.as_bytes()).is_ok() && out.flush().is_ok()
-        })?;
+        // A closed stdout (e.g. `| head`) stops generation instead of failing.
+        let mut on_piece =
+            |piece: &str| out.write_all(piece.as_bytes()).is_ok() && out.flush().is_ok();
+        let g = if raw {
+            engine.reset();
+            let tokens = tokenizer.encode(text)?;
+            generate::generate(engine, &tokenizer, &tokens, &opts, &mut on_piece)?
+        } else {
+            chat.send(engine, &tokenizer, text, &opts, &mut on_piece)?
+        };
         let _ = writeln!(out);
         totals.add(&g);
         tracing::debug!(reason = ?g.stop_reason, "turn done");

@@ -42,7 +42,8 @@ enum Command {
     Run(run::Args),
     /// Measure load time, latency and peak memory of a graph model on one or all backends.
     Bench(bench::Args),
-    /// Chat with a GGUF LLM (interactive, or one shot with --prompt).
+    /// Chat with a GGUF LLM (Llama family, Gemma 3): interactive, one shot with --prompt, or
+    /// raw text continuation with --raw.
     Chat(chat::Args),
     /// Face identification with a persistent gallery.
     Face(face::Args),

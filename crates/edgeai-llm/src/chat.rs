@@ -1,7 +1,9 @@
 //! Chat templates. No Jinja engine: the GGUF's `tokenizer.chat_template` is recognised by its
 //! markers and applied natively. Supported: ChatML (`<|im_start|>role\n...<|im_end|>\n`, used
 //! by SmolLM2, Qwen, ...), including SmolLM2's default system prompt when the template
-//! carries one. Any other template is an [`Error::ChatTemplate`](crate::Error::ChatTemplate).
+//! carries one, and Gemma's turns (`<start_of_turn>user\n...<end_of_turn>\n`, the assistant
+//! as `model`, a system prompt folded into the first user turn). Any other template is an
+//! [`Error::ChatTemplate`](crate::Error::ChatTemplate).
 //!
 //! ```
 //! use edgeai_llm::chat::{ChatTemplate, Message};
@@ -81,6 +83,10 @@ pub enum ChatTemplate {
         /// The template's built-in system prompt, if any.
         default_system: Option<String>,
     },
+    /// Gemma: `<start_of_turn>{user|model}\n{content}<end_of_turn>\n`; the system prompt
+    /// opens the first user turn, followed by a blank line. (The BOS token the template
+    /// starts with is the tokenizer's to add.)
+    Gemma,
 }
 
 impl ChatTemplate {
@@ -97,16 +103,39 @@ impl ChatTemplate {
             let default_system = extract_default_system(template);
             return Ok(ChatTemplate::ChatMl { default_system });
         }
+        if template.contains("<start_of_turn>") && template.contains("<end_of_turn>") {
+            return Ok(ChatTemplate::Gemma);
+        }
         let head: String = template.chars().take(80).collect();
         Err(Error::ChatTemplate(format!(
-            "only ChatML templates are supported; this template starts with {head:?}"
+            "only ChatML and Gemma templates are supported; this template starts with {head:?}"
         )))
+    }
+
+    /// The template of a GGUF: its `tokenizer.chat_template` when present (an unsupported
+    /// one is an error); without one, Gemma's when the vocabulary has its turn markers
+    /// (base models ship without a template), else ChatML.
+    pub fn for_gguf(gguf: &crate::gguf::GgufFile) -> Result<Self> {
+        if let Some(t) = gguf.get_str("tokenizer.chat_template") {
+            return Self::detect(t);
+        }
+        let has = |tok: &str| {
+            gguf.get("tokenizer.ggml.tokens")
+                .and_then(|v| v.as_array())
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(tok)))
+        };
+        Ok(if has("<start_of_turn>") && has("<end_of_turn>") {
+            ChatTemplate::Gemma
+        } else {
+            ChatTemplate::chatml()
+        })
     }
 
     /// The template's text stop markers (end of an assistant turn).
     pub fn stop_strings(&self) -> &'static [&'static str] {
         match self {
             ChatTemplate::ChatMl { .. } => &["<|im_end|>"],
+            ChatTemplate::Gemma => &["<end_of_turn>"],
         }
     }
 
@@ -131,6 +160,32 @@ impl ChatTemplate {
                 }
                 if add_generation_prompt {
                     out.push_str("<|im_start|>assistant\n");
+                }
+                out
+            }
+            ChatTemplate::Gemma => {
+                let mut out = String::new();
+                let (system, rest) = match messages.split_first() {
+                    Some((m, rest)) if m.role == Role::System => (Some(m.content.trim()), rest),
+                    _ => (None, messages),
+                };
+                for (i, m) in rest.iter().enumerate() {
+                    let role = match &m.role {
+                        Role::Assistant => "model",
+                        r => r.as_str(),
+                    };
+                    out.push_str("<start_of_turn>");
+                    out.push_str(role);
+                    out.push('\n');
+                    if let (0, Some(sys)) = (i, system) {
+                        out.push_str(sys);
+                        out.push_str("\n\n");
+                    }
+                    out.push_str(m.content.trim());
+                    out.push_str("<end_of_turn>\n");
+                }
+                if add_generation_prompt {
+                    out.push_str("<start_of_turn>model\n");
                 }
                 out
             }
@@ -190,7 +245,9 @@ mod tests {
     #[test]
     fn default_system_with_real_newlines() {
         let t = ChatTemplate::detect(&SMOLLM2.replace("\\n", "\n")).unwrap();
-        let ChatTemplate::ChatMl { default_system } = t;
+        let ChatTemplate::ChatMl { default_system } = t else {
+            panic!("{t:?}")
+        };
         assert_eq!(
             default_system.as_deref(),
             Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
@@ -204,5 +261,33 @@ mod tests {
         let llama3 = "{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>{% endfor %}";
         let e = ChatTemplate::detect(llama3).unwrap_err().to_string();
         assert!(e.contains("only ChatML"), "{e}");
+    }
+
+    /// The start of Gemma 3's template (google/gemma-3-*-it `tokenizer_config.json`).
+    const GEMMA3: &str = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n{%- for message in loop_messages -%}\n    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}{{ '<end_of_turn>\n' }}{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n";
+
+    #[test]
+    fn gemma_turns_fold_the_system_prompt_into_the_first_user_turn() {
+        let t = ChatTemplate::detect(GEMMA3).unwrap();
+        assert_eq!(t, ChatTemplate::Gemma);
+        let p = t.apply(
+            &[
+                Message::system("Be brief."),
+                Message::user(" Hi "),
+                Message::assistant("Hello!"),
+                Message::user("Bye"),
+            ],
+            true,
+        );
+        assert_eq!(
+            p,
+            "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello!<end_of_turn>\n\
+             <start_of_turn>user\nBye<end_of_turn>\n<start_of_turn>model\n"
+        );
+        assert_eq!(
+            t.apply(&[Message::user("Hi")], false),
+            "<start_of_turn>user\nHi<end_of_turn>\n"
+        );
+        assert_eq!(t.stop_strings(), ["<end_of_turn>"]);
     }
 }

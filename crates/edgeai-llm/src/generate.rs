@@ -372,14 +372,19 @@ impl Chat {
             model.reset();
             self.cached.clear();
         }
-        let common = self
+        let mut common = self
             .cached
             .iter()
             .zip(&tokens)
             .take_while(|(a, b)| a == b)
             .count()
             .min(tokens.len().saturating_sub(1));
-        model.truncate(common)?;
+        if let Err(e) = model.truncate(common) {
+            // E.g. a sliding-window cache that no longer holds the prefix's last keys.
+            tracing::debug!("cannot reuse {common} cached tokens ({e}); feeding them again");
+            model.reset();
+            common = 0;
+        }
         self.cached.truncate(common);
         let mut opts = opts.clone();
         for s in self.template.stop_strings() {

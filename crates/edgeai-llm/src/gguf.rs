@@ -118,7 +118,7 @@ impl Value {
         }
     }
 
-    fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Value::U8(_) => "u8",
             Value::I8(_) => "i8",
@@ -830,6 +830,25 @@ pub mod writer {
         /// An empty file.
         pub fn new() -> Self {
             Self::default()
+        }
+
+        /// A copy of `src` with every tensor dequantized to F32 (metadata unchanged): the
+        /// exact-weights reference of cross-checks between engines.
+        pub fn dequantized(src: &super::GgufFile) -> crate::Result<Self> {
+            let mut w = Self::new();
+            w.metadata = src.metadata().to_vec();
+            for t in src.tensors() {
+                let (rows, cols) = t.matrix_shape();
+                let m = edgeai_core::quant::QMatrix::new(t.ty, rows, cols, src.tensor_data(t))?;
+                let bytes = m
+                    .dequantize()
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect();
+                w.tensors
+                    .push((t.name.clone(), t.dims.clone(), GgmlType::F32, bytes));
+            }
+            Ok(w)
         }
 
         /// Adds a metadata entry.

@@ -1,11 +1,13 @@
 //! # edgeai-llm
 //!
 //! Small-LLM inference on the `edgeai-core` quantized kernels: GGUF loading, tokenization,
-//! a Llama-family decoder with a KV cache, sampling and chat templates.
+//! decoders for the Llama family and Gemma 3 with a KV cache, sampling and chat templates.
 //!
 //! - [`gguf`]: GGUF v2/v3 reader (memory-mapped, bounds-checked).
-//! - [`tokenizer`]: byte-level BPE from GGUF metadata or `tokenizer.json`.
-//! - [`llama`]: the native decoder ([`LlamaModel`] weights, [`LlamaEngine`] state).
+//! - [`tokenizer`]: byte-level BPE and SentencePiece from GGUF metadata, or a
+//!   `tokenizer.json`.
+//! - [`decoder`]: the native decoder ([`DecoderModel`] weights, [`DecoderEngine`] state), one
+//!   block skeleton for every [`Architecture`] (`llama`, `gemma3`).
 //! - [`engine::LanguageModel`]: the engine trait (also implemented by candle's engine).
 //! - [`sampler`]: llama.cpp-ordered sampler chain.
 //! - [`generate`]: streaming generation with stop strings, and multi-turn [`Chat`].
@@ -22,11 +24,11 @@
 #![warn(missing_docs)]
 
 pub mod chat;
+pub mod decoder;
 pub mod engine;
 mod error;
 pub mod generate;
 pub mod gguf;
-pub mod llama;
 pub mod sampler;
 pub mod tokenizer;
 
@@ -34,20 +36,23 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use chat::{ChatTemplate, Message, Role};
+pub use decoder::{
+    Architecture, DecoderConfig, DecoderEngine, DecoderModel, EngineOptions, Packing,
+};
 pub use engine::LanguageModel;
 pub use error::{Error, Result};
 pub use generate::{Chat, GenerateOptions, Generation, StopReason, Throughput};
-pub use llama::{EngineOptions, LlamaConfig, LlamaEngine, LlamaModel, Packing};
 pub use sampler::{Sampler, SamplerConfig};
 pub use tokenizer::Tokenizer;
 
 /// A ready-to-use native LLM: model state, tokenizer and chat template.
 pub struct Llm {
     /// The engine (model + KV cache).
-    pub engine: LlamaEngine,
+    pub engine: DecoderEngine,
     /// The tokenizer from the same GGUF.
     pub tokenizer: Tokenizer,
-    /// The chat template, when the GGUF has a supported one.
+    /// The chat template: the GGUF's when supported, Gemma's for a Gemma vocabulary without
+    /// one, else ChatML; `None` when the GGUF's template is not one edgeai can apply.
     pub template: Option<ChatTemplate>,
 }
 
@@ -58,27 +63,24 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads a llama GGUF with its tokenizer and chat template (repacking its weights as
-    /// `opts.packing` says).
+    /// Loads a GGUF of a supported architecture (see [`Architecture`]) with its tokenizer and
+    /// chat template (repacking its weights as `opts.packing` says).
     pub fn open(path: impl AsRef<Path>, opts: &EngineOptions) -> Result<Self> {
-        let model = LlamaModel::open_with(path, opts.packing)?;
+        let model = DecoderModel::open_with(path, opts.packing)?;
         Self::from_model(model, opts)
     }
 
     /// Wraps an already loaded model (a new KV cache; weights shared).
-    pub fn from_model(model: Arc<LlamaModel>, opts: &EngineOptions) -> Result<Self> {
+    pub fn from_model(model: Arc<DecoderModel>, opts: &EngineOptions) -> Result<Self> {
         let tokenizer = Tokenizer::from_gguf(model.gguf())?;
-        let template = match model.gguf().get_str("tokenizer.chat_template") {
-            Some(t) => match ChatTemplate::detect(t) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    tracing::warn!("{e}; chat needs an explicit template");
-                    None
-                }
-            },
-            None => None,
+        let template = match ChatTemplate::for_gguf(model.gguf()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("{e}; chat needs an explicit template");
+                None
+            }
         };
-        let engine = LlamaEngine::new(model, opts)?;
+        let engine = DecoderEngine::new(model, opts)?;
         Ok(Self {
             engine,
             tokenizer,

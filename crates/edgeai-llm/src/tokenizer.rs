@@ -6,8 +6,17 @@
 //! for the `smollm` / `starcoder`-style pre-tokenizers, as llama.cpp does), and the control /
 //! user-defined tokens (`token_type` 3 / 4) registered as added tokens, so that
 //! `<|im_start|>` in a prompt maps to its single id.
+//!
+//! For `tokenizer.ggml.model = llama` (Gemma, Llama 2, Mistral, TinyLlama) it is a native
+//! SentencePiece (BPE-mode) tokenizer, llama.cpp's algorithm step for step: control,
+//! user-defined and unknown tokens are split out of the text first (longest first), a space is
+//! prepended to each remaining piece of text that follows a special token or starts the text
+//! when `tokenizer.ggml.add_space_prefix` says so (the "leading-space rule"), spaces become
+//! `▁`, then adjacent symbols are merged by the highest `tokenizer.ggml.scores` entry of their
+//! concatenation until none is in the vocabulary, and characters with no token fall back to
+//! the `<0xXX>` byte tokens.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::path::Path;
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -22,8 +31,10 @@ use crate::gguf::GgufFile;
 use crate::{Error, Result};
 
 /// GGUF `token_type` values.
+const TOKEN_TYPE_UNKNOWN: i64 = 2;
 const TOKEN_TYPE_CONTROL: i64 = 3;
 const TOKEN_TYPE_USER_DEFINED: i64 = 4;
+const TOKEN_TYPE_BYTE: i64 = 6;
 
 /// Names of end-of-generation tokens recognised besides the declared EOS.
 const EOG_NAMES: &[&str] = &[
@@ -32,6 +43,7 @@ const EOG_NAMES: &[&str] = &[
     "<|eot_id|>",
     "<|end|>",
     "</s>",
+    "<end_of_turn>",
 ];
 
 /// GPT-2's byte -> printable char table.
@@ -52,9 +64,19 @@ pub fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
+/// The segmentation model behind a [`Tokenizer`].
+enum Model {
+    /// A `tokenizers` model (byte-level BPE from GGUF, or any `tokenizer.json`).
+    Hf(Box<tokenizers::Tokenizer>),
+    /// Native SentencePiece from GGUF metadata.
+    Spm(Box<Spm>),
+}
+
 /// A tokenizer with byte-exact decoding.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
+    inner: Model,
+    /// SentencePiece with `add_space_prefix`: [`Tokenizer::decode`] drops the leading space.
+    strip_leading_space: bool,
     token_bytes: Vec<Vec<u8>>,
     special: Vec<bool>,
     bos: Option<u32>,
@@ -103,17 +125,18 @@ fn inverse_table() -> HashMap<char, u8> {
         .collect()
 }
 
-impl Tokenizer {
-    /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata.
-    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
-        let model = gguf.get_str("tokenizer.ggml.model").unwrap_or("");
-        if model != "gpt2" {
-            return Err(Error::Unsupported(format!(
-                "tokenizer.ggml.model `{model}` (only byte-level BPE `gpt2` is supported; pass a tokenizer.json instead)"
-            )));
-        }
+/// The metadata both GGUF tokenizers read.
+struct GgufVocab<'a> {
+    tokens: Vec<&'a str>,
+    types: Vec<i64>,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+}
+
+impl<'a> GgufVocab<'a> {
+    fn read(gguf: &'a GgufFile) -> Result<Self> {
         let tokens = gguf.string_array("tokenizer.ggml.tokens")?;
-        let merges = gguf.string_array("tokenizer.ggml.merges")?;
         let types: Vec<i64> = match gguf.get("tokenizer.ggml.token_type") {
             Some(v) => v
                 .as_array()
@@ -126,7 +149,6 @@ impl Tokenizer {
                 .collect(),
             None => vec![1; tokens.len()],
         };
-        let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
         let id = |k: &str| {
             gguf.get(k)
                 .and_then(|v| v.as_u64())
@@ -139,6 +161,143 @@ impl Tokenizer {
             .get("tokenizer.ggml.add_bos_token")
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
+        Ok(Self {
+            tokens,
+            types,
+            bos,
+            eos,
+            add_bos,
+        })
+    }
+}
+
+impl Tokenizer {
+    /// Builds the tokenizer from a GGUF file's `tokenizer.ggml.*` metadata: byte-level BPE
+    /// for `tokenizer.ggml.model = gpt2`, SentencePiece for `llama`.
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let model = gguf.get_str("tokenizer.ggml.model").unwrap_or("");
+        match model {
+            "gpt2" => Self::bpe_from_gguf(gguf),
+            "llama" => Self::spm_from_gguf(gguf),
+            _ => Err(Error::Unsupported(format!(
+                "tokenizer.ggml.model `{model}` (supported: `gpt2` byte-level BPE, `llama` \
+                 SentencePiece; or pass a tokenizer.json)"
+            ))),
+        }
+    }
+
+    fn spm_from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let GgufVocab {
+            tokens,
+            types,
+            bos,
+            eos,
+            add_bos,
+        } = GgufVocab::read(gguf)?;
+        let key = "tokenizer.ggml.scores";
+        let scores: Vec<f32> = match gguf.get(key).map(|v| v.as_array()) {
+            None => {
+                return Err(Error::Metadata {
+                    key: key.into(),
+                    reason: "missing (a SentencePiece vocabulary needs its scores)".into(),
+                })
+            }
+            Some(None) => {
+                return Err(Error::Metadata {
+                    key: key.into(),
+                    reason: "expected an array of numbers".into(),
+                })
+            }
+            Some(Some(a)) => a
+                .iter()
+                .map(|v| {
+                    v.as_f64().map(|x| x as f32).ok_or_else(|| Error::Metadata {
+                        key: key.into(),
+                        reason: format!("expected numbers, found {}", v.type_name()),
+                    })
+                })
+                .collect::<Result<_>>()?,
+        };
+        if scores.len() != tokens.len() {
+            return Err(Error::Metadata {
+                key: key.into(),
+                reason: format!("{} scores for {} tokens", scores.len(), tokens.len()),
+            });
+        }
+        let add_space_prefix = gguf
+            .get("tokenizer.ggml.add_space_prefix")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(true);
+        let ty = |i: usize| types.get(i).copied().unwrap_or(1);
+        let mut ids: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
+        for (i, t) in tokens.iter().enumerate() {
+            ids.entry(t.to_string()).or_insert(i as u32);
+        }
+        let mut byte_ids = [None; 256];
+        let mut token_bytes = Vec::with_capacity(tokens.len());
+        let mut special = vec![false; tokens.len()];
+        let mut specials = Vec::new();
+        for (i, t) in tokens.iter().enumerate() {
+            let bytes = match ty(i) {
+                TOKEN_TYPE_BYTE => match parse_byte_token(t) {
+                    Some(b) => {
+                        byte_ids[b as usize].get_or_insert(i as u32);
+                        vec![b]
+                    }
+                    None => {
+                        return Err(Error::Metadata {
+                            key: "tokenizer.ggml.tokens".into(),
+                            reason: format!("byte token {i} `{t}` is not of the form <0xXX>"),
+                        })
+                    }
+                },
+                TOKEN_TYPE_CONTROL | TOKEN_TYPE_USER_DEFINED | TOKEN_TYPE_UNKNOWN => {
+                    special[i] = ty(i) == TOKEN_TYPE_CONTROL;
+                    if !t.is_empty() {
+                        specials.push(i as u32);
+                    }
+                    t.as_bytes().to_vec()
+                }
+                _ => t.replace('\u{2581}', " ").into_bytes(),
+            };
+            token_bytes.push(bytes);
+        }
+        // llama.cpp splits the specials out longest first.
+        specials.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
+        let spm = Spm {
+            ids,
+            scores,
+            byte_ids,
+            specials: specials
+                .into_iter()
+                .map(|i| (tokens[i as usize].to_string(), i))
+                .collect(),
+            add_space_prefix,
+            add_bos,
+            bos,
+        };
+        let mut t = Self::finish(
+            Model::Spm(Box::new(spm)),
+            token_bytes,
+            special,
+            bos,
+            eos,
+            add_bos,
+        );
+        t.strip_leading_space = add_space_prefix;
+        Ok(t)
+    }
+
+    fn bpe_from_gguf(gguf: &GgufFile) -> Result<Self> {
+        let GgufVocab {
+            tokens,
+            types,
+            bos,
+            eos,
+            add_bos,
+        } = GgufVocab::read(gguf)?;
+        let merges = gguf.string_array("tokenizer.ggml.merges")?;
+        let pre = gguf.get_str("tokenizer.ggml.pre").unwrap_or("default");
 
         let mut vocab: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
         for (i, t) in tokens.iter().enumerate() {
@@ -237,7 +396,14 @@ impl Tokenizer {
                 }
             })
             .collect();
-        Ok(Self::finish(inner, token_bytes, special, bos, eos, add_bos))
+        Ok(Self::finish(
+            Model::Hf(Box::new(inner)),
+            token_bytes,
+            special,
+            bos,
+            eos,
+            add_bos,
+        ))
     }
 
     /// Loads a Hugging Face `tokenizer.json` (byte-level BPE vocabularies decode exactly).
@@ -271,11 +437,18 @@ impl Tokenizer {
         let find = |names: &[&str]| names.iter().find_map(|t| inner.token_to_id(t));
         let bos = find(&["<|im_start|>", "<s>", "<|begin_of_text|>"]);
         let eos = find(&["<|im_end|>", "</s>", "<|endoftext|>", "<|eot_id|>"]);
-        Ok(Self::finish(inner, token_bytes, special, bos, eos, false))
+        Ok(Self::finish(
+            Model::Hf(Box::new(inner)),
+            token_bytes,
+            special,
+            bos,
+            eos,
+            false,
+        ))
     }
 
     fn finish(
-        inner: tokenizers::Tokenizer,
+        inner: Model,
         token_bytes: Vec<Vec<u8>>,
         special: Vec<bool>,
         bos: Option<u32>,
@@ -284,7 +457,11 @@ impl Tokenizer {
     ) -> Self {
         let mut eog: Vec<u32> = eos.into_iter().collect();
         for name in EOG_NAMES {
-            if let Some(id) = inner.token_to_id(name) {
+            let id = match &inner {
+                Model::Hf(t) => t.token_to_id(name),
+                Model::Spm(s) => s.ids.get(*name).copied(),
+            };
+            if let Some(id) = id {
                 if !eog.contains(&id) {
                     eog.push(id);
                 }
@@ -298,6 +475,7 @@ impl Tokenizer {
         }
         Self {
             inner,
+            strip_leading_space: false,
             token_bytes,
             special,
             bos,
@@ -322,13 +500,18 @@ impl Tokenizer {
                 "the vocabulary has no token for this byte; dropped"
             );
         }
-        let enc = self.inner.encode(text, false).map_err(tok_err)?;
-        let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
-        if self.add_bos {
-            ids.extend(self.bos);
+        match &self.inner {
+            Model::Hf(inner) => {
+                let enc = inner.encode(text, false).map_err(tok_err)?;
+                let mut ids = Vec::with_capacity(enc.get_ids().len() + 1);
+                if self.add_bos {
+                    ids.extend(self.bos);
+                }
+                ids.extend_from_slice(enc.get_ids());
+                Ok(ids)
+            }
+            Model::Spm(spm) => Ok(spm.encode(text)),
         }
-        ids.extend_from_slice(enc.get_ids());
-        Ok(ids)
     }
 
     /// The bytes of `ids`, concatenated (special tokens as their text).
@@ -340,9 +523,22 @@ impl Tokenizer {
         Ok(out)
     }
 
-    /// Decodes `ids` to text (invalid UTF-8 replaced by U+FFFD).
+    /// Decodes `ids` to text (invalid UTF-8 replaced by U+FFFD). For a SentencePiece
+    /// vocabulary with `add_space_prefix`, the space the encoder put before the first text
+    /// is dropped again, so `decode(encode(s)) == s`.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        Ok(String::from_utf8_lossy(&self.decode_bytes(ids)?).into_owned())
+        let mut bytes = self.decode_bytes(ids)?;
+        if self.strip_leading_space {
+            let first_text = ids
+                .iter()
+                .take_while(|&&id| self.is_special(id))
+                .map(|&id| self.token_bytes[id as usize].len())
+                .sum::<usize>();
+            if bytes.get(first_text) == Some(&b' ') {
+                bytes.remove(first_text);
+            }
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// The bytes of one token.
@@ -358,7 +554,10 @@ impl Tokenizer {
 
     /// The id of a token string (as stored in the vocabulary).
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
-        self.inner.token_to_id(token)
+        match &self.inner {
+            Model::Hf(t) => t.token_to_id(token),
+            Model::Spm(s) => s.ids.get(token).copied(),
+        }
     }
 
     /// Whether the vocabulary can represent byte `b` (has a single-byte token for it).
@@ -398,9 +597,203 @@ impl Tokenizer {
         self.eog.contains(&id)
     }
 
-    /// The wrapped `tokenizers::Tokenizer`.
-    pub fn inner(&self) -> &tokenizers::Tokenizer {
-        &self.inner
+    /// The wrapped `tokenizers::Tokenizer` (`None` for the native SentencePiece model).
+    pub fn inner(&self) -> Option<&tokenizers::Tokenizer> {
+        match &self.inner {
+            Model::Hf(t) => Some(t),
+            Model::Spm(_) => None,
+        }
+    }
+}
+
+/// The byte of a `<0xXX>` token.
+fn parse_byte_token(t: &str) -> Option<u8> {
+    let hex = t.strip_prefix("<0x")?.strip_suffix('>')?;
+    if hex.len() != 2 {
+        return None;
+    }
+    u8::from_str_radix(hex, 16).ok()
+}
+
+/// SentencePiece (BPE mode) as llama.cpp runs it on a GGUF vocabulary.
+struct Spm {
+    ids: HashMap<String, u32>,
+    scores: Vec<f32>,
+    byte_ids: [Option<u32>; 256],
+    /// Control, user-defined and unknown tokens, longest text first.
+    specials: Vec<(String, u32)>,
+    add_space_prefix: bool,
+    add_bos: bool,
+    bos: Option<u32>,
+}
+
+/// A candidate merge of two adjacent symbols (llama.cpp's `llm_bigram_spm`): the highest
+/// score first, the leftmost on ties.
+struct Bigram {
+    left: usize,
+    right: usize,
+    score: f32,
+    size: usize,
+}
+
+impl PartialEq for Bigram {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+impl Eq for Bigram {}
+impl PartialOrd for Bigram {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Bigram {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.score
+            .total_cmp(&o.score)
+            .then_with(|| o.left.cmp(&self.left))
+    }
+}
+
+/// A symbol of the text being merged: `len` bytes from `start` (0 once merged away).
+#[derive(Clone, Copy)]
+struct Symbol {
+    start: usize,
+    len: usize,
+    prev: Option<usize>,
+    next: Option<usize>,
+}
+
+enum Fragment<'t> {
+    Text(&'t str),
+    Token(u32),
+}
+
+impl Spm {
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let mut frags = vec![Fragment::Text(text)];
+        for (s, id) in &self.specials {
+            if !text.contains(s.as_str()) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(frags.len() + 2);
+            for f in frags {
+                match f {
+                    Fragment::Text(mut t) => {
+                        while let Some(i) = t.find(s.as_str()) {
+                            if i > 0 {
+                                next.push(Fragment::Text(&t[..i]));
+                            }
+                            next.push(Fragment::Token(*id));
+                            t = &t[i + s.len()..];
+                        }
+                        if !t.is_empty() {
+                            next.push(Fragment::Text(t));
+                        }
+                    }
+                    tok => next.push(tok),
+                }
+            }
+            frags = next;
+        }
+        let mut out = Vec::with_capacity(text.len() / 3 + 2);
+        if self.add_bos {
+            out.extend(self.bos);
+        }
+        let mut prev_special = true;
+        for f in frags {
+            match f {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    prev_special = true;
+                }
+                Fragment::Text(t) => {
+                    let mut s = String::with_capacity(t.len() + 3);
+                    if self.add_space_prefix && prev_special {
+                        s.push('\u{2581}');
+                    }
+                    for c in t.chars() {
+                        s.push(if c == ' ' { '\u{2581}' } else { c });
+                    }
+                    self.merge(&s, &mut out);
+                    prev_special = false;
+                }
+            }
+        }
+        out
+    }
+
+    /// The score of `text` when it is a token.
+    fn bigram(&self, text: &str, left: usize, right: usize) -> Option<Bigram> {
+        let id = *self.ids.get(text)?;
+        Some(Bigram {
+            left,
+            right,
+            score: self.scores[id as usize],
+            size: text.len(),
+        })
+    }
+
+    fn merge(&self, text: &str, out: &mut Vec<u32>) {
+        let mut sym: Vec<Symbol> = Vec::with_capacity(text.len());
+        for (i, (start, c)) in text.char_indices().enumerate() {
+            sym.push(Symbol {
+                start,
+                len: c.len_utf8(),
+                prev: i.checked_sub(1),
+                next: Some(i + 1),
+            });
+        }
+        let Some(last) = sym.last_mut() else {
+            return;
+        };
+        last.next = None;
+        let pair = |sym: &[Symbol], l: usize, r: usize| {
+            &text[sym[l].start..sym[l].start + sym[l].len + sym[r].len]
+        };
+        let mut queue = BinaryHeap::new();
+        for i in 1..sym.len() {
+            queue.extend(self.bigram(pair(&sym, i - 1, i), i - 1, i));
+        }
+        while let Some(b) = queue.pop() {
+            let (l, r) = (sym[b.left], sym[b.right]);
+            // Stale: one side was merged since this bigram was queued.
+            if l.len == 0 || r.len == 0 || l.len + r.len != b.size {
+                continue;
+            }
+            sym[b.left].len += r.len;
+            sym[b.right].len = 0;
+            sym[b.left].next = r.next;
+            if let Some(n) = r.next {
+                sym[n].prev = Some(b.left);
+            }
+            if let Some(p) = sym[b.left].prev {
+                queue.extend(self.bigram(pair(&sym, p, b.left), p, b.left));
+            }
+            if let Some(n) = sym[b.left].next {
+                queue.extend(self.bigram(pair(&sym, b.left, n), b.left, n));
+            }
+        }
+        let mut i = Some(0);
+        while let Some(k) = i {
+            let s = sym[k];
+            let piece = &text[s.start..s.start + s.len];
+            match self.ids.get(piece) {
+                Some(&id) => out.push(id),
+                None => {
+                    for b in piece.bytes() {
+                        match self.byte_ids[b as usize] {
+                            Some(id) => out.push(id),
+                            None => tracing::debug!(
+                                byte = b,
+                                "the vocabulary has no token for this byte; dropped"
+                            ),
+                        }
+                    }
+                }
+            }
+            i = s.next;
+        }
     }
 }
 

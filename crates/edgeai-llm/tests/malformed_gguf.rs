@@ -4,7 +4,7 @@
 
 use edgeai_core::quant::GgmlType;
 use edgeai_llm::gguf::{writer::GgufWriter, GgufFile, Value};
-use edgeai_llm::LlamaModel;
+use edgeai_llm::DecoderModel;
 use edgeai_testutil::alloc::{largest_anywhere, measure, Counting};
 
 #[global_allocator]
@@ -24,7 +24,7 @@ fn absurd_block_count_does_not_reserve_layers() {
         .tensor("token_embd.weight", &[32, 4], GgmlType::F32, vec![0; 512])
         .build();
     let g = GgufFile::from_bytes(bytes).unwrap();
-    let e = LlamaModel::from_gguf(g).unwrap_err().to_string();
+    let e = DecoderModel::from_gguf(g).unwrap_err().to_string();
     assert!(
         e.contains("blk.0.attn_norm.weight") && e.contains("missing"),
         "{e}"
