@@ -180,3 +180,51 @@ fn a_prompt_longer_than_the_window_matches_token_by_token_decoding() {
     );
     assert_eq!(bytes, 2 * c.kv_dim() * 4 * (15 * (512 + 64) + 3 * 1024));
 }
+
+/// Peak resident memory of a fresh process that loads the model (default options: 2048-token
+/// context, packed where the CPU has packed kernels), prefills 64 tokens and decodes 16:
+/// at most the GGUF's size + the KV cache + 64 MiB (the test binary, buffers, tokenizer).
+#[test]
+fn peak_rss_is_the_file_plus_the_kv_cache() {
+    const NAME: &str = "peak_rss_is_the_file_plus_the_kv_cache";
+    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+        eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
+        return;
+    };
+    if edgeai::bench::peak_rss_bytes().is_none() {
+        eprintln!("skipping: no peak-RSS counter on this OS");
+        return;
+    }
+    if edgeai_testutil::child_arg().is_some() {
+        let mut llm = Llm::open(&path, &EngineOptions::default()).unwrap();
+        let toks = llm.tokenizer.encode(&"One two three. ".repeat(20)).unwrap();
+        let mut next = argmax(llm.engine.forward(&toks[..64]).unwrap());
+        for _ in 0..16 {
+            next = argmax(llm.engine.forward(&[next]).unwrap());
+        }
+        let peak = edgeai::bench::peak_rss_bytes().unwrap();
+        let file = std::fs::metadata(&path).unwrap().len();
+        let kv = llm.engine.kv_cache_bytes() as u64;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "peak RSS {:.1} MiB = file {:.1} + KV {:.1} + {:.1} MiB",
+            mib(peak),
+            mib(file),
+            mib(kv),
+            mib(peak as i64 as u64).max(0.0) - mib(file) - mib(kv)
+        );
+        assert!(peak <= file + kv + (64 << 20), "peak {peak}");
+        return;
+    }
+    let out = edgeai_testutil::child_test(NAME, "1").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "{}",
+        text.lines().find(|l| l.contains("peak RSS")).unwrap_or("")
+    );
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -518,9 +518,18 @@ impl DecoderModel {
                     .bytes()
                     .get(w.start..w.start + w.len)
                     .ok_or_else(|| Error::Unsupported("weight outside the file".into()))?;
-                packed.push(PackedMatrix::pack(&QMatrix::new(
-                    w.ty, w.rows, w.cols, bytes,
-                )?)?);
+                // Release the map's pages every few MiB as the rows are copied, so a large
+                // matrix (Gemma's 178 MB tied embedding) is never resident twice.
+                let row_bytes = w.len / w.rows;
+                let mut released = 0;
+                let m = QMatrix::new(w.ty, w.rows, w.cols, bytes)?;
+                packed.push(PackedMatrix::pack_releasing(&m, |rows| {
+                    let upto = rows * row_bytes;
+                    if upto - released >= 4 << 20 || rows == w.rows {
+                        gguf.release_pages(w.start + released, upto - released);
+                        released = upto;
+                    }
+                })?);
                 w.packed = Some(packed.len() - 1);
                 gguf.release_pages(w.start, w.len);
             }

@@ -64,6 +64,74 @@ pub fn bytes_to_unicode() -> [char; 256] {
     table
 }
 
+/// Byte strings of every token, in one buffer (a large vocabulary as 262k separate `Vec`s
+/// costs ~15 MB of headers and allocator slack).
+#[derive(Default)]
+struct Pieces {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl Pieces {
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len() as u32);
+    }
+
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        Some(&self.bytes[start..end])
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).filter_map(|i| self.get(i))
+    }
+}
+
+impl<B: AsRef<[u8]>> FromIterator<B> for Pieces {
+    fn from_iter<I: IntoIterator<Item = B>>(it: I) -> Self {
+        let mut p = Pieces::default();
+        for b in it {
+            p.push(b.as_ref());
+        }
+        p
+    }
+}
+
+/// Token text -> id without a hash map: the ids sorted by text, binary-searched (~1 MB for
+/// 262k tokens instead of ~18 MB). The lowest id wins among duplicate texts.
+struct SortedVocab {
+    text: Pieces,
+    order: Vec<u32>,
+}
+
+impl SortedVocab {
+    fn new(tokens: &[&str]) -> Self {
+        let text: Pieces = tokens.iter().map(|t| t.as_bytes()).collect();
+        let mut order: Vec<u32> = (0..tokens.len() as u32).collect();
+        // Stable: equal texts keep ascending ids.
+        order.sort_by(|&a, &b| text.get(a as usize).cmp(&text.get(b as usize)));
+        Self { text, order }
+    }
+
+    fn get(&self, t: &str) -> Option<u32> {
+        let key = Some(t.as_bytes());
+        let i = self
+            .order
+            .partition_point(|&id| self.text.get(id as usize) < key);
+        let id = *self.order.get(i)?;
+        (self.text.get(id as usize) == key).then_some(id)
+    }
+}
+
 /// The segmentation model behind a [`Tokenizer`].
 enum Model {
     /// A `tokenizers` model (byte-level BPE from GGUF, or any `tokenizer.json`).
@@ -77,7 +145,7 @@ pub struct Tokenizer {
     inner: Model,
     /// SentencePiece with `add_space_prefix`: [`Tokenizer::decode`] drops the leading space.
     strip_leading_space: bool,
-    token_bytes: Vec<Vec<u8>>,
+    token_bytes: Pieces,
     special: Vec<bool>,
     bos: Option<u32>,
     eos: Option<u32>,
@@ -229,12 +297,9 @@ impl Tokenizer {
             .and_then(|v| v.as_bool())
             .unwrap_or(true);
         let ty = |i: usize| types.get(i).copied().unwrap_or(1);
-        let mut ids: HashMap<String, u32> = HashMap::with_capacity(tokens.len());
-        for (i, t) in tokens.iter().enumerate() {
-            ids.entry(t.to_string()).or_insert(i as u32);
-        }
+        let ids = SortedVocab::new(&tokens);
         let mut byte_ids = [None; 256];
-        let mut token_bytes = Vec::with_capacity(tokens.len());
+        let mut token_bytes = Pieces::default();
         let mut special = vec![false; tokens.len()];
         let mut specials = Vec::new();
         for (i, t) in tokens.iter().enumerate() {
@@ -260,7 +325,7 @@ impl Tokenizer {
                 }
                 _ => t.replace('\u{2581}', " ").into_bytes(),
             };
-            token_bytes.push(bytes);
+            token_bytes.push(&bytes);
         }
         // llama.cpp splits the specials out longest first.
         specials.sort_by_key(|&i| std::cmp::Reverse(tokens[i as usize].len()));
@@ -420,7 +485,7 @@ impl Tokenizer {
         let inverse = inverse_table();
         let added = inner.get_added_tokens_decoder();
         let mut special = vec![false; n];
-        let mut token_bytes = Vec::with_capacity(n);
+        let mut token_bytes = Pieces::default();
         for id in 0..n as u32 {
             let bytes = match added.get(&id) {
                 Some(a) => {
@@ -432,7 +497,7 @@ impl Tokenizer {
                     .map(|t| byte_level_decode(&t, &inverse))
                     .unwrap_or_default(),
             };
-            token_bytes.push(bytes);
+            token_bytes.push(&bytes);
         }
         let find = |names: &[&str]| names.iter().find_map(|t| inner.token_to_id(t));
         let bos = find(&["<|im_start|>", "<s>", "<|begin_of_text|>"]);
@@ -449,7 +514,7 @@ impl Tokenizer {
 
     fn finish(
         inner: Model,
-        token_bytes: Vec<Vec<u8>>,
+        token_bytes: Pieces,
         special: Vec<bool>,
         bos: Option<u32>,
         eos: Option<u32>,
@@ -459,7 +524,7 @@ impl Tokenizer {
         for name in EOG_NAMES {
             let id = match &inner {
                 Model::Hf(t) => t.token_to_id(name),
-                Model::Spm(s) => s.ids.get(*name).copied(),
+                Model::Spm(s) => s.ids.get(name),
             };
             if let Some(id) = id {
                 if !eog.contains(&id) {
@@ -469,7 +534,7 @@ impl Tokenizer {
         }
         let mut encodable = [false; 256];
         for (bytes, &is_special) in token_bytes.iter().zip(&special) {
-            if let ([b], false) = (bytes.as_slice(), is_special) {
+            if let ([b], false) = (bytes, is_special) {
                 encodable[*b as usize] = true;
             }
         }
@@ -532,7 +597,8 @@ impl Tokenizer {
             let first_text = ids
                 .iter()
                 .take_while(|&&id| self.is_special(id))
-                .map(|&id| self.token_bytes[id as usize].len())
+                .filter_map(|&id| self.token_bytes.get(id as usize))
+                .map(<[u8]>::len)
                 .sum::<usize>();
             if bytes.get(first_text) == Some(&b' ') {
                 bytes.remove(first_text);
@@ -545,7 +611,6 @@ impl Tokenizer {
     pub fn token_bytes(&self, id: u32) -> Result<&[u8]> {
         self.token_bytes
             .get(id as usize)
-            .map(Vec::as_slice)
             .ok_or(Error::TokenOutOfRange {
                 id,
                 vocab: self.token_bytes.len(),
@@ -556,7 +621,7 @@ impl Tokenizer {
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         match &self.inner {
             Model::Hf(t) => t.token_to_id(token),
-            Model::Spm(s) => s.ids.get(token).copied(),
+            Model::Spm(s) => s.ids.get(token),
         }
     }
 
@@ -617,7 +682,7 @@ fn parse_byte_token(t: &str) -> Option<u8> {
 
 /// SentencePiece (BPE mode) as llama.cpp runs it on a GGUF vocabulary.
 struct Spm {
-    ids: HashMap<String, u32>,
+    ids: SortedVocab,
     scores: Vec<f32>,
     byte_ids: [Option<u32>; 256],
     /// Control, user-defined and unknown tokens, longest text first.
@@ -725,7 +790,7 @@ impl Spm {
 
     /// The score of `text` when it is a token.
     fn bigram(&self, text: &str, left: usize, right: usize) -> Option<Bigram> {
-        let id = *self.ids.get(text)?;
+        let id = self.ids.get(text)?;
         Some(Bigram {
             left,
             right,
@@ -779,7 +844,7 @@ impl Spm {
             let s = sym[k];
             let piece = &text[s.start..s.start + s.len];
             match self.ids.get(piece) {
-                Some(&id) => out.push(id),
+                Some(id) => out.push(id),
                 None => {
                     for b in piece.bytes() {
                         match self.byte_ids[b as usize] {

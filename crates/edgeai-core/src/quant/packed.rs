@@ -135,6 +135,14 @@ impl PackedMatrix {
 
     /// Repacks `m` (an error if [`PackedMatrix::supports`] is false for its type and shape).
     pub fn pack(m: &QMatrix<'_>) -> Result<Self> {
+        Self::pack_releasing(m, |_| {})
+    }
+
+    /// [`pack`](Self::pack), reading `m`'s rows in order and calling `done(rows)` each time
+    /// the first `rows` rows have been copied and will not be read again: a caller whose
+    /// matrix lives in a file map can release those pages as it goes, so packing a large
+    /// matrix never holds both full copies resident.
+    pub fn pack_releasing(m: &QMatrix<'_>, mut done: impl FnMut(usize)) -> Result<Self> {
         let (ty, rows, cols) = (m.ty(), m.rows(), m.cols());
         if !Self::supports(ty, rows, cols) {
             return Err(Error::Kernel(format!(
@@ -173,6 +181,7 @@ impl PackedMatrix {
                     }
                 }
             }
+            done(((u + 1) * per_unit * TILE).min(rows));
         }
         Ok(Self {
             ty,
