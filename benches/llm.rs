@@ -1,6 +1,7 @@
-//! LLM throughput on SmolLM2-135M-Instruct Q4_1: prefill of 64 and 256 tokens and
-//! single-token decode, with 1 and 2 threads; the native engine, and candle's quantized llama
-//! on the same GGUF when built with `--features candle`.
+//! LLM throughput on SmolLM2-135M-Instruct Q4_1 (groups `llm_*`) and Gemma 3 270M Q4_K_M
+//! (groups `gemma3_*`): prefill of 64 and 256 tokens and single-token decode, with 1 and 2
+//! threads; the native engine, and candle's engine on the same GGUF (`CandleLlama`,
+//! `CandleGemma3`) when built with `--features candle`.
 //!
 //! ```text
 //! cargo bench --bench llm                       # edgeai only
@@ -16,23 +17,29 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use edgeai::llm::{DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3: &str = "llm/gemma-3-270m-Q4_K_M.gguf";
 const CTX: usize = 512;
 const DECODE_FROM: usize = 64;
 const DECODE_TO: usize = 192;
 
-fn tokens(n: usize) -> Vec<u32> {
+fn tokens(model: &str, n: usize) -> Vec<u32> {
     // A fixed, ordinary token sequence (ids of common words, repeated).
-    let base = [
-        504u32, 3575, 282, 4649, 314, 7042, 30, 198, 1068, 253, 1345, 2155,
-    ];
+    let base: &[u32] = if model == MODEL {
+        &[
+            504u32, 3575, 282, 4649, 314, 7042, 30, 198, 1068, 253, 1345, 2155,
+        ]
+    } else {
+        // Gemma's ids of "The capital of France is Paris. It is".
+        &[818, 5279, 529, 7001, 563, 9079, 236761, 1030, 563]
+    };
     base.iter().copied().cycle().take(n).collect()
 }
 
 /// Engines under test (label, engine), each with a thread count; candle's pool is fixed at
 /// creation. `edgeai` is the default load (row-interleaved packed weights where the CPU has
 /// the packed kernels); `edgeai-rowmajor` the weights left in the map, when that differs.
-fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
-    let path = edgeai::core::paths::model_path(MODEL).expect("model checked by caller");
+fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
+    let path = edgeai::core::paths::model_path(model).expect("model checked by caller");
     let opts = EngineOptions {
         context_length: CTX,
         batch: 64,
@@ -50,7 +57,7 @@ fn engines(threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
     #[cfg(feature = "candle")]
     v.push((
         "candle",
-        Box::new(edgeai::backend_candle::CandleLlama::open(&path, CTX, threads).expect("candle")),
+        edgeai::backend_candle::open_llm(&path, CTX, threads).expect("candle"),
     ));
     let _ = threads;
     v
@@ -66,20 +73,26 @@ fn bench(c: &mut Criterion) {
         edgeai::core::quant::kernel_path(),
         edgeai::core::quant::packed_kernels_available()
     );
-    if edgeai::core::paths::model_path(MODEL).is_none() {
-        eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
-        return;
+    for (model, prefix) in [(MODEL, "llm"), (GEMMA3, "gemma3")] {
+        if edgeai::core::paths::model_path(model).is_none() {
+            eprintln!("skipping: {model} not fetched (run scripts/fetch-models)");
+            continue;
+        }
+        bench_model(c, model, prefix);
     }
+}
+
+fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
     for threads in [1usize, 2] {
         edgeai::core::quant::set_num_threads(threads);
-        let mut engines = engines(threads);
+        let mut engines = engines(model, threads);
         for n in [64usize, 256] {
-            let mut g = c.benchmark_group(format!("llm_prefill_{n}"));
+            let mut g = c.benchmark_group(format!("{prefix}_prefill_{n}"));
             g.sample_size(10)
                 .warm_up_time(Duration::from_secs(1))
                 .measurement_time(Duration::from_secs(8))
                 .throughput(Throughput::Elements(n as u64));
-            let toks = tokens(n);
+            let toks = tokens(model, n);
             for (name, e) in engines.iter_mut() {
                 let id = BenchmarkId::new(*name, format!("{threads}t"));
                 g.bench_function(id, |b| {
@@ -97,12 +110,12 @@ fn bench(c: &mut Criterion) {
             }
             g.finish();
         }
-        let mut g = c.benchmark_group("llm_decode");
+        let mut g = c.benchmark_group(format!("{prefix}_decode"));
         g.sample_size(10)
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(8))
             .throughput(Throughput::Elements(1));
-        let prompt = tokens(DECODE_FROM);
+        let prompt = tokens(model, DECODE_FROM);
         for (name, e) in engines.iter_mut() {
             let id = BenchmarkId::new(*name, format!("{threads}t"));
             e.reset();

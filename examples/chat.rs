@@ -109,10 +109,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let model = DecoderModel::open_with(&path, packing)?;
     let tokenizer = Tokenizer::from_gguf(model.gguf())?;
-    let template = match model.gguf().get_str("tokenizer.chat_template") {
-        Some(t) => edgeai::llm::ChatTemplate::detect(t)?,
-        None => edgeai::llm::ChatTemplate::chatml(),
-    };
+    let template = edgeai::llm::ChatTemplate::for_gguf(model.gguf())?;
     let mut engine: Box<dyn LanguageModel> = match args.engine.as_str() {
         "edgeai" => Box::new(DecoderEngine::new(
             model,
@@ -122,9 +119,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         )?),
         #[cfg(feature = "candle")]
-        "candle" => Box::new(edgeai::backend_candle::CandleLlama::open(
-            &path, args.ctx, threads,
-        )?),
+        "candle" => edgeai::backend_candle::open_llm(&path, args.ctx, threads)?,
         other => {
             return Err(format!(
                 "engine `{other}` is not available (edgeai{})",

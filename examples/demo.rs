@@ -11,13 +11,15 @@
 //!    `photos/biden.jpg` into an in-memory gallery.
 //! 2. Identifies the faces in the other photos (`obama2.jpg`, `obama3.jpg`, the group photo
 //!    `t1.jpg`) and prints boxes, names and cosine scores.
-//! 3. Asks SmolLM2-135M-Instruct (Q4_1 GGUF) a question and prints the answer with tokens/s.
+//! 3. Asks SmolLM2-135M-Instruct (Q4_1 GGUF) a question and prints the answer with tokens/s;
+//!    `--model models/llm/gemma-3-270m-Q4_K_M.gguf` picks another GGUF (a base model without a
+//!    chat template, like that Gemma 3, continues a sentence instead).
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use edgeai::core::{paths::model_path, LoadOptions};
-use edgeai::llm::{EngineOptions, GenerateOptions, Llm, Packing};
+use edgeai::llm::{EngineOptions, GenerateOptions, LanguageModel, Llm, Packing};
 use edgeai::vision::{FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, YuNetConfig};
 
 fn need(rel: &str) -> Result<std::path::PathBuf, String> {
@@ -81,8 +83,15 @@ fn faces(backend_name: &str, threads: usize) -> Result<(), Box<dyn std::error::E
     Ok(())
 }
 
-fn chat(threads: usize, packing: Packing) -> Result<(), Box<dyn std::error::Error>> {
-    let path = need("llm/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+fn chat(
+    model: Option<&str>,
+    threads: usize,
+    packing: Packing,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let path = match model {
+        Some(p) => std::path::PathBuf::from(p),
+        None => need("llm/SmolLM2-135M-Instruct.Q4_1.gguf")?,
+    };
     let t = Instant::now();
     edgeai::core::quant::set_num_threads(threads);
     let mut llm = Llm::open(
@@ -92,29 +101,46 @@ fn chat(threads: usize, packing: Packing) -> Result<(), Box<dyn std::error::Erro
             ..EngineOptions::default()
         },
     )?;
+    let name = path
+        .file_name()
+        .map_or("the model".into(), |n| n.to_string_lossy().into_owned());
+    // A base model (no chat template in the file, e.g. the fetched Gemma 3 270M) continues
+    // text instead of answering turns.
+    let base = llm
+        .engine
+        .model()
+        .gguf()
+        .get_str("tokenizer.chat_template")
+        .is_none();
     println!(
-        "\n== chat with SmolLM2-135M-Instruct Q4_1 on edgeai kernels (loaded in {:.0} ms)",
+        "\n== {} {name} ({}) on edgeai kernels (loaded in {:.0} ms)",
+        if base { "complete with" } else { "chat with" },
+        llm.engine.model().config().arch.name(),
         t.elapsed().as_secs_f64() * 1e3
     );
-    let question = "What is the capital of Germany? Answer in one sentence.";
-    let mut conversation = llm.chat(None);
-    println!("user: {question}");
-    print!("assistant: ");
-    let gen = conversation.send(
-        &mut llm.engine,
-        &llm.tokenizer,
-        question,
-        &GenerateOptions {
-            max_tokens: 48,
-            ..GenerateOptions::default()
-        },
-        &mut |piece| {
-            use std::io::Write;
-            print!("{piece}");
-            let _ = std::io::stdout().flush();
-            true
-        },
-    )?;
+    let opts = GenerateOptions {
+        max_tokens: 48,
+        ..GenerateOptions::default()
+    };
+    let mut show = |piece: &str| {
+        use std::io::Write;
+        print!("{piece}");
+        let _ = std::io::stdout().flush();
+        true
+    };
+    let gen = if base {
+        let prompt = "The capital of Germany is";
+        print!("{prompt}");
+        llm.engine.reset();
+        let tokens = llm.tokenizer.encode(prompt)?;
+        edgeai::llm::generate::generate(&mut llm.engine, &llm.tokenizer, &tokens, &opts, &mut show)?
+    } else {
+        let question = "What is the capital of Germany? Answer in one sentence.";
+        let mut conversation = llm.chat(None);
+        println!("user: {question}");
+        print!("assistant: ");
+        conversation.send(&mut llm.engine, &llm.tokenizer, question, &opts, &mut show)?
+    };
     println!(
         "\n[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, {} thread(s), kernels {}{}]",
         gen.prompt_tokens,
@@ -149,6 +175,7 @@ fn env_options() -> Result<Packing, String> {
 
 fn main() -> ExitCode {
     let mut backend = "tract".to_string();
+    let mut model: Option<String> = None;
     let mut threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -156,6 +183,7 @@ fn main() -> ExitCode {
     while let Some(a) = args.next() {
         match (a.as_str(), args.next()) {
             ("--backend", Some(v)) => backend = v,
+            ("--model", Some(v)) => model = Some(v),
             ("--threads", Some(v)) => match v.parse() {
                 Ok(n) if n > 0 => threads = n,
                 _ => {
@@ -164,7 +192,7 @@ fn main() -> ExitCode {
                 }
             },
             _ => {
-                eprintln!("usage: demo [--backend tract|ort|...] [--threads N]");
+                eprintln!("usage: demo [--backend tract|ort|...] [--threads N] [--model LLM.gguf]");
                 return ExitCode::from(2);
             }
         }
@@ -180,7 +208,7 @@ fn main() -> ExitCode {
         eprintln!("demo: face recognition failed: {e}");
         return ExitCode::from(1);
     }
-    if let Err(e) = chat(threads, packing) {
+    if let Err(e) = chat(model.as_deref(), threads, packing) {
         eprintln!("demo: chat failed: {e}");
         return ExitCode::from(1);
     }

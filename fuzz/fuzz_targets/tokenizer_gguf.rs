@@ -1,9 +1,12 @@
 //! The tokenizer built from GGUF metadata, with a fuzzed vocabulary, merges, token types and
-//! special-token ids, then encode/decode of arbitrary bytes.
+//! special-token ids, then encode/decode of arbitrary bytes: byte-level BPE (`gpt2`) or, when
+//! bit 1 of the text's first byte is set, SentencePiece (`llama`, scores from the merges
+//! section's bytes, `add_space_prefix` from bit 2).
 //!
 //! Input layout: sections separated by 0xFF bytes: vocabulary (tokens split on `\n`), merges
 //! (split on `\n`), token types (one byte each), then the text to encode; the bytes of the
-//! text also serve as token ids to decode.
+//! text also serve as token ids to decode. SentencePiece without the space prefix must
+//! round-trip every text without `▁` whose bytes all have tokens.
 #![no_main]
 
 use edgeai_core::quant::GgmlType;
@@ -25,8 +28,13 @@ fuzz_target!(|data: &[u8]| {
     let types = parts.next().unwrap_or_default();
     let text = parts.next().unwrap_or_default();
     let n_tokens = vocab.split(|&c| c == b'\n').take(4096).count();
+    let spm = text.first().is_some_and(|b| b & 2 == 2);
+    let space_prefix = text.first().is_some_and(|b| b & 4 == 4);
     let mut w = GgufWriter::new()
-        .kv("tokenizer.ggml.model", Value::String("gpt2".into()))
+        .kv(
+            "tokenizer.ggml.model",
+            Value::String(if spm { "llama" } else { "gpt2" }.into()),
+        )
         .kv(
             "tokenizer.ggml.pre",
             Value::String(
@@ -46,10 +54,22 @@ fuzz_target!(|data: &[u8]| {
                 types
                     .iter()
                     .take(n_tokens)
-                    .map(|&t| Value::I32((t % 6) as i32))
+                    .map(|&t| Value::I32((t % 7) as i32))
                     .collect(),
             ),
         )
+        .kv(
+            "tokenizer.ggml.scores",
+            Value::Array(
+                (0..n_tokens)
+                    .map(|i| {
+                        let b = merges.get(i % merges.len().max(1)).copied().unwrap_or(0);
+                        Value::F32(b as f32 - 128.0)
+                    })
+                    .collect(),
+            ),
+        )
+        .kv("tokenizer.ggml.add_space_prefix", Value::Bool(space_prefix))
         .kv(
             "tokenizer.ggml.add_bos_token",
             Value::Bool(text.len() % 2 == 0),
@@ -73,7 +93,16 @@ fuzz_target!(|data: &[u8]| {
                 "id {id} out of the vocabulary"
             );
         }
-        let _ = tok.decode(&ids);
+        let back = tok.decode(&ids);
+        let body = match tok.bos_id() {
+            Some(b) if ids.first() == Some(&b) => &ids[1..],
+            _ => &ids[..],
+        };
+        if spm && !space_prefix && !s.contains('\u{2581}') && tok.encodes_losslessly(&s) {
+            let back = tok.decode(body).expect("ids from encode decode");
+            assert_eq!(back, s, "round trip of {s:?} via {ids:?}");
+        }
+        let _ = back;
     }
     let ids: Vec<u32> = text.iter().map(|&b| b as u32).collect();
     let _ = tok.decode(&ids);

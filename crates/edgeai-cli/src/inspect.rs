@@ -109,7 +109,13 @@ fn gguf(path: &Path) -> Result<()> {
         println!("  {ty:<8} {n:>5} tensors  {:>10}", human_bytes(*bytes));
     }
     match &s.chat_template {
-        None => println!("chat template:   - (none; chat uses ChatML)"),
+        None => println!(
+            "chat template:   - (none; chat uses {})",
+            match edgeai::llm::ChatTemplate::for_gguf(&f) {
+                Ok(edgeai::llm::ChatTemplate::Gemma) => "Gemma turns; a base model: try --raw",
+                _ => "ChatML",
+            }
+        ),
         Some(t) => {
             let kind = match edgeai::llm::ChatTemplate::detect(t) {
                 Ok(_) => "supported".to_string(),

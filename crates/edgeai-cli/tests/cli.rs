@@ -436,6 +436,42 @@ fn chat_at_temperature_zero_is_deterministic() {
 }
 
 #[test]
+fn gemma3_raw_completion_and_inspect() {
+    let Some(model) = fetched("llm/gemma-3-270m-Q4_K_M.gguf") else {
+        return;
+    };
+    let args = [
+        "chat",
+        s(&model),
+        "--raw",
+        "--prompt",
+        "The Eiffel Tower is located in the city of",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--ctx",
+        "128",
+    ];
+    let a = edgeai(&args);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    assert!(stdout(&a).contains("Paris"), "{}", stdout(&a));
+    assert!(stderr(&a).contains("raw completion"), "{}", stderr(&a));
+    assert_fails(
+        &edgeai(&["chat", s(&model), "--raw", "--system", "x", "-p", "hi"]),
+        2,
+        &["--system"],
+    );
+    let i = edgeai(&["inspect", s(&model)]);
+    assert_eq!(i.status.code(), Some(0), "{}", stderr(&i));
+    let out = stdout(&i);
+    assert!(
+        out.contains("gemma3") && out.contains("Gemma turns"),
+        "{out}"
+    );
+}
+
+#[test]
 fn face_enroll_identify_verify_list_remove() {
     let (Some(_), Some(_), Some(obama), Some(obama2), Some(obama3), Some(biden)) = (
         fetched("face/yunet.onnx"),

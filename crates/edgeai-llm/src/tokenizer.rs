@@ -910,6 +910,138 @@ mod tests {
         Tokenizer::from_gguf(&GgufFile::from_bytes(bytes).unwrap()).unwrap()
     }
 
+    /// A small SentencePiece vocabulary: the 256 byte tokens, pieces with scores, a control
+    /// and a user-defined token.
+    fn synthetic_spm(space_prefix: bool) -> Tokenizer {
+        use crate::gguf::writer::GgufWriter;
+        use crate::gguf::{GgufFile, Value};
+        let mut tokens: Vec<String> = vec!["<bos>".into(), "<eos>".into(), "<turn>".into()];
+        let mut types = vec![
+            TOKEN_TYPE_CONTROL,
+            TOKEN_TYPE_CONTROL,
+            TOKEN_TYPE_USER_DEFINED,
+        ];
+        let mut scores = vec![0.0f32; 3];
+        for b in 0..=255u8 {
+            tokens.push(format!("<0x{b:02X}>"));
+            types.push(TOKEN_TYPE_BYTE);
+            scores.push(0.0);
+        }
+        // Higher score merges first: "ab" beats "bc", so "abc" is "ab" + "c".
+        for (t, sc) in [
+            ("a", -1.0),
+            ("b", -1.0),
+            ("c", -1.0),
+            ("\u{2581}", -1.0),
+            ("ab", -2.0),
+            ("bc", -3.0),
+            ("\u{2581}a", -4.0),
+            ("\u{2581}ab", -5.0),
+        ] {
+            tokens.push(t.into());
+            types.push(1);
+            scores.push(sc);
+        }
+        let bytes = GgufWriter::new()
+            .kv("tokenizer.ggml.model", Value::String("llama".into()))
+            .kv(
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().map(|t| Value::String(t.clone())).collect()),
+            )
+            .kv(
+                "tokenizer.ggml.token_type",
+                Value::Array(types.iter().map(|&t| Value::I32(t as i32)).collect()),
+            )
+            .kv(
+                "tokenizer.ggml.scores",
+                Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()),
+            )
+            .kv("tokenizer.ggml.bos_token_id", Value::U32(0))
+            .kv("tokenizer.ggml.eos_token_id", Value::U32(1))
+            .kv("tokenizer.ggml.add_bos_token", Value::Bool(true))
+            .kv("tokenizer.ggml.add_space_prefix", Value::Bool(space_prefix))
+            .build();
+        Tokenizer::from_gguf(&GgufFile::from_bytes(bytes).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn sentencepiece_merges_by_score_falls_back_to_bytes_and_round_trips() {
+        let t = synthetic_spm(false);
+        let id = |s: &str| t.token_to_id(s).unwrap();
+        assert_eq!(t.encode("abc").unwrap(), [0, id("ab"), id("c")]);
+        assert_eq!(
+            t.encode("a bc").unwrap(),
+            [0, id("a"), id("\u{2581}"), id("bc")]
+        );
+        // No piece for "d" or "é": bytes.
+        assert_eq!(t.encode("d").unwrap(), [0, id("<0x64>")]);
+        assert_eq!(t.encode("é").unwrap(), [0, id("<0xC3>"), id("<0xA9>")]);
+        // Specials are split out first, user-defined ones too.
+        assert_eq!(
+            t.encode("ab<turn>ab<eos>").unwrap(),
+            [0, id("ab"), 2, id("ab"), 1]
+        );
+        for s in [
+            "abc abc",
+            "Ça va? 🦀 日本",
+            "a\tb\n\n  c",
+            "<turn>x<eos>",
+            "",
+        ] {
+            let ids = t.encode(s).unwrap();
+            assert_eq!(t.decode(&ids[1..]).unwrap(), s, "{ids:?}");
+        }
+        assert!(
+            t.is_special(1) && !t.is_special(2),
+            "user-defined is not control"
+        );
+        // The leading-space rule: a space before the text and after each special token,
+        // dropped again by decode at the start.
+        let p = synthetic_spm(true);
+        assert_eq!(p.encode("ab").unwrap(), [0, id("\u{2581}ab")]);
+        assert_eq!(
+            p.encode("a<turn>a").unwrap(),
+            [0, id("\u{2581}a"), 2, id("\u{2581}a")]
+        );
+        assert_eq!(p.decode(&p.encode("ab c").unwrap()[1..]).unwrap(), "ab c");
+    }
+
+    #[test]
+    fn sentencepiece_without_scores_or_with_a_bad_byte_token_is_an_error() {
+        use crate::gguf::writer::GgufWriter;
+        use crate::gguf::{GgufFile, Value};
+        let base = || {
+            GgufWriter::new()
+                .kv("tokenizer.ggml.model", Value::String("llama".into()))
+                .kv(
+                    "tokenizer.ggml.tokens",
+                    Value::Array(vec![Value::String("<0xZZ>".into())]),
+                )
+        };
+        let e = Tokenizer::from_gguf(&GgufFile::from_bytes(base().build()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tokenizer.ggml.scores"), "{e}");
+        let g = base()
+            .kv("tokenizer.ggml.scores", Value::Array(vec![Value::F32(0.0)]))
+            .kv(
+                "tokenizer.ggml.token_type",
+                Value::Array(vec![Value::I32(6)]),
+            )
+            .build();
+        let e = Tokenizer::from_gguf(&GgufFile::from_bytes(g).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("<0xZZ>"), "{e}");
+        let g = base()
+            .kv("tokenizer.ggml.scores", Value::Array(vec![]))
+            .build();
+        let e = Tokenizer::from_gguf(&GgufFile::from_bytes(g).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0 scores for 1 tokens"), "{e}");
+    }
+
     #[test]
     fn synthetic_vocabulary_round_trips_and_maps_specials() {
         let t = synthetic();
