@@ -276,12 +276,12 @@ proptest! {
     /// path within the accumulation-order tolerance above.
     #[test]
     fn packed_matches_row_major(
-        ti in 0usize..4, tiles in 1usize..4, nblk in 1usize..4,
+        ti in 0usize..5, tiles in 1usize..4, nblk in 1usize..4,
         bytes in proptest::collection::vec(any::<u8>(), 64..512),
         scales in proptest::collection::vec(scale_strategy(), 1..8),
         seed_x in activation_strategy(3 * 3 * 256),
     ) {
-        let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K][ti];
+        let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0][ti];
         let (rows, cols) = (tiles * packed::TILE, ty.block_len() * nblk);
         let data = weights(ty, rows, cols, &bytes, &scales, &[]);
         let m = QMatrix::new(ty, rows, cols, &data).unwrap();

@@ -126,8 +126,9 @@ pub struct DecoderConfig {
     pub rms_eps: f32,
     /// Attention window of the sliding layers (`None`: every layer is global).
     pub sliding_window: Option<usize>,
-    /// Per layer: whether it attends through the sliding window.
-    pub sliding_layers: Vec<bool>,
+    /// With a window: layer `l` slides when `l % period < period - 1` (Gemma 3: every sixth
+    /// layer is global).
+    pub sliding_period: usize,
     /// Factor applied to `q · k`.
     pub attn_scale: f32,
     /// Factor applied to the token embedding (`sqrt(dim)` for Gemma, else 1).
@@ -234,7 +235,7 @@ impl DecoderConfig {
             rope_style: RopeStyle::Normal,
             rms_eps,
             sliding_window: None,
-            sliding_layers: Vec::new(),
+            sliding_period: 1,
             attn_scale: 1.0 / (head_dim as f32).sqrt(),
             embed_scale: 1.0,
             activation: Activation::Silu,
@@ -274,14 +275,10 @@ impl DecoderConfig {
                         });
                     }
                     // Every sixth layer is global unless the metadata says otherwise.
-                    let period = opt_u("attention.sliding_window_pattern")?.unwrap_or(6);
+                    cfg.sliding_period = opt_u("attention.sliding_window_pattern")?.unwrap_or(6);
                     cfg.sliding_window = Some(w);
-                    cfg.sliding_layers = (0..n_layer).map(|l| l % period < period - 1).collect();
                 }
             }
-        }
-        if cfg.sliding_layers.is_empty() {
-            cfg.sliding_layers = vec![false; n_layer.min(1 << 16)];
         }
         Ok(cfg)
     }
@@ -298,7 +295,7 @@ impl DecoderConfig {
 
     /// Whether layer `l` attends through the sliding window.
     pub fn is_sliding(&self, l: usize) -> bool {
-        self.sliding_window.is_some() && self.sliding_layers.get(l).copied().unwrap_or(false)
+        self.sliding_window.is_some() && l % self.sliding_period < self.sliding_period - 1
     }
 
     /// Positions layer `l`'s KV cache holds in an engine of context `ctx` and batch `batch`:
@@ -1694,7 +1691,10 @@ mod gemma_synthetic {
         assert_eq!(c.arch, Architecture::Gemma3);
         assert_eq!((c.q_dim(), c.kv_dim(), c.head_dim), (64, 32, 32));
         assert_eq!(c.sliding_window, Some(WINDOW));
-        assert_eq!(c.sliding_layers, [true, false, true]);
+        assert_eq!(
+            (0..3).map(|l| c.is_sliding(l)).collect::<Vec<_>>(),
+            [true, false, true]
+        );
         assert_eq!(
             (c.rope_theta, c.rope_theta_local, c.rope_scale),
             (1000.0, 10_000.0, 0.5)

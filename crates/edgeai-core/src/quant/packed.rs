@@ -15,9 +15,14 @@
 //!
 //! The packed form has the same size as the ggml form (plus 64 bytes per 16 rows and 256
 //! columns for Q4_K's unpacked 6-bit scales), so it keeps the bandwidth advantage of 4-bit
-//! weights; nothing is widened to 8 bits. Quants are stored unsigned (Q8_0 with a +128
-//! offset, 4-bit quants as they are) and the offset is removed once per block with the
-//! activation block's integer sum: `sum((w+128) * y) - 128 * sum(y)`.
+//! weights. The one exception is Q5_0: its fifth bits sit in a separate 32-bit mask per
+//! block, so it is widened at pack time to the Q8_0 layout (34 bytes per 32 weights instead
+//! of 22, +55 %) and runs the Q8_0 kernels unchanged: the integer products are the same (a
+//! Q5_0 quant is an integer in -16..=15), so the result equals the row-major Q5_0 product up
+//! to f32 accumulation order. Measured on Gemma 3 270M (44 MB of Q5_0) in BENCHMARKS.md.
+//! Quants are stored unsigned (Q8_0 with a +128 offset, 4-bit quants as they are) and the
+//! offset is removed once per block with the activation block's integer sum:
+//! `sum((w+128) * y) - 128 * sum(y)`.
 //!
 //! Every packed kernel has a scalar twin over the same layout ([`PackedMatrix::matvec_with`]
 //! with [`KernelPath::Scalar`]) that performs, per row, the same integer dot products and the
@@ -49,7 +54,8 @@
 use half::f16;
 
 use super::blocks::{
-    as_blocks, get_scale_min_k4, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ8K, BlockQ8_0,
+    as_blocks, get_scale_min_k4, q5_0_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8K,
+    BlockQ8_0,
 };
 use super::{dispatch, threads, GgmlType, KernelPath, QMatrix, Scratch, QK, QK_K};
 use crate::{Error, Result};
@@ -57,11 +63,19 @@ use crate::{Error, Result};
 /// Rows per tile of a [`PackedMatrix`].
 pub const TILE: usize = 16;
 
+/// The packed layout (and kernels) of weights of type `ty`: Q5_0 is widened to Q8_0's.
+fn layout(ty: GgmlType) -> GgmlType {
+    match ty {
+        GgmlType::Q5_0 => GgmlType::Q8_0,
+        t => t,
+    }
+}
+
 /// Tiles per work unit: the 4-bit kernels run two tiles at once (each activation broadcast
 /// feeds two multiply-adds; measured 10-25 % faster), Q8_0 one (two measured slower). A
 /// unit's tiles store their blocks side by side, so a unit reads one sequential stream.
 fn unit_tiles(ty: GgmlType) -> usize {
-    if ty == GgmlType::Q8_0 {
+    if layout(ty) == GgmlType::Q8_0 {
         1
     } else {
         2
@@ -74,8 +88,8 @@ const UNIT: usize = 2;
 /// Bytes of one tile (16 rows) per block of 32 (Q8_0, Q4_0, Q4_1) or 256 (Q4_K) columns.
 fn tile_block_bytes(ty: GgmlType) -> Option<usize> {
     match ty {
-        // 16 f16 scales + 32 x 16 quants.
-        GgmlType::Q8_0 => Some(32 + 512),
+        // 16 f16 scales + 32 x 16 quants (Q5_0 widened to 8 bits).
+        GgmlType::Q8_0 | GgmlType::Q5_0 => Some(32 + 512),
         // 16 f16 scales + 32 x 16 nibbles.
         GgmlType::Q4_0 => Some(32 + 256),
         // 16 f16 scales + 16 f16 mins + nibbles.
@@ -123,8 +137,9 @@ pub fn packed_kernel_paths() -> Vec<KernelPath> {
 }
 
 impl PackedMatrix {
-    /// Whether a `rows x cols` matrix of `ty` can be packed: Q8_0, Q4_0, Q4_1 or Q4_K, a
-    /// positive multiple of [`TILE`] rows, and at least one block of columns.
+    /// Whether a `rows x cols` matrix of `ty` can be packed: Q8_0, Q4_0, Q4_1, Q4_K or Q5_0
+    /// (widened to the Q8_0 layout), a positive multiple of [`TILE`] rows, and at least one
+    /// block of columns.
     pub fn supports(ty: GgmlType, rows: usize, cols: usize) -> bool {
         tile_block_bytes(ty).is_some()
             && rows > 0
@@ -146,8 +161,8 @@ impl PackedMatrix {
         let (ty, rows, cols) = (m.ty(), m.rows(), m.cols());
         if !Self::supports(ty, rows, cols) {
             return Err(Error::Kernel(format!(
-                "cannot pack a {rows}x{cols} {ty} matrix (packing needs Q8_0, Q4_0, Q4_1 or Q4_K \
-                 and a positive multiple of {TILE} rows)"
+                "cannot pack a {rows}x{cols} {ty} matrix (packing needs Q8_0, Q4_0, Q4_1, Q4_K or \
+                 Q5_0 and a positive multiple of {TILE} rows)"
             )));
         }
         let nb = cols / ty.block_len();
@@ -165,6 +180,14 @@ impl PackedMatrix {
                         let row = m.row_bytes((per_unit * u + k) * TILE + r);
                         match ty {
                             GgmlType::Q8_0 => pack_q8_0(&as_blocks::<BlockQ8_0>(row)[b], r, out),
+                            GgmlType::Q5_0 => {
+                                let blk = &as_blocks::<BlockQ5_0>(row)[b];
+                                let wide = BlockQ8_0 {
+                                    d: blk.d,
+                                    qs: q5_0_quants(blk),
+                                };
+                                pack_q8_0(&wide, r, out)
+                            }
                             GgmlType::Q4_0 => {
                                 let blk = &as_blocks::<BlockQ4_0>(row)[b];
                                 put_f16(out, r, blk.d);
@@ -293,7 +316,7 @@ impl PackedMatrix {
         };
         let tiles_q8 = k.packed_q8.unwrap_or(scalar_tiles_q8_family);
         let tiles_q4k = k.packed_q4k.unwrap_or(scalar_tiles_q4k);
-        match self.ty {
+        match layout(self.ty) {
             GgmlType::Q4K => {
                 let act = scratch.quantize_q8k(k, x);
                 let nb = cols / QK_K;
@@ -306,7 +329,7 @@ impl PackedMatrix {
             }
             _ => {
                 let (act, sums, isum) = scratch.quantize_q8_0(k, x);
-                let (ty, nb) = (self.ty, cols / QK);
+                let (ty, nb) = (layout(self.ty), cols / QK);
                 threads::for_tiles(units, work, |u| {
                     for t in 0..n {
                         let r = t * nb..(t + 1) * nb;
