@@ -1267,13 +1267,24 @@ mod tests {
             let a: Vec<f32> = (0..n).map(|_| next()).collect();
             let b: Vec<f32> = (0..n).map(|_| next() * 100.0).collect();
             let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
-            let mass: f64 = a.iter().zip(&b).map(|(x, y)| (*x as f64 * *y as f64).abs()).sum();
+            let mass: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                .sum();
             let got = dot(&a, &b) as f64;
-            assert!((got - want).abs() <= 1e-6 * mass.max(1.0), "n {n}: {got} vs {want}");
+            assert!(
+                (got - want).abs() <= 1e-6 * mass.max(1.0),
+                "n {n}: {got} vs {want}"
+            );
         }
         assert!(dot(&[f32::INFINITY, 1.0], &[1.0, 1.0]).is_infinite());
         assert!(dot(&[f32::NAN; 20], &[1.0; 20]).is_nan());
-        assert_eq!(dot(&[1.0, 2.0, 3.0], &[1.0, 1.0]), 3.0, "the shorter length");
+        assert_eq!(
+            dot(&[1.0, 2.0, 3.0], &[1.0, 1.0]),
+            3.0,
+            "the shorter length"
+        );
     }
 
     #[test]
