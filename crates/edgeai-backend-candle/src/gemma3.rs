@@ -57,7 +57,7 @@ pub struct CandleGemma3 {
     history: Vec<u32>,
     logits: Vec<f32>,
     /// Always `Some` outside [`CandleGemma3::feed`].
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<edgeai_core::RunPool>,
 }
 
 impl std::fmt::Debug for CandleGemma3 {
@@ -188,19 +188,7 @@ impl CandleGemma3 {
         let norm = vecf("output_norm.weight")?;
         let embd = vecf("token_embd.weight")?;
         let vocab = embd.dims()[0];
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("candle-{i}"))
-            .build()
-            .map_err(|e| LlmError::Engine {
-                engine: "candle".into(),
-                reason: format!("thread pool: {e}"),
-            })?;
+        let pool = crate::engine_pool(threads)?;
         Ok(Self {
             embd,
             layers,
@@ -307,22 +295,7 @@ impl CandleGemma3 {
     }
 
     fn feed(&mut self, tokens: &[u32]) -> LlmResult<Tensor> {
-        if tokens.is_empty() {
-            return Err(LlmError::InvalidArgument("forward: no tokens".into()));
-        }
-        let needed = self.history.len() + tokens.len();
-        if needed > self.ctx {
-            return Err(LlmError::ContextOverflow {
-                needed,
-                capacity: self.ctx,
-            });
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
-            return Err(LlmError::TokenOutOfRange {
-                id,
-                vocab: self.vocab,
-            });
-        }
+        edgeai_llm::engine::check_tokens(tokens, self.history.len(), self.ctx, self.vocab)?;
         let pos = self.history.len();
         let pool = self.pool.take().ok_or_else(|| LlmError::Engine {
             engine: "candle".into(),

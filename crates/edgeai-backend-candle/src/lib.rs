@@ -45,6 +45,7 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama::{ModelWeights, MAX_SEQ_LEN};
+use edgeai_core::{LoadOptions, RunPool};
 use edgeai_llm::{Error as LlmError, LanguageModel, Result as LlmResult};
 
 /// Errors of this crate.
@@ -76,6 +77,16 @@ impl From<Error> for LlmError {
 
 fn candle_err(e: candle_core::Error) -> LlmError {
     Error::Candle(e).into()
+}
+
+/// The pool an LLM engine runs candle in: `threads` threads, or rayon's global pool (every
+/// core) for 0.
+fn engine_pool(threads: usize) -> LlmResult<RunPool> {
+    let opts = match threads {
+        0 => LoadOptions::new(),
+        n => LoadOptions::new().with_threads(n),
+    };
+    Ok(RunPool::new("candle", &opts)?)
 }
 
 /// The candle engine for a GGUF's `general.architecture` (`llama`: [`CandleLlama`], `gemma3`:
@@ -111,7 +122,7 @@ pub struct CandleLlama {
     ctx: usize,
     history: Vec<u32>,
     logits: Vec<f32>,
-    pool: rayon::ThreadPool,
+    pool: RunPool,
 }
 
 impl std::fmt::Debug for CandleLlama {
@@ -142,19 +153,7 @@ impl CandleLlama {
             .ok_or_else(|| LlmError::Unsupported("tensor `token_embd.weight` missing".into()))?;
         let model =
             ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(candle_err)?;
-        let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        } else {
-            threads
-        };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("candle-{i}"))
-            .build()
-            .map_err(|e| LlmError::Engine {
-                engine: "candle".into(),
-                reason: format!("thread pool: {e}"),
-            })?;
+        let pool = engine_pool(threads)?;
         Ok(Self {
             model,
             vocab,
@@ -208,22 +207,7 @@ impl LanguageModel for CandleLlama {
     }
 
     fn forward(&mut self, tokens: &[u32]) -> LlmResult<&[f32]> {
-        if tokens.is_empty() {
-            return Err(LlmError::InvalidArgument("forward: no tokens".into()));
-        }
-        let needed = self.history.len() + tokens.len();
-        if needed > self.ctx {
-            return Err(LlmError::ContextOverflow {
-                needed,
-                capacity: self.ctx,
-            });
-        }
-        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= self.vocab) {
-            return Err(LlmError::TokenOutOfRange {
-                id,
-                vocab: self.vocab,
-            });
-        }
+        edgeai_llm::engine::check_tokens(tokens, self.history.len(), self.ctx, self.vocab)?;
         let pos = self.history.len();
         let model = &mut self.model;
         let logits = self

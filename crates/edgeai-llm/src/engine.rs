@@ -70,6 +70,24 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Box<M> {
     }
 }
 
+/// The checks every engine's `forward` makes before touching its state: `tokens` non-empty
+/// ([`Error::InvalidArgument`](crate::Error::InvalidArgument)), `position + tokens.len()`
+/// within `capacity` ([`Error::ContextOverflow`](crate::Error::ContextOverflow)), every id
+/// below `vocab` ([`Error::TokenOutOfRange`](crate::Error::TokenOutOfRange)).
+pub fn check_tokens(tokens: &[u32], position: usize, capacity: usize, vocab: usize) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(crate::Error::InvalidArgument("forward: no tokens".into()));
+    }
+    let needed = position + tokens.len();
+    if needed > capacity {
+        return Err(crate::Error::ContextOverflow { needed, capacity });
+    }
+    if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+        return Err(crate::Error::TokenOutOfRange { id, vocab });
+    }
+    Ok(())
+}
+
 /// Index of the largest logit: the first one on ties; a NaN is never picked over a number
 /// (an all-NaN slice gives its last index); an empty slice gives 0.
 pub fn argmax(logits: &[f32]) -> u32 {

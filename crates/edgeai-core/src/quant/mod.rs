@@ -61,6 +61,28 @@ use crate::{Error, Result};
 use blocks::as_blocks;
 use dispatch::Kernels;
 
+/// `f32` dot product over the shorter of the two lengths, in eight independent partial sums
+/// so that the compiler vectorises it (one running sum is one dependent add per element).
+/// Used by the gallery's exact scan and the decoder's attention scores.
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// A GGUF tensor type that edgeai's kernels understand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[allow(non_camel_case_types)]
@@ -658,4 +680,42 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], out: &mut [f32]) -> Result<()> {
     }
     dequantize_bytes(ty, bytes, out);
     Ok(())
+}
+
+#[cfg(test)]
+mod dot_tests {
+    use super::dot_f32;
+
+    #[test]
+    fn dot_matches_f64_on_odd_lengths_and_edge_values() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        for n in [0usize, 1, 7, 15, 16, 17, 31, 64, 255, 256, 257, 1000] {
+            let a: Vec<f32> = (0..n).map(|_| next()).collect();
+            let b: Vec<f32> = (0..n).map(|_| next() * 100.0).collect();
+            let want: f64 = a.iter().zip(&b).map(|(x, y)| *x as f64 * *y as f64).sum();
+            let mass: f64 = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (*x as f64 * *y as f64).abs())
+                .sum();
+            let got = dot_f32(&a, &b) as f64;
+            assert!(
+                (got - want).abs() <= 1e-6 * mass.max(1.0),
+                "n {n}: {got} vs {want}"
+            );
+        }
+        assert!(dot_f32(&[f32::INFINITY, 1.0], &[1.0, 1.0]).is_infinite());
+        assert!(dot_f32(&[f32::NAN; 20], &[1.0; 20]).is_nan());
+        assert_eq!(
+            dot_f32(&[1.0, 2.0, 3.0], &[1.0, 1.0]),
+            3.0,
+            "the shorter length"
+        );
+    }
 }
