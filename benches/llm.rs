@@ -1,5 +1,5 @@
 //! LLM throughput on SmolLM2-135M-Instruct Q4_1 (groups `llm_*`) and Gemma 3 270M Q4_K_M
-//! (groups `gemma3_*`): prefill of 64 and 256 tokens and single-token decode, with 1 and 2
+//! (groups `gemma3_*`): prefill of 64, 256 and 512 tokens and single-token decode, with 1 and 2
 //! threads; the native engine, and candle's engine on the same GGUF (`CandleLlama`,
 //! `CandleGemma3`) when built with `--features candle`.
 //!
@@ -86,7 +86,7 @@ fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
     for threads in [1usize, 2] {
         edgeai::core::quant::set_num_threads(threads);
         let mut engines = engines(model, threads);
-        for n in [64usize, 256] {
+        for n in [64usize, 256, 512] {
             let mut g = c.benchmark_group(format!("{prefix}_prefill_{n}"));
             g.sample_size(10)
                 .warm_up_time(Duration::from_secs(1))

@@ -466,3 +466,121 @@ fn packed_kernels_exist_on_every_simd_path() {
         packed.contains(&kernel_path())
     );
 }
+
+/// Values for the f32 vector kernels: ordinary, tiny, large, zeros and signed zeros.
+fn f32_values(n: usize) -> impl Strategy<Value = Vec<f32>> {
+    proptest::collection::vec(
+        prop_oneof![
+            8 => -4.0f32..4.0,
+            1 => -1.0e-30f32..1.0e-30,
+            1 => -1.0e4f32..1.0e4,
+            1 => Just(0.0f32),
+            1 => Just(-0.0f32),
+        ],
+        n,
+    )
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
+
+    /// Attention scores and weighted sums (odd widths, partial query blocks, strides) on
+    /// every path equal the scalar twin bit for bit, and the f64 reference within rounding.
+    #[test]
+    fn vector_attention_kernels_match_scalar(
+        (m, nk, hd, extra, q, k, w, o) in (1usize..10, 1usize..40, 1usize..70, 0usize..3)
+            .prop_flat_map(|(m, nk, hd, extra)| {
+                let st = hd + extra;
+                (
+                    Just(m), Just(nk), Just(hd), Just(extra),
+                    f32_values(m * st), f32_values(nk * st), f32_values(m * nk),
+                    f32_values(m * hd),
+                )
+            })
+    ) {
+        use edgeai_core::quant::vector::{Strided, StridedMut, VectorPath};
+        let st = hd + extra;
+        let scalar = VectorPath::new(KernelPath::Scalar).unwrap();
+        let run = |p: &VectorPath| {
+            let mut s = vec![0f32; m * nk];
+            p.scores(Strided::new(&q, m, hd, st), Strided::new(&k, nk, hd, st), &mut StridedMut::new(&mut s, m, nk, nk));
+            let mut out = o.clone();
+            p.weighted_sum(Strided::new(&w, m, nk, nk), Strided::new(&k, nk, hd, st), &mut StridedMut::new(&mut out, m, hd, hd));
+            (s, out)
+        };
+        let (s0, o0) = run(&scalar);
+        for i in 0..m {
+            for j in 0..nk {
+                let (mut want, mut mass) = (0f64, 0f64);
+                for d in 0..hd {
+                    let p = q[i * st + d] as f64 * k[j * st + d] as f64;
+                    want += p;
+                    mass += p.abs();
+                }
+                prop_assert!((s0[i * nk + j] as f64 - want).abs() <= 1e-5 * mass + 1e-30);
+            }
+            for d in 0..hd {
+                let (mut want, mut mass) = (o[i * hd + d] as f64, (o[i * hd + d] as f64).abs());
+                for j in 0..nk {
+                    let p = w[i * nk + j] as f64 * k[j * st + d] as f64;
+                    want += p;
+                    mass += p.abs();
+                }
+                prop_assert!((o0[i * hd + d] as f64 - want).abs() <= 1e-5 * mass + 1e-30);
+            }
+        }
+        // One query alone gets the bits it gets inside a block of four.
+        if m >= 4 {
+            let mut one = vec![0f32; nk];
+            scalar.scores(Strided::new(&q[st..], 1, hd, st), Strided::new(&k, nk, hd, st), &mut StridedMut::new(&mut one, 1, nk, nk));
+            prop_assert_eq!(bits(&one), bits(&s0[nk..2 * nk]));
+        }
+        for p in simd_paths() {
+            let (s, out) = run(&VectorPath::new(p).unwrap());
+            prop_assert_eq!(bits(&s), bits(&s0), "scores on {}", p);
+            prop_assert_eq!(bits(&out), bits(&o0), "weighted sum on {}", p);
+        }
+    }
+
+    /// Softmax, GeGLU, SwiGLU, exp and dot on every path equal the scalar twin bit for bit.
+    #[test]
+    fn vector_elementwise_kernels_match_scalar(
+        x in proptest::collection::vec(prop_oneof![
+            8 => -20.0f32..20.0,
+            1 => -200.0f32..200.0,
+            1 => Just(0.0f32),
+            1 => Just(f32::NEG_INFINITY),
+        ], 1..90),
+        scale in 0.01f32..2.0,
+    ) {
+        use edgeai_core::quant::vector::VectorPath;
+        let u: Vec<f32> = x.iter().rev().map(|v| v * 0.5).collect();
+        let run = |p: &VectorPath| {
+            let mut s: Vec<f32> = x.iter().map(|v| v.max(-1e30)).collect();
+            p.softmax(&mut s, scale);
+            let (mut g, mut h, mut e) = (x.clone(), x.clone(), x.clone());
+            p.gelu_tanh_mul(&mut g, &u);
+            p.silu_mul(&mut h, &u);
+            p.exp(&mut e);
+            let d = p.dot(&x, &u);
+            (s, g, h, e, d)
+        };
+        let (s0, g0, h0, e0, d0) = run(&VectorPath::new(KernelPath::Scalar).unwrap());
+        prop_assert!((s0.iter().map(|v| *v as f64).sum::<f64>() - 1.0).abs() < 1e-5);
+        for p in simd_paths() {
+            let (s, g, h, e, d) = run(&VectorPath::new(p).unwrap());
+            prop_assert_eq!(bits(&s), bits(&s0), "softmax on {}", p);
+            prop_assert_eq!(bits(&g), bits(&g0), "gelu on {}", p);
+            prop_assert_eq!(bits(&h), bits(&h0), "silu on {}", p);
+            prop_assert_eq!(bits(&e), bits(&e0), "exp on {}", p);
+            prop_assert_eq!(d.to_bits(), d0.to_bits(), "dot on {}", p);
+        }
+    }
+}

@@ -30,8 +30,17 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use edgeai_core::quant::{self, GgmlType, PackedMatrix, QMatrix, Scratch};
-use rayon::prelude::*;
+use edgeai_core::quant::{self, vector, GgmlType, PackedMatrix, QMatrix, Scratch};
+
+/// Queries per attention task (`vector::scores` reads a key once per four queries).
+const QB: usize = 4;
+/// Values per parallel chunk of the gated activation.
+const GLU_CHUNK: usize = 4096;
+
+thread_local! {
+    /// Attention scores of one task (QB queries by the keys they see), per kernel thread.
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 use crate::engine::LanguageModel;
 use crate::gguf::GgufFile;
@@ -737,10 +746,6 @@ fn rope_tables(ctx: usize, rope_dim: usize, theta: f32, scale: f32) -> (Vec<f32>
     (cos, sin)
 }
 
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
 /// GELU, tanh approximation (PyTorch's `gelu(approximate="tanh")`, ggml's `gelu`).
 pub fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -756,7 +761,6 @@ struct Buffers {
     k: Vec<f32>,
     v: Vec<f32>,
     att_heads: Vec<f32>,
-    scores: Vec<f32>,
     hb: Vec<f32>,
     hb2: Vec<f32>,
     logits: Vec<f32>,
@@ -784,7 +788,6 @@ pub struct DecoderEngine {
     rope_local: (Vec<f32>, Vec<f32>),
     buf: Buffers,
     scratch: Scratch,
-    pool: Option<(usize, rayon::ThreadPool)>,
 }
 
 impl std::fmt::Debug for DecoderEngine {
@@ -843,14 +846,12 @@ impl DecoderEngine {
                 q: vec![0.0; batch * qd],
                 k: vec![0.0; batch * c.kv_dim()],
                 v: vec![0.0; batch * c.kv_dim()],
-                att_heads: vec![0.0; batch * qd],
-                scores: vec![0.0; c.n_head * ctx],
+                att_heads: vec![0.0; batch.div_ceil(QB) * QB * qd],
                 hb: vec![0.0; batch * c.ffn_dim],
                 hb2: vec![0.0; batch * c.ffn_dim],
                 logits: vec![0.0; c.vocab],
             },
             scratch: Scratch::new(),
-            pool: None,
             model,
         })
     }
@@ -870,23 +871,6 @@ impl DecoderEngine {
         crate::engine::check_tokens(tokens, self.pos, self.ctx, self.model.cfg.vocab)
     }
 
-    fn ensure_pool(&mut self) {
-        let n = quant::num_threads();
-        if n <= 1 {
-            self.pool = None;
-            return;
-        }
-        if self.pool.as_ref().is_some_and(|(size, _)| *size == n) {
-            return;
-        }
-        self.pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .thread_name(|i| format!("edgeai-attn-{i}"))
-            .build()
-            .ok()
-            .map(|p| (n, p));
-    }
-
     /// Runs the blocks on `tokens` (at most `batch`), leaving the final hidden states in
     /// `buf.x`.
     fn run_batch(&mut self, tokens: &[u32]) -> Result<()> {
@@ -898,7 +882,6 @@ impl DecoderEngine {
         let half = c.rope_dim / 2;
         let group = c.n_head / c.n_kv_head;
         let (scale, softcap) = (c.attn_scale, c.attn_softcap);
-        let ctx = self.ctx;
         let b = &mut self.buf;
         let sc = &mut self.scratch;
 
@@ -961,68 +944,76 @@ impl DecoderEngine {
             let kc = &self.k_cache[off..off + cap * kv_dim];
             let vc = &self.v_cache[off..off + cap * kv_dim];
             let q = &b.q[..n * qd];
-            // One task per head: att_heads is head-major [head][token][hd]. Query `p` sees
-            // the keys `lo..=p` (`lo` > 0 only on a sliding layer), each in slot `t % cap`.
-            let head_task = |h: usize, out: &mut [f32], scores: &mut [f32]| {
+            // One task per head and block of QB queries: att_heads is head-major
+            // [head][block][QB][hd]. Query `p` sees the keys `lo(p)..=p` (`lo` > 0 only on a
+            // sliding layer), key `t` in ring slot `t % cap`; a block takes the union of its
+            // queries' ranges and masks the rest.
+            let nblk = n.div_ceil(QB);
+            let lo_of = |p: usize| window.map_or(0, |w| (p + 1).saturating_sub(w));
+            let task = |c: usize, out: &mut [f32]| {
+                let (h, i0) = (c / nblk, (c % nblk) * QB);
+                let m = (n - i0).min(QB);
                 let kvo = (h / group) * hd;
-                for i in 0..n {
-                    let p = pos0 + i;
-                    let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
-                    let qh = &q[i * qd + h * hd..i * qd + (h + 1) * hd];
-                    let s = &mut scores[..=p - lo];
-                    let mut max = f32::NEG_INFINITY;
-                    for (j, sv) in s.iter_mut().enumerate() {
-                        let slot = (lo + j) % cap;
-                        let kt = &kc[slot * kv_dim + kvo..slot * kv_dim + kvo + hd];
-                        let d = quant::dot_f32(qh, kt);
-                        *sv = match softcap {
-                            Some(cap) => cap * (d * scale / cap).tanh(),
-                            None => d * scale,
-                        };
-                        max = max.max(*sv);
+                let (first, last) = (pos0 + i0, pos0 + i0 + m - 1);
+                let lo = lo_of(first);
+                let nk = last + 1 - lo;
+                SCORES.with_borrow_mut(|s| {
+                    if s.len() < QB * nk {
+                        s.resize(QB * nk, 0.0);
                     }
-                    let mut sum = 0.0;
-                    for sv in s.iter_mut() {
-                        *sv = (*sv - max).exp();
-                        sum += *sv;
+                    let s = &mut s[..m * nk];
+                    let qs = vector::Strided::new(&q[i0 * qd + h * hd..], m, hd, qd);
+                    // The keys lo..=last in at most two runs of consecutive ring slots.
+                    let slot0 = lo % cap;
+                    let run0 = nk.min(cap - slot0);
+                    for (slot, j0, cnt) in [(slot0, 0, run0), (0, run0, nk - run0)] {
+                        if cnt == 0 {
+                            continue;
+                        }
+                        let ks = vector::Strided::new(&kc[slot * kv_dim + kvo..], cnt, hd, kv_dim);
+                        vector::scores(
+                            qs,
+                            ks,
+                            &mut vector::StridedMut::new(&mut s[j0..], m, cnt, nk),
+                        );
                     }
-                    let inv = 1.0 / sum;
-                    let o = &mut out[i * hd..(i + 1) * hd];
-                    o.fill(0.0);
-                    for (j, &w) in s.iter().enumerate() {
-                        let slot = (lo + j) % cap;
-                        let vt = &vc[slot * kv_dim + kvo..slot * kv_dim + kvo + hd];
-                        let w = w * inv;
-                        for (ov, &vv) in o.iter_mut().zip(vt) {
-                            *ov += w * vv;
+                    for (t, row) in s.chunks_exact_mut(nk).enumerate() {
+                        let p = first + t;
+                        let (a, b) = (lo_of(p) - lo, p + 1 - lo);
+                        // Keys outside this query's range get weight 0.
+                        row[..a].fill(0.0);
+                        row[b..].fill(0.0);
+                        let row = &mut row[a..b];
+                        match softcap {
+                            Some(cap) => {
+                                row.iter_mut()
+                                    .for_each(|v| *v = cap * (*v * scale / cap).tanh());
+                                vector::softmax(row, 1.0);
+                            }
+                            None => vector::softmax(row, scale),
                         }
                     }
-                }
+                    out.fill(0.0);
+                    let mut o = vector::StridedMut::new(out, m, hd, hd);
+                    for (slot, j0, cnt) in [(slot0, 0, run0), (0, run0, nk - run0)] {
+                        if cnt == 0 {
+                            continue;
+                        }
+                        let ws = vector::Strided::new(&s[j0..], m, cnt, nk);
+                        let vs = vector::Strided::new(&vc[slot * kv_dim + kvo..], cnt, hd, kv_dim);
+                        vector::weighted_sum(ws, vs, &mut o);
+                    }
+                });
             };
-            let att = &mut b.att_heads[..c.n_head * n * hd];
-            let scores = &mut b.scores[..c.n_head * ctx];
+            let att = &mut b.att_heads[..c.n_head * nblk * QB * hd];
             let seen = window.map_or(pos0 + n, |w| w.min(pos0 + n));
-            let work = n * seen * qd;
-            match &self.pool {
-                // Waking the pool costs tens of microseconds: decode-sized attention (one
-                // token over a short context) runs faster on this thread.
-                Some((_, pool)) if work >= 1 << 20 => pool.install(|| {
-                    att.par_chunks_mut(n * hd)
-                        .zip(scores.par_chunks_mut(ctx))
-                        .enumerate()
-                        .for_each(|(h, (o, s))| head_task(h, o, s))
-                }),
-                _ => att
-                    .chunks_mut(n * hd)
-                    .zip(scores.chunks_mut(ctx))
-                    .enumerate()
-                    .for_each(|(h, (o, s))| head_task(h, o, s)),
-            }
+            quant::par_chunks_mut(att, QB * hd, 2 * n * seen * qd, task);
             // Back to token-major in xb.
             for h in 0..c.n_head {
                 for i in 0..n {
+                    let src = (h * nblk * QB + i) * hd;
                     b.xb[i * qd + h * hd..i * qd + (h + 1) * hd]
-                        .copy_from_slice(&att[(h * n + i) * hd..(h * n + i + 1) * hd]);
+                        .copy_from_slice(&att[src..src + hd]);
                 }
             }
             mm(&layer.wo, &b.xb[..n * qd], &mut b.xb2[..n * dim], sc)?;
@@ -1042,13 +1033,14 @@ impl DecoderEngine {
             let xb = &b.xb[..n * dim];
             mm(&layer.w_gate, xb, &mut b.hb[..n * ffn], sc)?;
             mm(&layer.w_up, xb, &mut b.hb2[..n * ffn], sc)?;
-            let act = match c.activation {
-                Activation::Silu => silu,
-                Activation::GeluTanh => gelu_tanh,
+            let glu = match c.activation {
+                Activation::Silu => vector::silu_mul,
+                Activation::GeluTanh => vector::gelu_tanh_mul,
             };
-            for (g, &u) in b.hb[..n * ffn].iter_mut().zip(&b.hb2[..n * ffn]) {
-                *g = act(*g) * u;
-            }
+            let up = &b.hb2[..n * ffn];
+            quant::par_chunks_mut(&mut b.hb[..n * ffn], GLU_CHUNK, 8 * n * ffn, |i, g| {
+                glu(g, &up[i * GLU_CHUNK..])
+            });
             mm(&layer.w_down, &b.hb[..n * ffn], &mut b.xb2[..n * dim], sc)?;
             if let Some(w) = &layer.post_ffn_norm {
                 b.xb2[..n * dim]
@@ -1132,7 +1124,6 @@ impl LanguageModel for DecoderEngine {
 
     fn forward(&mut self, tokens: &[u32]) -> Result<&[f32]> {
         self.check(tokens)?;
-        self.ensure_pool();
         let mut last = 0;
         for chunk in tokens.chunks(self.batch) {
             self.run_batch(chunk)?;
@@ -1147,7 +1138,6 @@ impl LanguageModel for DecoderEngine {
 
     fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         self.check(tokens)?;
-        self.ensure_pool();
         let vocab = self.model.cfg.vocab;
         let mut out = vec![0f32; tokens.len() * vocab];
         let mut done = 0;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::blocks::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0};
 use super::packed::TILE;
+use super::vector::VectorKernels;
 use super::{scalar, GgmlType};
 use crate::{Error, Result};
 
@@ -123,6 +124,8 @@ pub(crate) struct Kernels {
     /// scalar table); `None` where this path has none, and then packing does not pay off.
     pub packed_q8: Option<PackedQ8>,
     pub packed_q4k: Option<PackedQ4K>,
+    /// The `f32` kernels of attention, softmax and the gated activations (`vector.rs`).
+    pub vector: &'static VectorKernels,
 }
 
 /// Activations to Q8_0 blocks, their `block_q8_1` sums and their integer quant sums.
@@ -150,11 +153,12 @@ static SCALAR: Kernels = Kernels {
     quant_q8k: scalar::quantize_act_q8k,
     packed_q8: Some(super::packed::scalar_tiles_q8_family),
     packed_q4k: Some(super::packed::scalar_tiles_q4k),
+    vector: &super::vector::PORTABLE,
 };
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_table {
-    ($m:ident, $q8:path, $q8k:path, $pq8:path, $pq4k:path) => {
+    ($m:ident, $q8:path, $q8k:path, $pq8:path, $pq4k:path, $vec:path) => {
         Kernels {
             q4_0: super::x86::$m::vec_dot_q4_0_q8_0,
             q4_0_x4: Some(super::x86::$m::vec_dot_q4_0_q8_0_x4),
@@ -177,6 +181,7 @@ macro_rules! x86_table {
             quant_q8k: $q8k,
             packed_q8: Some($pq8),
             packed_q4k: Some($pq4k),
+            vector: &$vec,
         }
     };
 }
@@ -187,7 +192,8 @@ static AVX2: Kernels = x86_table!(
     super::x86::quant256::quantize_act_q8_0,
     super::x86::quant256::quantize_act_q8k,
     super::x86::packed256::avx2::tiles_q8_family,
-    super::x86::packed256::avx2::tiles_q4k
+    super::x86::packed256::avx2::tiles_q4k,
+    super::vector::x86::avx2::TABLE
 );
 #[cfg(target_arch = "x86_64")]
 static AVXVNNI: Kernels = x86_table!(
@@ -195,7 +201,8 @@ static AVXVNNI: Kernels = x86_table!(
     super::x86::quant256::quantize_act_q8_0,
     super::x86::quant256::quantize_act_q8k,
     super::x86::packed256::avxvnni::tiles_q8_family,
-    super::x86::packed256::avxvnni::tiles_q4k
+    super::x86::packed256::avxvnni::tiles_q4k,
+    super::vector::x86::avx2::TABLE
 );
 #[cfg(target_arch = "x86_64")]
 static AVX512VNNI: Kernels = x86_table!(
@@ -203,7 +210,8 @@ static AVX512VNNI: Kernels = x86_table!(
     super::x86::quant512::quantize_act_q8_0,
     super::x86::quant512::quantize_act_q8k,
     super::x86::packed512::tiles_q8_family,
-    super::x86::packed512::tiles_q4k
+    super::x86::packed512::tiles_q4k,
+    super::vector::x86::avx512::TABLE
 );
 
 #[cfg(target_arch = "aarch64")]
@@ -234,6 +242,7 @@ macro_rules! neon_table {
             quant_q8k: super::neon::quant::quantize_act_q8k,
             packed_q8: $pq8,
             packed_q4k: $pq4k,
+            vector: &super::vector::neon::TABLE,
         }
     };
 }

@@ -41,6 +41,7 @@ pub mod packed;
 pub mod scalar;
 mod spin;
 mod threads;
+pub mod vector;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -55,32 +56,16 @@ pub use dispatch::{
     available_kernel_paths, force_kernel_path, force_kernel_path_by_name, kernel_path, KernelPath,
 };
 pub use packed::{packed_kernel_paths, packed_kernels_available, packed_simd_path, PackedMatrix};
-pub use threads::{num_threads, set_num_threads};
+pub use threads::{num_threads, par_chunks_mut, set_num_threads};
 
 use crate::{Error, Result};
 use blocks::as_blocks;
 use dispatch::Kernels;
 
-/// `f32` dot product over the shorter of the two lengths, in eight independent partial sums
-/// so that the compiler vectorises it (one running sum is one dependent add per element).
-/// Used by the gallery's exact scan and the decoder's attention scores.
+/// `f32` dot product over the shorter of the two lengths: [`vector::dot`] (16 partial sums,
+/// compiled per instruction set, on the current kernel path). The gallery's exact scan.
 pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    vector::dot(a, b)
 }
 
 /// A GGUF tensor type that edgeai's kernels understand.

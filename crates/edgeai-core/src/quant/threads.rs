@@ -145,3 +145,48 @@ fn chunked(count: usize, min_chunk: usize, work: usize, body: impl Fn(usize, usi
         body(c * chunk, ((c + 1) * chunk).min(count))
     });
 }
+
+/// A base pointer shared by the chunks of [`par_chunks_mut`].
+struct ChunkBase<T>(*mut T);
+
+// SAFETY: `par_chunks_mut` hands every chunk (a disjoint sub-slice of one `&mut [T]`) to
+// exactly one call; sending a `&mut [T]` to another thread needs `T: Send`, nothing more.
+unsafe impl<T: Send> Sync for ChunkBase<T> {}
+
+/// Runs `f(i, chunk)` for every chunk `i` of `chunk_len` elements of `data` (the last may be
+/// shorter), spread over the kernels' threads (this one plus the spinning helpers that also
+/// run the matrix products: one pool for the whole token path) when `work` (about the
+/// multiply-adds of the whole call) is worth waking them, else on this thread in order.
+///
+/// ```
+/// let mut v = vec![0u32; 10];
+/// edgeai_core::quant::par_chunks_mut(&mut v, 3, 1 << 20, |i, c| c.fill(i as u32));
+/// assert_eq!(v, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+/// ```
+pub fn par_chunks_mut<T: Send>(
+    data: &mut [T],
+    chunk_len: usize,
+    work: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let chunk_len = chunk_len.max(1);
+    let (len, count) = (data.len(), data.len().div_ceil(chunk_len));
+    let threads = num_threads();
+    if threads <= 1 || work < super::PAR_MIN_WEIGHTS || count < 2 {
+        data.chunks_mut(chunk_len)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let base = ChunkBase(data.as_mut_ptr());
+    let base = &base;
+    super::spin::run(count, threads - 1, &|i| {
+        let start = i * chunk_len;
+        let end = (start + chunk_len).min(len);
+        // SAFETY: `spin::run` calls this once per `i < count`, so the ranges `start..end` are
+        // disjoint and inside `data`, which stays mutably borrowed (unused elsewhere) until
+        // `run` returns after the last chunk has finished.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(base.0.add(start), end - start) };
+        f(i, chunk)
+    });
+}
