@@ -6,11 +6,13 @@
 //!    teacher-forced on candle's tokens. Asserted: max relative logit difference below
 //!    [`LOGIT_TOLERANCE`], every top-1 difference a near tie in both engines ([`TIE_GAP`]),
 //!    and the same on a 600-token prompt, past the 512-token sliding window. How many greedy
-//!    continuations are identical is printed, not asserted (accumulation order decides).
+//!    continuations are identical is printed, not asserted (accumulation order decides). Ours
+//!    keeps an f32 KV cache here, as candle does, so that only the model logic is compared.
 //! 2. [`f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference`]: with every
 //!    weight dequantized to F32 on both sides, logits agree to float rounding and greedy
 //!    decoding is identical on all ten prompts (model logic identical); then both quantized
-//!    engines against that exact reference.
+//!    engines against that exact reference, and the exact weights with the default f16 KV
+//!    cache (its rounding alone).
 
 #![cfg(feature = "candle")]
 
@@ -20,7 +22,7 @@ use edgeai::backend_candle::CandleGemma3;
 use edgeai::llm::engine::{argmax, greedy};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile};
 use edgeai::llm::{
-    DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Llm, Packing, Tokenizer,
+    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, Llm, Packing, Tokenizer,
 };
 
 #[path = "gemma3_data/mod.rs"]
@@ -69,11 +71,16 @@ fn quantized_logits_match_candle() {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
+    // candle keeps its KV cache in f32. With our default f16 cache the chaotic positions of
+    // this model move further (measured: one teacher-forced flip with gaps 1.92 + 0.90 on
+    // the code prompt), although the cache's rounding alone is 1e-3 of the logits (see the
+    // exact-reference test below): compare like with like.
     let mut ours = Llm::open(
         &path,
         &EngineOptions {
             context_length: 640,
             batch: 64,
+            kv_cache: KvCacheType::F32,
             ..Default::default()
         },
     )
@@ -141,11 +148,14 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
         batch: 64,
         ..Default::default()
     };
-    let mut reference = DecoderEngine::new(
-        Arc::new(DecoderModel::from_gguf(GgufFile::from_bytes(bytes).unwrap()).unwrap()),
-        &opts,
-    )
-    .unwrap();
+    // The exact reference keeps an f32 KV cache; the quantized engines below run the
+    // default (f16), so their distance to it includes the cache's rounding.
+    let ref_opts = EngineOptions {
+        kv_cache: KvCacheType::F32,
+        ..opts.clone()
+    };
+    let exact = Arc::new(DecoderModel::from_gguf(GgufFile::from_bytes(bytes).unwrap()).unwrap());
+    let mut reference = DecoderEngine::new(exact.clone(), &ref_opts).unwrap();
     let v = reference.vocab_size();
     let (mut f32_worst, mut f32_identical) = (0f32, 0);
     let mut seqs = Vec::new();
@@ -181,17 +191,29 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     let load = |pack| {
         Arc::new(DecoderModel::from_gguf_with(GgufFile::open(&path).unwrap(), pack).unwrap())
     };
-    let engines: Vec<(&str, Box<dyn LanguageModel>)> = vec![
+    // (name, engine, max relative logit difference, minimum top-1 agreement in percent)
+    let engines: Vec<(&str, Box<dyn LanguageModel>, f32, usize)> = vec![
+        (
+            "exact, f16 KV",
+            Box::new(DecoderEngine::new(exact, &opts).unwrap()),
+            // Measured 0.0011 max, 320/320 top-1 over 32 steps: the cache's rounding alone.
+            0.01,
+            99,
+        ),
         (
             "ours",
             Box::new(DecoderEngine::new(load(Packing::Auto), &opts).unwrap()),
+            0.12,
+            90,
         ),
         (
             "candle",
             Box::new(CandleGemma3::open(&path, 128, 0).unwrap()),
+            0.12,
+            90,
         ),
     ];
-    for (name, mut e) in engines {
+    for (name, mut e, max_rel, min_agree) in engines {
         let (mut agree, mut n, mut worst) = (0, 0, 0f32);
         for (plen, seq, r) in &seqs {
             e.reset();
@@ -209,7 +231,7 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
             "{name:>16} vs exact-weights reference: top-1 agrees at {agree}/{n}, logits max rel \
              {worst:.4}"
         );
-        assert!(worst < 0.12, "{name}: max rel {worst}");
-        assert!(agree * 100 >= n * 90, "{name}: {agree}/{n}");
+        assert!(worst < max_rel, "{name}: max rel {worst}");
+        assert!(agree * 100 >= n * min_agree, "{name}: {agree}/{n}");
     }
 }

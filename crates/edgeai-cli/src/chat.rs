@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use edgeai::llm::generate::{self, Chat, GenerateOptions, Throughput};
 use edgeai::llm::{
-    ChatTemplate, DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing,
+    ChatTemplate, DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, Packing,
     SamplerConfig, Tokenizer,
 };
 
@@ -58,6 +58,10 @@ pub struct Args {
     /// Inference engine: `edgeai` (native kernels) or `candle` (with the `candle` feature).
     #[arg(long, default_value = "edgeai")]
     pub engine: String,
+    /// KV cache element type of the `edgeai` engine: `f16` (default, half the memory) or
+    /// `f32`. candle's engine always keeps an f32 cache.
+    #[arg(long)]
+    pub kv_cache: Option<String>,
 }
 
 pub fn main(a: Args) -> Result<()> {
@@ -69,6 +73,16 @@ pub fn main(a: Args) -> Result<()> {
     }
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err(Failure::usage("--temperature must be a number >= 0"));
+    }
+    let kv_cache = match a.kv_cache.as_deref() {
+        None => KvCacheType::default(),
+        Some(s) => KvCacheType::from_name(s)
+            .ok_or_else(|| Failure::usage(format!("--kv-cache `{s}`: expected f16 or f32")))?,
+    };
+    if a.engine == "candle" && kv_cache != KvCacheType::F32 && a.kv_cache.is_some() {
+        return Err(Failure::usage(
+            "--kv-cache: candle's engine keeps an f32 cache (pass f32 or drop the flag)",
+        ));
     }
     std::fs::metadata(&a.model).map_err(|e| edgeai::core::Error::io(&a.model, e))?;
     edgeai::core::quant::set_num_threads(a.threads);
@@ -112,12 +126,18 @@ pub fn main(a: Args) -> Result<()> {
             model,
             &EngineOptions {
                 context_length: a.ctx,
+                kv_cache,
                 ..Default::default()
             },
         )?),
     };
+    let kv_name = if a.engine == "candle" {
+        "f32"
+    } else {
+        kv_cache.name()
+    };
     eprintln!(
-        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}{} | {}",
+        "model {} | engine {} | {threads} thread(s) | context {} ({kv_name} KV) | kernels {}{} | {}",
         a.model.display(),
         engine.name(),
         engine.context_length(),

@@ -428,10 +428,24 @@ fn chat_at_temperature_zero_is_deterministic() {
     assert!(!stdout(&a).trim().is_empty());
     assert_eq!(stdout(&a), stdout(&b));
     assert!(stderr(&a).contains("tok/s"), "{}", stderr(&a));
+    assert!(stderr(&a).contains("(f16 KV)"), "{}", stderr(&a));
+    // An f32 cache: the same kind of answer (the rounding is 1e-3 of the logits), its own
+    // header.
+    let mut f32_args = args.to_vec();
+    f32_args.extend(["--kv-cache", "f32"]);
+    let c = edgeai(&f32_args);
+    assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
+    assert!(stderr(&c).contains("(f32 KV)"), "{}", stderr(&c));
+    assert!(!stdout(&c).trim().is_empty());
     assert_fails(
         &edgeai(&["chat", s(&model), "--engine", "nope"]),
         2,
         &["nope"],
+    );
+    assert_fails(
+        &edgeai(&["chat", s(&model), "--kv-cache", "q4", "-p", "hi"]),
+        2,
+        &["--kv-cache", "q4", "f16 or f32"],
     );
 }
 

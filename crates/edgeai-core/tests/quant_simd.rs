@@ -547,6 +547,29 @@ proptest! {
             prop_assert_eq!(bits(&s), bits(&s0), "scores on {}", p);
             prop_assert_eq!(bits(&out), bits(&o0), "weighted sum on {}", p);
         }
+        // Half-precision keys / values (an f16 KV cache): the f32 kernels on the widened
+        // values, bit for bit, on every path.
+        let kh: Vec<f16> = k.iter().map(|&v| f16::from_f32(v)).collect();
+        let kw: Vec<f32> = kh.iter().map(|v| v.to_f32()).collect();
+        let run16 = |p: &VectorPath| {
+            let mut s = vec![0f32; m * nk];
+            p.scores_f16(Strided::new(&q, m, hd, st), Strided::new(&kh, nk, hd, st), &mut StridedMut::new(&mut s, m, nk, nk));
+            let mut out = o.clone();
+            p.weighted_sum_f16(Strided::new(&w, m, nk, nk), Strided::new(&kh, nk, hd, st), &mut StridedMut::new(&mut out, m, hd, hd));
+            (s, out)
+        };
+        let (sw, ow) = {
+            let mut s = vec![0f32; m * nk];
+            scalar.scores(Strided::new(&q, m, hd, st), Strided::new(&kw, nk, hd, st), &mut StridedMut::new(&mut s, m, nk, nk));
+            let mut out = o.clone();
+            scalar.weighted_sum(Strided::new(&w, m, nk, nk), Strided::new(&kw, nk, hd, st), &mut StridedMut::new(&mut out, m, hd, hd));
+            (s, out)
+        };
+        for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+            let (s, out) = run16(&VectorPath::new(p).unwrap());
+            prop_assert_eq!(bits(&s), bits(&sw), "f16 scores on {}", p);
+            prop_assert_eq!(bits(&out), bits(&ow), "f16 weighted sum on {}", p);
+        }
     }
 
     /// Softmax, GeGLU, SwiGLU, exp and dot on every path equal the scalar twin bit for bit.

@@ -37,7 +37,7 @@ use std::sync::Arc;
 
 pub use chat::{ChatTemplate, Message, Role};
 pub use decoder::{
-    Architecture, DecoderConfig, DecoderEngine, DecoderModel, EngineOptions, Packing,
+    Architecture, DecoderConfig, DecoderEngine, DecoderModel, EngineOptions, KvCacheType, Packing,
 };
 pub use engine::LanguageModel;
 pub use error::{Error, Result};

@@ -41,6 +41,8 @@
 
 #![allow(clippy::needless_range_loop)] // index loops over lanes are what vectorizes
 
+use half::f16;
+
 use super::dispatch;
 use super::KernelPath;
 use crate::Result;
@@ -48,21 +50,29 @@ use crate::Result;
 /// Lanes (independent partial sums) of every kernel here.
 const L: usize = 16;
 
-/// `count` rows of `len` values, row `i` at `data[i * stride..][..len]`.
-#[derive(Clone, Copy, Debug)]
-pub struct Strided<'a> {
-    data: &'a [f32],
+/// `count` rows of `len` values, row `i` at `data[i * stride..][..len]` (`T`: `f32`, or
+/// [`f16`] for a half-precision KV cache).
+#[derive(Debug)]
+pub struct Strided<'a, T = f32> {
+    data: &'a [T],
     count: usize,
     len: usize,
     stride: usize,
 }
 
-impl<'a> Strided<'a> {
+impl<T> Clone for Strided<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Strided<'_, T> {}
+
+impl<'a, T> Strided<'a, T> {
     /// `count` rows of `len` values `stride` apart in `data`.
     ///
     /// # Panics
     /// If `len > stride` (with more than one row) or `data` is too short for the rows.
-    pub fn new(data: &'a [f32], count: usize, len: usize, stride: usize) -> Self {
+    pub fn new(data: &'a [T], count: usize, len: usize, stride: usize) -> Self {
         assert!(
             count <= 1 || len <= stride,
             "row length {len} > stride {stride}"
@@ -86,7 +96,7 @@ impl<'a> Strided<'a> {
     }
 
     #[inline(always)]
-    fn row(&self, i: usize) -> &'a [f32] {
+    fn row(&self, i: usize) -> &'a [T] {
         &self.data[i * self.stride..i * self.stride + self.len]
     }
 
@@ -160,6 +170,8 @@ pub(crate) struct VectorKernels {
     pub dot: fn(&[f32], &[f32]) -> f32,
     pub scores: fn(Strided<'_>, Strided<'_>, &mut StridedMut<'_>),
     pub weighted_sum: fn(Strided<'_>, Strided<'_>, &mut StridedMut<'_>),
+    pub scores_f16: fn(Strided<'_>, Strided<'_, f16>, &mut StridedMut<'_>),
+    pub weighted_sum_f16: fn(Strided<'_>, Strided<'_, f16>, &mut StridedMut<'_>),
     pub softmax: fn(&mut [f32], f32),
     pub gelu_mul: fn(&mut [f32], &[f32]),
     pub silu_mul: fn(&mut [f32], &[f32]),
@@ -176,6 +188,11 @@ trait F32x16: Copy {
     /// # Safety
     /// `p` points to 16 readable values.
     unsafe fn load(p: *const f32) -> Self;
+    /// 16 halves, widened (exactly).
+    ///
+    /// # Safety
+    /// `p` points to 16 readable values.
+    unsafe fn load_f16(p: *const f16) -> Self;
     /// # Safety
     /// `p` points to 16 writable values.
     unsafe fn store(self, p: *mut f32);
@@ -199,6 +216,12 @@ impl F32x16 for Scalar16 {
     unsafe fn load(p: *const f32) -> Self {
         // SAFETY: the caller guarantees 16 readable values.
         Scalar16(unsafe { std::ptr::read_unaligned(p as *const [f32; L]) })
+    }
+    #[inline(always)]
+    unsafe fn load_f16(p: *const f16) -> Self {
+        // SAFETY: the caller guarantees 16 readable values.
+        let h = unsafe { std::ptr::read_unaligned(p as *const [f16; L]) };
+        Scalar16(h.map(f16::to_f32))
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -230,6 +253,7 @@ impl F32x16 for Scalar16 {
 #[cfg(target_arch = "x86_64")]
 mod x86_lanes {
     use super::F32x16;
+    use half::f16;
     use std::arch::x86_64::*;
 
     /// 16 lanes as two AVX registers (lanes 0-7, 8-15).
@@ -257,6 +281,17 @@ mod x86_lanes {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn load(p: *const f32) -> Self {
             unsafe { Avx2x2(_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn load_f16(p: *const f16) -> Self {
+            unsafe {
+                let h = _mm256_loadu_si256(p as *const __m256i);
+                Avx2x2(
+                    _mm256_cvtph_ps(_mm256_castsi256_si128(h)),
+                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h)),
+                )
+            }
         }
         #[inline]
         #[target_feature(enable = "avx2,fma")]
@@ -302,6 +337,11 @@ mod x86_lanes {
             unsafe { Avx512(_mm512_loadu_ps(p)) }
         }
         #[inline]
+        #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+        unsafe fn load_f16(p: *const f16) -> Self {
+            unsafe { Avx512(_mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))) }
+        }
+        #[inline]
         #[target_feature(enable = "avx512f,avx2,fma")]
         unsafe fn store(self, p: *mut f32) {
             unsafe { _mm512_storeu_ps(p, self.0) }
@@ -329,7 +369,26 @@ mod x86_lanes {
 #[cfg(target_arch = "aarch64")]
 mod neon_lanes {
     use super::F32x16;
+    use half::f16;
     use std::arch::aarch64::*;
+
+    /// Four halves to four floats with `fcvtl` (base ARMv8 AdvSIMD; the intrinsic's
+    /// `float16x4_t` type is not stable Rust).
+    #[inline(always)]
+    unsafe fn cvt4(p: *const f16) -> float32x4_t {
+        // SAFETY: the caller guarantees 4 readable values; `fcvtl` only reads its register.
+        unsafe {
+            let h = vld1_u16(p as *const u16);
+            let r: float32x4_t;
+            std::arch::asm!(
+                "fcvtl {0:v}.4s, {1:v}.4h",
+                out(vreg) r,
+                in(vreg) h,
+                options(pure, nomem, nostack)
+            );
+            r
+        }
+    }
 
     /// 16 lanes as four NEON registers (lanes 0-3, 4-7, 8-11, 12-15).
     #[derive(Clone, Copy)]
@@ -352,6 +411,10 @@ mod neon_lanes {
                     vld1q_f32(p.add(12)),
                 ])
             }
+        }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const f16) -> Self {
+            unsafe { Neon4([cvt4(p), cvt4(p.add(4)), cvt4(p.add(8)), cvt4(p.add(12))]) }
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
@@ -387,15 +450,49 @@ mod neon_lanes {
     }
 }
 
+/// An element type of the keys and values: `f32` or `f16`.
+trait Elem: Copy {
+    /// # Safety
+    /// `p` points to 16 readable values; `V`'s target features are available.
+    unsafe fn load<V: F32x16>(p: *const Self) -> V;
+    fn to_f32(self) -> f32;
+}
+
+impl Elem for f32 {
+    #[inline(always)]
+    unsafe fn load<V: F32x16>(p: *const Self) -> V {
+        // SAFETY: the caller's contract.
+        unsafe { V::load(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+}
+
+impl Elem for f16 {
+    #[inline(always)]
+    unsafe fn load<V: F32x16>(p: *const Self) -> V {
+        // SAFETY: the caller's contract.
+        unsafe { V::load_f16(p) }
+    }
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+}
+
 /// The portable bodies, inlined into every path's entry points (generic over the lanes).
 mod body {
-    use super::{F32x16, Strided, StridedMut, L};
+    use super::{Elem, F32x16, Strided, StridedMut, L};
 
-    /// Up to 16 values, zero-padded to 16 lanes.
+    /// Up to 16 values, widened and zero-padded to 16 lanes.
     #[inline(always)]
-    fn padded(x: &[f32]) -> [f32; L] {
+    fn padded<E: Elem>(x: &[E]) -> [f32; L] {
         let mut p = [0f32; L];
-        p[..x.len()].copy_from_slice(x);
+        for (p, &v) in p.iter_mut().zip(x) {
+            *p = v.to_f32();
+        }
         p
     }
 
@@ -404,7 +501,7 @@ mod body {
     /// # Safety
     /// `V`'s target features are available.
     #[inline(always)]
-    pub unsafe fn dot<V: F32x16>(a: &[f32], b: &[f32]) -> f32 {
+    pub unsafe fn dot<V: F32x16, A: Elem, B: Elem>(a: &[A], b: &[B]) -> f32 {
         let n = a.len().min(b.len());
         let full = n / L * L;
         // SAFETY: every load reads 16 values at c < full <= n of both slices, or a padded
@@ -413,7 +510,10 @@ mod body {
             let mut acc = V::zero();
             let mut c = 0;
             while c < full {
-                acc = acc.fma(V::load(a.as_ptr().add(c)), V::load(b.as_ptr().add(c)));
+                acc = acc.fma(
+                    A::load::<V>(a.as_ptr().add(c)),
+                    B::load::<V>(b.as_ptr().add(c)),
+                );
                 c += L;
             }
             let (x, y) = (padded(&a[full..n]), padded(&b[full..n]));
@@ -427,7 +527,7 @@ mod body {
     /// # Safety
     /// `V`'s target features are available.
     #[inline(always)]
-    pub unsafe fn dot4<V: F32x16>(a: [&[f32]; 4], b: &[f32]) -> [f32; 4] {
+    pub unsafe fn dot4<V: F32x16, A: Elem, B: Elem>(a: [&[A]; 4], b: &[B]) -> [f32; 4] {
         let n = b.len();
         let a = a.map(|r| &r[..n]);
         let full = n / L * L;
@@ -436,9 +536,9 @@ mod body {
             let mut s = [V::zero(); 4];
             let mut c = 0;
             while c < full {
-                let y = V::load(b.as_ptr().add(c));
+                let y = B::load::<V>(b.as_ptr().add(c));
                 for t in 0..4 {
-                    s[t] = s[t].fma(V::load(a[t].as_ptr().add(c)), y);
+                    s[t] = s[t].fma(A::load::<V>(a[t].as_ptr().add(c)), y);
                 }
                 c += L;
             }
@@ -454,7 +554,11 @@ mod body {
     /// # Safety
     /// `V`'s target features are available.
     #[inline(always)]
-    pub unsafe fn scores<V: F32x16>(q: Strided<'_>, k: Strided<'_>, out: &mut StridedMut<'_>) {
+    pub unsafe fn scores<V: F32x16, K: Elem>(
+        q: Strided<'_>,
+        k: Strided<'_, K>,
+        out: &mut StridedMut<'_>,
+    ) {
         assert_eq!(q.len, k.len, "query and key widths");
         assert!(
             out.count >= q.count && out.len >= k.count,
@@ -466,7 +570,7 @@ mod body {
             while i + 4 <= q.count {
                 let qs = [q.row(i), q.row(i + 1), q.row(i + 2), q.row(i + 3)];
                 for j in 0..k.count {
-                    let d = dot4::<V>(qs, k.row(j));
+                    let d = dot4::<V, f32, K>(qs, k.row(j));
                     for t in 0..4 {
                         *out.at(i + t, j) = d[t];
                     }
@@ -478,14 +582,15 @@ mod body {
                 let mut j = 0;
                 while j + 4 <= k.count {
                     // a * b == b * a, so this is dot(qi, k_j) in dot4's order.
-                    let d = dot4::<V>([k.row(j), k.row(j + 1), k.row(j + 2), k.row(j + 3)], qi);
+                    let d =
+                        dot4::<V, K, f32>([k.row(j), k.row(j + 1), k.row(j + 2), k.row(j + 3)], qi);
                     for t in 0..4 {
                         *out.at(i, j + t) = d[t];
                     }
                     j += 4;
                 }
                 while j < k.count {
-                    *out.at(i, j) = dot::<V>(qi, k.row(j));
+                    *out.at(i, j) = dot::<V, K, f32>(k.row(j), qi);
                     j += 1;
                 }
                 i += 1;
@@ -496,9 +601,9 @@ mod body {
     /// # Safety
     /// `V`'s target features are available.
     #[inline(always)]
-    pub unsafe fn weighted_sum<V: F32x16>(
+    pub unsafe fn weighted_sum<V: F32x16, K: Elem>(
         w: Strided<'_>,
-        v: Strided<'_>,
+        v: Strided<'_, K>,
         out: &mut StridedMut<'_>,
     ) {
         assert_eq!(w.len, v.count, "weights per row and value rows");
@@ -510,11 +615,11 @@ mod body {
         // SAFETY: the caller's contract.
         unsafe {
             while i + 4 <= w.count {
-                weighted::<V, 4>(w, v, out, i);
+                weighted::<V, K, 4>(w, v, out, i);
                 i += 4;
             }
             while i < w.count {
-                weighted::<V, 1>(w, v, out, i);
+                weighted::<V, K, 1>(w, v, out, i);
                 i += 1;
             }
         }
@@ -526,9 +631,9 @@ mod body {
     /// # Safety
     /// `V`'s target features are available.
     #[inline(always)]
-    unsafe fn weighted<V: F32x16, const M: usize>(
+    unsafe fn weighted<V: F32x16, K: Elem, const M: usize>(
         w: Strided<'_>,
-        v: Strided<'_>,
+        v: Strided<'_, K>,
         out: &mut StridedMut<'_>,
         i: usize,
     ) {
@@ -543,7 +648,7 @@ mod body {
                 let mut acc: [V; M] =
                     std::array::from_fn(|t| V::load(out.chunk(i + t, c).as_ptr()));
                 for j in 0..nk {
-                    let vj = V::load(v.row(j)[c..c + L].as_ptr());
+                    let vj = K::load::<V>(v.row(j)[c..c + L].as_ptr());
                     for t in 0..M {
                         acc[t] = acc[t].fma(V::splat(ws[t][j]), vj);
                     }
@@ -558,7 +663,7 @@ mod body {
             for e in full..hd {
                 let mut a = *out.at(i + t, e);
                 for j in 0..nk {
-                    a = ws[t][j].mul_add(v.row(j)[e], a);
+                    a = ws[t][j].mul_add(v.row(j)[e].to_f32(), a);
                 }
                 *out.at(i + t, e) = a;
             }
@@ -691,16 +796,23 @@ mod body {
 /// The baseline build of the bodies: the scalar twin (and, on aarch64, the NEON path).
 mod portable {
     use super::{body, Scalar16, Strided, StridedMut};
+    use half::f16;
 
     // SAFETY (the three lane kernels): `Scalar16` needs no target feature.
     pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-        unsafe { body::dot::<Scalar16>(a, b) }
+        unsafe { body::dot::<Scalar16, f32, f32>(a, b) }
     }
     pub fn scores(q: Strided<'_>, k: Strided<'_>, out: &mut StridedMut<'_>) {
-        unsafe { body::scores::<Scalar16>(q, k, out) }
+        unsafe { body::scores::<Scalar16, f32>(q, k, out) }
     }
     pub fn weighted_sum(w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
-        unsafe { body::weighted_sum::<Scalar16>(w, v, out) }
+        unsafe { body::weighted_sum::<Scalar16, f32>(w, v, out) }
+    }
+    pub fn scores_f16(q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        unsafe { body::scores::<Scalar16, f16>(q, k, out) }
+    }
+    pub fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        unsafe { body::weighted_sum::<Scalar16, f16>(w, v, out) }
     }
     pub fn softmax(s: &mut [f32], scale: f32) {
         body::softmax(s, scale)
@@ -722,22 +834,31 @@ mod portable {
 pub(crate) mod neon {
     use super::neon_lanes::Neon4;
     use super::{body, portable, Strided, StridedMut, VectorKernels};
+    use half::f16;
 
     // SAFETY (all three): NEON is part of the aarch64 baseline.
     fn dot(a: &[f32], b: &[f32]) -> f32 {
-        unsafe { body::dot::<Neon4>(a, b) }
+        unsafe { body::dot::<Neon4, f32, f32>(a, b) }
     }
     fn scores(q: Strided<'_>, k: Strided<'_>, out: &mut StridedMut<'_>) {
-        unsafe { body::scores::<Neon4>(q, k, out) }
+        unsafe { body::scores::<Neon4, f32>(q, k, out) }
     }
     fn weighted_sum(w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
-        unsafe { body::weighted_sum::<Neon4>(w, v, out) }
+        unsafe { body::weighted_sum::<Neon4, f32>(w, v, out) }
+    }
+    fn scores_f16(q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        unsafe { body::scores::<Neon4, f16>(q, k, out) }
+    }
+    fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        unsafe { body::weighted_sum::<Neon4, f16>(w, v, out) }
     }
 
     pub(crate) static TABLE: VectorKernels = VectorKernels {
         dot,
         scores,
         weighted_sum,
+        scores_f16,
+        weighted_sum_f16,
         softmax: portable::softmax,
         gelu_mul: portable::gelu_mul,
         silu_mul: portable::silu_mul,
@@ -749,6 +870,8 @@ pub(crate) static PORTABLE: VectorKernels = VectorKernels {
     dot: portable::dot,
     scores: portable::scores,
     weighted_sum: portable::weighted_sum,
+    scores_f16: portable::scores_f16,
+    weighted_sum_f16: portable::weighted_sum_f16,
     softmax: portable::softmax,
     gelu_mul: portable::gelu_mul,
     silu_mul: portable::silu_mul,
@@ -763,18 +886,31 @@ macro_rules! x86_build {
         pub(crate) mod $name {
             use super::super::x86_lanes::*;
             use super::super::{body, Strided, StridedMut, VectorKernels};
+            use half::f16;
 
             #[target_feature(enable = $feat)]
             unsafe fn dot_t(a: &[f32], b: &[f32]) -> f32 {
-                unsafe { body::dot::<$lanes>(a, b) }
+                unsafe { body::dot::<$lanes, f32, f32>(a, b) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn scores_t(q: Strided<'_>, k: Strided<'_>, out: &mut StridedMut<'_>) {
-                unsafe { body::scores::<$lanes>(q, k, out) }
+                unsafe { body::scores::<$lanes, f32>(q, k, out) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn weighted_sum_t(w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
-                unsafe { body::weighted_sum::<$lanes>(w, v, out) }
+                unsafe { body::weighted_sum::<$lanes, f32>(w, v, out) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn scores_f16_t(q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+                unsafe { body::scores::<$lanes, f16>(q, k, out) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn weighted_sum_f16_t(
+                w: Strided<'_>,
+                v: Strided<'_, f16>,
+                out: &mut StridedMut<'_>,
+            ) {
+                unsafe { body::weighted_sum::<$lanes, f16>(w, v, out) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn softmax_t(s: &mut [f32], scale: f32) {
@@ -805,6 +941,12 @@ macro_rules! x86_build {
             fn weighted_sum(w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
                 unsafe { weighted_sum_t(w, v, out) }
             }
+            fn scores_f16(q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+                unsafe { scores_f16_t(q, k, out) }
+            }
+            fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+                unsafe { weighted_sum_f16_t(w, v, out) }
+            }
             fn softmax(s: &mut [f32], scale: f32) {
                 unsafe { softmax_t(s, scale) }
             }
@@ -822,6 +964,8 @@ macro_rules! x86_build {
                 dot,
                 scores,
                 weighted_sum,
+                scores_f16,
+                weighted_sum_f16,
                 softmax,
                 gelu_mul,
                 silu_mul,
@@ -833,8 +977,8 @@ macro_rules! x86_build {
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
-    x86_build!(avx2, Avx2x2, "avx2,fma");
-    x86_build!(avx512, Avx512, "avx512f,avx512bw,avx512vl,avx2,fma");
+    x86_build!(avx2, Avx2x2, "avx2,fma,f16c");
+    x86_build!(avx512, Avx512, "avx512f,avx512bw,avx512vl,avx2,fma,f16c");
 }
 
 fn table() -> &'static VectorKernels {
@@ -868,6 +1012,22 @@ pub fn scores(q: Strided<'_>, k: Strided<'_>, out: &mut StridedMut<'_>) {
 /// `w.count()` rows of `v.len()` values.
 pub fn weighted_sum(w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
     (table().weighted_sum)(w, v, out)
+}
+
+/// [`scores`] against half-precision keys (a KV cache in `f16`; widened exactly).
+///
+/// # Panics
+/// As [`scores`].
+pub fn scores_f16(q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+    (table().scores_f16)(q, k, out)
+}
+
+/// [`weighted_sum`] of half-precision values (widened exactly).
+///
+/// # Panics
+/// As [`weighted_sum`].
+pub fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+    (table().weighted_sum_f16)(w, v, out)
 }
 
 /// In place: `s = softmax(s * scale)` (max-subtracted; `-inf` entries get weight 0).
@@ -918,6 +1078,14 @@ impl VectorPath {
     /// [`weighted_sum`] on this path.
     pub fn weighted_sum(&self, w: Strided<'_>, v: Strided<'_>, out: &mut StridedMut<'_>) {
         (self.0.weighted_sum)(w, v, out)
+    }
+    /// [`scores_f16`] on this path.
+    pub fn scores_f16(&self, q: Strided<'_>, k: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        (self.0.scores_f16)(q, k, out)
+    }
+    /// [`weighted_sum_f16`] on this path.
+    pub fn weighted_sum_f16(&self, w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
+        (self.0.weighted_sum_f16)(w, v, out)
     }
     /// [`softmax`] on this path.
     pub fn softmax(&self, s: &mut [f32], scale: f32) {
