@@ -421,8 +421,8 @@ impl DecoderModel {
         (heap, file)
     }
 
-    /// Loads from a parsed GGUF. Where `packing` packs ([`Packing::packs`]), every matrix that
-    /// [`PackedMatrix::supports`] is copied once into the row-interleaved layout (faster
+    /// Loads from a parsed GGUF. Every matrix `packing` selects ([`Packing::packs_matrix`])
+    /// is copied once into the row-interleaved layout (faster
     /// matrix-vector products on every SIMD path, see BENCHMARKS.md; the NEON kernels are
     /// verified under qemu but not yet timed on ARM; on the scalar path the packed form runs
     /// its slower scalar twin, so leave it off there) and the map's pages of those matrices
@@ -515,7 +515,7 @@ impl DecoderModel {
             packed: Vec::new(),
         };
         if pack {
-            model.pack()?;
+            model.pack(packing)?;
         }
         let (gguf, cfg) = (&model.gguf, &model.cfg);
         tracing::info!(
@@ -534,10 +534,10 @@ impl DecoderModel {
     /// Repacks every supported matrix and releases its pages of the map (the token
     /// embedding's too when it is only the tied output: lookups fault the few rows they read
     /// back in).
-    fn pack(&mut self) -> Result<()> {
+    fn pack(&mut self, packing: Packing) -> Result<()> {
         let mut packed = Vec::new();
         let mut one = |w: &mut QWeight, gguf: &GgufFile| -> Result<()> {
-            if w.packed.is_none() && PackedMatrix::supports(w.ty, w.rows, w.cols) {
+            if w.packed.is_none() && packing.packs_matrix(w.ty, w.rows, w.cols) {
                 let bytes = gguf
                     .bytes()
                     .get(w.start..w.start + w.len)
@@ -625,7 +625,13 @@ impl DecoderModel {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Packing {
     /// Pack where the current kernel path has packed kernels
-    /// ([`quant::packed_kernels_available`]): every SIMD path.
+    /// ([`quant::packed_kernels_available`]): every SIMD path. On x86-64, where both layouts
+    /// are timed (BENCHMARKS.md), every supported matrix, Q5_0 widened to Q8_0 (faster
+    /// despite 55 % more bytes). On aarch64, where the packed kernels are verified under
+    /// qemu but cannot be timed here, only the matrices whose packed form streams no more
+    /// bytes than the file's (Q8_0, Q4_0, Q4_1: the same bytes; counted per token by
+    /// `examples/token_counts.rs`, see BENCHMARKS.md); Q4_K (+2.8 %) and Q5_0 (+55 %) stay
+    /// in the map. See [`Packing::packs_matrix`].
     #[default]
     Auto,
     /// Keep every matrix in the GGUF map (row-major kernels).
@@ -641,6 +647,22 @@ impl Packing {
             Self::Auto => quant::packed_kernels_available(),
             Self::Never => false,
             Self::Always => true,
+        }
+    }
+
+    /// Whether this policy packs a `rows x cols` matrix of `ty` on the current kernel path.
+    pub fn packs_matrix(self, ty: GgmlType, rows: usize, cols: usize) -> bool {
+        let Some(packed) = PackedMatrix::packed_size(ty, rows, cols) else {
+            return false;
+        };
+        match self {
+            Self::Never => false,
+            Self::Always => true,
+            Self::Auto => {
+                self.packs()
+                    && (!cfg!(target_arch = "aarch64")
+                        || ty.row_bytes(cols).is_ok_and(|b| packed <= b * rows))
+            }
         }
     }
 
@@ -1345,6 +1367,32 @@ impl LanguageModel for DecoderEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auto_packs_where_the_packed_layout_is_timed_or_reads_no_more_bytes() {
+        use GgmlType::*;
+        let (r, c) = (64, 512);
+        for ty in [Q8_0, Q4_0, Q4_1, Q4K, Q5_0] {
+            assert!(Packing::Always.packs_matrix(ty, r, c), "{ty}");
+            assert!(!Packing::Never.packs_matrix(ty, r, c), "{ty}");
+            let same_bytes =
+                PackedMatrix::packed_size(ty, r, c).unwrap() == ty.row_bytes(c).unwrap() * r;
+            assert_eq!(same_bytes, matches!(ty, Q8_0 | Q4_0 | Q4_1), "{ty}");
+            let auto = Packing::Auto.packs_matrix(ty, r, c);
+            if !quant::packed_kernels_available() {
+                assert!(!auto, "{ty}");
+            } else if cfg!(target_arch = "aarch64") {
+                assert_eq!(auto, same_bytes, "{ty}");
+            } else {
+                assert!(auto, "{ty}");
+            }
+        }
+        // Unsupported types and shapes are never packed.
+        for p in [Packing::Auto, Packing::Always] {
+            assert!(!p.packs_matrix(Q6K, r, c));
+            assert!(!p.packs_matrix(Q8_0, r + 1, c));
+        }
+    }
 
     #[test]
     fn rope_rotates_consecutive_pairs() {

@@ -33,6 +33,7 @@
 //! ```
 
 mod blocks;
+pub mod counters;
 mod dispatch;
 pub mod int8;
 #[cfg(target_arch = "aarch64")]
@@ -455,6 +456,7 @@ impl<'a> QMatrix<'a> {
             y.fill(0.0);
             return Ok(());
         }
+        counters::product(self.data.len());
         let work = rows.saturating_mul(cols).saturating_mul(n);
         let out = threads::OutPtr::new(y);
         let rb = self.row_bytes;

@@ -148,6 +148,22 @@ impl PackedMatrix {
             && cols.is_multiple_of(ty.block_len())
     }
 
+    /// Bytes a packed `rows x cols` matrix of `ty` holds (`None` where
+    /// [`PackedMatrix::supports`] is false): the file's size for Q8_0, Q4_0 and Q4_1 (the
+    /// same bytes, interleaved), 2.8 % more for Q4_K (its 6-bit scales and mins unpacked to
+    /// bytes), 55 % more for Q5_0 (widened to Q8_0's layout).
+    ///
+    /// ```
+    /// use edgeai_core::quant::{GgmlType, PackedMatrix};
+    /// let file = GgmlType::Q4_1.row_bytes(256).unwrap() * 32;
+    /// assert_eq!(PackedMatrix::packed_size(GgmlType::Q4_1, 32, 256), Some(file));
+    /// assert_eq!(PackedMatrix::packed_size(GgmlType::Q6K, 32, 256), None);
+    /// ```
+    pub fn packed_size(ty: GgmlType, rows: usize, cols: usize) -> Option<usize> {
+        Self::supports(ty, rows, cols)
+            .then(|| (rows / TILE) * (cols / ty.block_len()) * tile_block_bytes(ty).unwrap_or(0))
+    }
+
     /// Repacks `m` (an error if [`PackedMatrix::supports`] is false for its type and shape).
     pub fn pack(m: &QMatrix<'_>) -> Result<Self> {
         Self::pack_releasing(m, |_| {})
@@ -294,6 +310,7 @@ impl PackedMatrix {
         if n == 0 {
             return Ok(());
         }
+        super::counters::product(self.data.len());
         let ntiles = rows / TILE;
         // These kernels are fast: split a call over threads only when it is long enough to
         // repay waking them (~4M multiply-adds, tens of microseconds on one core).

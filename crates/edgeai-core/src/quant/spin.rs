@@ -148,6 +148,9 @@ pub(crate) fn run(chunks: usize, helpers: usize, body: &(dyn Fn(usize) + Sync)) 
         }
     }
     let helpers = helpers.min(threads.len());
+    if helpers > 0 {
+        super::counters::job();
+    }
     let epoch = (sh.epoch.load(Ordering::Relaxed) as u32).wrapping_add(1);
     // SAFETY (lifetime erasure): `body` is only called for chunks of `epoch`, and this
     // function returns only after all of them are done (`done == chunks` below), also when
