@@ -544,10 +544,15 @@ mod body {
             }
             let y = padded(&b[full..]);
             let y = V::load(y.as_ptr());
-            std::array::from_fn(|t| {
+            // Loops, not `array::from_fn`: a closure does not inherit the kernel's target
+            // features, so its intrinsics became out-of-line calls (6 % of a SmolLM2 decode
+            // in `perf`, through the one-query scores of f16 keys).
+            let mut d = [0f32; 4];
+            for t in 0..4 {
                 let x = padded(&a[t][full..]);
-                s[t].fma(V::load(x.as_ptr()), y).hsum()
-            })
+                d[t] = s[t].fma(V::load(x.as_ptr()), y).hsum();
+            }
+            d
         }
     }
 
@@ -645,8 +650,11 @@ mod body {
         unsafe {
             let mut c = 0;
             while c < full {
-                let mut acc: [V; M] =
-                    std::array::from_fn(|t| V::load(out.chunk(i + t, c).as_ptr()));
+                // A loop, not `array::from_fn` (see `dot4`).
+                let mut acc = [V::zero(); M];
+                for (t, a) in acc.iter_mut().enumerate() {
+                    *a = V::load(out.chunk(i + t, c).as_ptr());
+                }
                 for j in 0..nk {
                     let vj = K::load::<V>(v.row(j)[c..c + L].as_ptr());
                     for t in 0..M {
