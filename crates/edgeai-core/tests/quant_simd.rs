@@ -316,6 +316,55 @@ proptest! {
         }
     }
 
+    /// Several packed matrices sharing one input (q / k / v, gate / up) as one parallel job
+    /// (`PackedMatrix::matmul_many`): each output equals its own `matmul` bit for bit, for
+    /// any mix of types (Q4_K next to the Q8_0 family runs one after another), one or
+    /// several activations; a wrong output length is an error that writes no output.
+    #[test]
+    fn fused_products_equal_separate_ones(
+        types in proptest::collection::vec(0usize..5, 1..4),
+        tiles in proptest::collection::vec(1usize..4, 3),
+        nblk in 1usize..3, n in 1usize..4,
+        bytes in proptest::collection::vec(any::<u8>(), 64..512),
+        scales in proptest::collection::vec(scale_strategy(), 1..8),
+        seed_x in activation_strategy(3 * 2 * 256),
+    ) {
+        let all = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0];
+        let cols = 256 * nblk;
+        let ms: Vec<PackedMatrix> = types.iter().zip(&tiles).map(|(&t, &k)| {
+            let (ty, rows) = (all[t], k * packed::TILE);
+            let data = weights(ty, rows, cols, &bytes, &scales, &[]);
+            PackedMatrix::pack(&QMatrix::new(ty, rows, cols, &data).unwrap()).unwrap()
+        }).collect();
+        let x = &seed_x[..n * cols];
+        let mut s = Scratch::new();
+        let want: Vec<Vec<f32>> = ms.iter().map(|m| {
+            let mut y = vec![0f32; n * m.rows()];
+            m.matmul(x, n, &mut y, &mut s).unwrap();
+            y
+        }).collect();
+        let mut got: Vec<Vec<f32>> = ms.iter().map(|m| vec![f32::NAN; n * m.rows()]).collect();
+        let mut parts: Vec<(&PackedMatrix, &mut [f32])> =
+            ms.iter().zip(got.iter_mut()).map(|(m, y)| (m, &mut y[..])).collect();
+        PackedMatrix::matmul_many(&mut parts, x, n, &mut s).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "matrix {} {:?}", i, types);
+        }
+        let mut short = vec![0f32; n * ms[0].rows() - 1];
+        let mut parts: Vec<(&PackedMatrix, &mut [f32])> = vec![(&ms[0], &mut short[..])];
+        if ms.len() > 1 {
+            parts.insert(0, (&ms[1], &mut got[1][..]));
+        }
+        if ms.len() > 1 {
+            parts[0].1.fill(f32::NAN);
+        }
+        prop_assert!(PackedMatrix::matmul_many(&mut parts, x, n, &mut s).is_err());
+        if ms.len() > 1 {
+            prop_assert!(parts[0].1.iter().all(|v| v.is_nan()), "written before the error");
+        }
+    }
+
     /// Every path's activation quantizers give exactly the bytes of ggml's reference
     /// rounding: random data, ties (`k / 2` after scaling), both signs of the largest
     /// magnitude, subnormals, zeros, and NaN / infinity / f32::MAX (left to the scalar code).

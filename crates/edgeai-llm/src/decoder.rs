@@ -577,6 +577,37 @@ impl DecoderModel {
         Ok(())
     }
 
+    /// `y_i = W_i x` for weights that share the input (q / k / v, gate / up): one parallel
+    /// job where all are packed ([`PackedMatrix::matmul_many`]: one hand-off to the kernel
+    /// threads, the input quantized once), else one product each.
+    fn matmul_shared(
+        &self,
+        parts: &mut [(&QWeight, &mut [f32])],
+        x: &[f32],
+        n: usize,
+        sc: &mut Scratch,
+    ) -> Result<()> {
+        let packed: Option<Vec<&PackedMatrix>> = parts
+            .iter()
+            .map(|(w, _)| w.packed.and_then(|i| self.packed.get(i)))
+            .collect();
+        match packed {
+            Some(ms) => {
+                let mut ps: Vec<(&PackedMatrix, &mut [f32])> = ms
+                    .into_iter()
+                    .zip(parts.iter_mut().map(|(_, y)| &mut **y))
+                    .collect();
+                PackedMatrix::matmul_many(&mut ps, x, n, sc)?;
+            }
+            None => {
+                for (w, y) in parts.iter_mut() {
+                    self.matmul(w, x, n, y, sc)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `y = W x` for `n` rows of `x`, on the packed copy when there is one.
     fn matmul(
         &self,
@@ -1165,9 +1196,16 @@ impl DecoderEngine {
                 rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.attn_norm, c.rms_eps);
             }
             let xb = &b.xb[..n * dim];
-            mm(&layer.wq, xb, &mut b.q[..n * qd], sc)?;
-            mm(&layer.wk, xb, &mut b.k[..n * kv_dim], sc)?;
-            mm(&layer.wv, xb, &mut b.v[..n * kv_dim], sc)?;
+            model.matmul_shared(
+                &mut [
+                    (&layer.wq, &mut b.q[..n * qd]),
+                    (&layer.wk, &mut b.k[..n * kv_dim]),
+                    (&layer.wv, &mut b.v[..n * kv_dim]),
+                ],
+                xb,
+                n,
+                sc,
+            )?;
             for i in 0..n {
                 let p = pos0 + i;
                 let (qi, ki) = (
@@ -1242,8 +1280,15 @@ impl DecoderEngine {
                 rmsnorm(&mut b.xb[r.clone()], &b.x[r], &layer.ffn_norm, c.rms_eps);
             }
             let xb = &b.xb[..n * dim];
-            mm(&layer.w_gate, xb, &mut b.hb[..n * ffn], sc)?;
-            mm(&layer.w_up, xb, &mut b.hb2[..n * ffn], sc)?;
+            model.matmul_shared(
+                &mut [
+                    (&layer.w_gate, &mut b.hb[..n * ffn]),
+                    (&layer.w_up, &mut b.hb2[..n * ffn]),
+                ],
+                xb,
+                n,
+                sc,
+            )?;
             let glu = match c.activation {
                 Activation::Silu => vector::silu_mul,
                 Activation::GeluTanh => vector::gelu_tanh_mul,

@@ -287,16 +287,54 @@ impl PackedMatrix {
         }
     }
 
-    /// Runs on the packed and activation-quantizing kernels of table `k` (the scalar table
-    /// makes this the scalar twin end to end; every quantizer gives the same bytes anyway).
-    fn run(
-        &self,
-        k: &dispatch::Kernels,
+    /// `y_i = W_i x` for matrices that share their input (a layer's q / k / v, its gate and
+    /// up): the input is quantized once and the tiles of all of them form one parallel job,
+    /// one hand-off to the kernel threads instead of one per matrix. Each output equals
+    /// [`matmul`](Self::matmul) of its matrix bit for bit (the same kernels run the same
+    /// tiles). Matrices of different widths, or Q4_K next to the Q8_0 family (different
+    /// activation quantization), run one after another instead. A part whose input or
+    /// output length does not fit is an error before any output is written.
+    ///
+    /// ```
+    /// use edgeai_core::quant::{blocks_as_bytes, quantize_row_q8_0, BlockQ8_0, GgmlType};
+    /// use edgeai_core::quant::{PackedMatrix, QMatrix, Scratch};
+    /// let w: Vec<f32> = (0..32 * 64).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    /// let mut blocks = vec![BlockQ8_0::default(); 32 * 64 / 32];
+    /// quantize_row_q8_0(&w, &mut blocks);
+    /// let m = QMatrix::new(GgmlType::Q8_0, 32, 64, blocks_as_bytes(&blocks)).unwrap();
+    /// let (p, q) = (PackedMatrix::pack(&m).unwrap(), PackedMatrix::pack(&m).unwrap());
+    /// let (x, mut s) = (vec![0.5f32; 64], Scratch::new());
+    /// let (mut a, mut b, mut c) = (vec![0.0; 32], vec![0.0; 32], vec![0.0; 32]);
+    /// PackedMatrix::matmul_many(&mut [(&p, &mut a[..]), (&q, &mut b[..])], &x, 1, &mut s).unwrap();
+    /// p.matvec(&x, &mut c, &mut s).unwrap();
+    /// assert_eq!((a.clone(), b), (c.clone(), c));
+    /// ```
+    pub fn matmul_many(
+        parts: &mut [(&PackedMatrix, &mut [f32])],
         x: &[f32],
         n: usize,
-        y: &mut [f32],
         scratch: &mut Scratch,
     ) -> Result<()> {
+        // Every shape first: an error writes no output.
+        for (m, y) in parts.iter() {
+            m.check(x, n, y)?;
+        }
+        let p = packed_simd_path().unwrap_or(KernelPath::Scalar);
+        let k = dispatch::kernels(p)?;
+        let kind = |m: &PackedMatrix| layout(m.ty) == GgmlType::Q4K;
+        let fusable = parts
+            .windows(2)
+            .all(|w| w[0].0.cols == w[1].0.cols && kind(w[0].0) == kind(w[1].0));
+        if fusable && parts.len() > 1 {
+            return Self::run_many(k, parts, x, n, scratch);
+        }
+        for (m, y) in parts.iter_mut() {
+            m.run(k, x, n, y, scratch)?;
+        }
+        Ok(())
+    }
+
+    fn check(&self, x: &[f32], n: usize, y: &[f32]) -> Result<()> {
         let (rows, cols) = (self.rows, self.cols);
         if Some(x.len()) != n.checked_mul(cols) || Some(y.len()) != n.checked_mul(rows) {
             return Err(Error::Kernel(format!(
@@ -307,23 +345,102 @@ impl PackedMatrix {
                 y.len(),
             )));
         }
+        Ok(())
+    }
+
+    /// Work units (of [`unit_tiles`] tiles) of this matrix.
+    fn units(&self) -> usize {
+        (self.rows / TILE).div_ceil(unit_tiles(self.ty))
+    }
+
+    /// About the multiply-adds of `n` products, scaled to the kernels' speed: a call is
+    /// split over threads only when it is long enough to repay waking them (~4M
+    /// multiply-adds, tens of microseconds on one core).
+    fn work(&self, n: usize) -> usize {
+        self.rows.saturating_mul(self.cols).saturating_mul(n) / 64
+    }
+
+    /// Runs on the packed and activation-quantizing kernels of table `k` (the scalar table
+    /// makes this the scalar twin end to end; every quantizer gives the same bytes anyway).
+    fn run(
+        &self,
+        k: &dispatch::Kernels,
+        x: &[f32],
+        n: usize,
+        y: &mut [f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        self.check(x, n, y)?;
         if n == 0 {
             return Ok(());
         }
         super::counters::product(self.data.len());
-        let ntiles = rows / TILE;
-        // These kernels are fast: split a call over threads only when it is long enough to
-        // repay waking them (~4M multiply-adds, tens of microseconds on one core).
-        let work = rows.saturating_mul(cols).saturating_mul(n) / 64;
         let out = threads::OutPtr::new(y);
-        let tb = self.tile_bytes;
-        // Work unit `u`: tiles 2u and 2u+1 (the last unit may hold one tile).
-        let per_unit = unit_tiles(self.ty);
-        let units = ntiles.div_ceil(per_unit);
-        let tiles = |u: usize| {
-            &self.data[per_unit * u * tb..(per_unit * (u + 1) * tb).min(self.data.len())]
+        let act = Act::quantize(self.ty, k, x, scratch);
+        threads::for_tiles(self.units(), self.work(n), |u| {
+            self.unit(k, u, n, act, &out)
+        });
+        Ok(())
+    }
+
+    /// [`run`](Self::run) of every part as one parallel job (the parts share `cols` and
+    /// the activation kind: [`matmul_many`](Self::matmul_many) checked).
+    fn run_many(
+        k: &dispatch::Kernels,
+        parts: &mut [(&PackedMatrix, &mut [f32])],
+        x: &[f32],
+        n: usize,
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        for (m, y) in parts.iter() {
+            m.check(x, n, y)?;
+        }
+        let Some(ty) = parts.first().map(|p| p.0.ty) else {
+            return Ok(());
         };
-        let emit = |u: usize, t: usize, v: [[f32; TILE]; UNIT]| {
+        if n == 0 {
+            return Ok(());
+        }
+        let (mut units, mut work) = (0, 0usize);
+        for (m, _) in parts.iter() {
+            super::counters::product(m.data.len());
+            units += m.units();
+            work = work.saturating_add(m.work(n));
+        }
+        let outs: Vec<(&PackedMatrix, threads::OutPtr<'_>)> = parts
+            .iter_mut()
+            .map(|(m, y)| (*m, threads::OutPtr::new(y)))
+            .collect();
+        let act = Act::quantize(ty, k, x, scratch);
+        threads::for_tiles(units, work, |mut u| {
+            // The parts' units in order: a linear scan over the few matrices.
+            for (m, out) in &outs {
+                let mu = m.units();
+                if u < mu {
+                    return m.unit(k, u, n, act, out);
+                }
+                u -= mu;
+            }
+        });
+        Ok(())
+    }
+
+    /// Work unit `u` (tiles `per_unit * u` and the next, if any) of `y = W x` for all `n`
+    /// activations, written through `out`.
+    fn unit(
+        &self,
+        k: &dispatch::Kernels,
+        u: usize,
+        n: usize,
+        act: Act<'_>,
+        out: &threads::OutPtr<'_>,
+    ) {
+        let (rows, cols) = (self.rows, self.cols);
+        let ntiles = rows / TILE;
+        let tb = self.tile_bytes;
+        let per_unit = unit_tiles(self.ty);
+        let tiles = &self.data[per_unit * u * tb..(per_unit * (u + 1) * tb).min(self.data.len())];
+        let emit = |t: usize, v: [[f32; TILE]; UNIT]| {
             let k_u = per_unit.min(ntiles - per_unit * u);
             for (k, tile) in v.iter().enumerate().take(k_u) {
                 for (r, &val) in tile.iter().enumerate() {
@@ -331,39 +448,48 @@ impl PackedMatrix {
                 }
             }
         };
-        let tiles_q8 = k.packed_q8.unwrap_or(scalar_tiles_q8_family);
-        let tiles_q4k = k.packed_q4k.unwrap_or(scalar_tiles_q4k);
-        match layout(self.ty) {
-            GgmlType::Q4K => {
-                let act = scratch.quantize_q8k(k, x);
+        match act {
+            Act::Q8K(act) => {
+                let tiles_q4k = k.packed_q4k.unwrap_or(scalar_tiles_q4k);
                 let nb = cols / QK_K;
-                threads::for_tiles(units, work, |u| {
-                    for t in 0..n {
-                        let a = &act[t * nb..(t + 1) * nb];
-                        emit(u, t, tiles_q4k(tiles(u), tb, a));
-                    }
-                });
+                for t in 0..n {
+                    emit(t, tiles_q4k(tiles, tb, &act[t * nb..(t + 1) * nb]));
+                }
             }
-            _ => {
-                let (act, sums, isum) = scratch.quantize_q8_0(k, x);
+            Act::Q8 { act, sums, isum } => {
+                let tiles_q8 = k.packed_q8.unwrap_or(scalar_tiles_q8_family);
                 let (ty, nb) = (layout(self.ty), cols / QK);
-                threads::for_tiles(units, work, |u| {
-                    for t in 0..n {
-                        let r = t * nb..(t + 1) * nb;
-                        let v = tiles_q8(
-                            ty,
-                            tiles(u),
-                            tb,
-                            &act[r.clone()],
-                            &sums[r.clone()],
-                            &isum[r],
-                        );
-                        emit(u, t, v);
-                    }
-                });
+                for t in 0..n {
+                    let r = t * nb..(t + 1) * nb;
+                    let v = tiles_q8(ty, tiles, tb, &act[r.clone()], &sums[r.clone()], &isum[r]);
+                    emit(t, v);
+                }
             }
         }
-        Ok(())
+    }
+}
+
+/// The quantized activations a packed product reads: Q8_K for Q4_K, Q8_0 (with per-block
+/// float and integer sums) for the Q8_0 family.
+#[derive(Clone, Copy)]
+enum Act<'a> {
+    Q8K(&'a [BlockQ8K]),
+    Q8 {
+        act: &'a [BlockQ8_0],
+        sums: &'a [f32],
+        isum: &'a [i32],
+    },
+}
+
+impl<'a> Act<'a> {
+    fn quantize(ty: GgmlType, k: &dispatch::Kernels, x: &[f32], scratch: &'a mut Scratch) -> Self {
+        match layout(ty) {
+            GgmlType::Q4K => Act::Q8K(scratch.quantize_q8k(k, x)),
+            _ => {
+                let (act, sums, isum) = scratch.quantize_q8_0(k, x);
+                Act::Q8 { act, sums, isum }
+            }
+        }
     }
 }
 
