@@ -67,26 +67,30 @@ impl<T> Clone for Strided<'_, T> {
 }
 impl<T> Copy for Strided<'_, T> {}
 
+/// The shape checks of [`Strided::new`] and [`StridedMut::new`].
+fn check_rows(have: usize, count: usize, len: usize, stride: usize) {
+    assert!(
+        count <= 1 || len <= stride,
+        "row length {len} > stride {stride}"
+    );
+    let need = if count == 0 {
+        0
+    } else {
+        (count - 1) * stride + len
+    };
+    assert!(
+        have >= need,
+        "{have} values for {count} rows of {len} at stride {stride}"
+    );
+}
+
 impl<'a, T> Strided<'a, T> {
     /// `count` rows of `len` values `stride` apart in `data`.
     ///
     /// # Panics
     /// If `len > stride` (with more than one row) or `data` is too short for the rows.
     pub fn new(data: &'a [T], count: usize, len: usize, stride: usize) -> Self {
-        assert!(
-            count <= 1 || len <= stride,
-            "row length {len} > stride {stride}"
-        );
-        let need = if count == 0 {
-            0
-        } else {
-            (count - 1) * stride + len
-        };
-        assert!(
-            data.len() >= need,
-            "{} values for {count} rows of {len} at stride {stride}",
-            data.len()
-        );
+        check_rows(data.len(), count, len, stride);
         Self {
             data,
             count,
@@ -131,20 +135,7 @@ impl<'a> StridedMut<'a> {
     /// # Panics
     /// If `len > stride` (with more than one row) or `data` is too short for the rows.
     pub fn new(data: &'a mut [f32], count: usize, len: usize, stride: usize) -> Self {
-        assert!(
-            count <= 1 || len <= stride,
-            "row length {len} > stride {stride}"
-        );
-        let need = if count == 0 {
-            0
-        } else {
-            (count - 1) * stride + len
-        };
-        assert!(
-            data.len() >= need,
-            "{} values for {count} rows of {len} at stride {stride}",
-            data.len()
-        );
+        check_rows(data.len(), count, len, stride);
         Self {
             data,
             count,
