@@ -7,6 +7,8 @@ use edgeai::vision::{
     draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision,
 };
 
+use serde_json::json;
+
 use crate::fail::{Context, Failure, Result};
 use crate::progress;
 
@@ -26,6 +28,10 @@ pub struct Args {
     /// Int8 gallery search with exact re-ranking.
     #[arg(long, global = true)]
     pub int8: bool,
+    /// `identify` and `verify`: print one JSON document (full-precision scores) instead of
+    /// text lines, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
     /// Face detector model (default: models/face/yunet.onnx).
     #[arg(long, global = true, value_name = "ONNX")]
     pub detector: Option<PathBuf>,
@@ -167,18 +173,30 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
     let g = open_gallery(a)?;
     let mut img = open_image(photo)?;
     let faces = rec.analyze(&img)?;
-    if faces.is_empty() {
+    if faces.is_empty() && !a.json {
         println!("{}: no face found", photo.display());
     }
     let mut labels = Vec::new();
+    let mut docs = Vec::new();
     for (i, f) in faces.iter().enumerate() {
         let id = g.identify(&f.embedding, 3)?;
         let b = &f.face.bbox;
         let label = id.to_string();
-        println!(
-            "face {i}: box ({:.0}, {:.0}) {:.0}x{:.0}, detection {:.3}: {label}",
-            b.x, b.y, b.width, b.height, f.face.score
-        );
+        if a.json {
+            docs.push(json!({
+                "box": [b.x, b.y, b.width, b.height],
+                "detection": f.face.score,
+                "identity": id.best().map(|m| m.name.as_str()),
+                "candidates": id.candidates.iter()
+                    .map(|m| json!({"name": m.name, "cosine": m.score}))
+                    .collect::<Vec<_>>(),
+            }));
+        } else {
+            println!(
+                "face {i}: box ({:.0}, {:.0}) {:.0}x{:.0}, detection {:.3}: {label}",
+                b.x, b.y, b.width, b.height, f.face.score
+            );
+        }
         labels.push((f.face, id.best().is_some(), label));
     }
     for (face, known, label) in &labels {
@@ -193,7 +211,17 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
         PathBuf::from(format!("{stem}_annotated.png"))
     });
     img.save(&out)?;
-    println!("annotated image: {}", out.display());
+    if a.json {
+        let doc = json!({
+            "photo": photo.display().to_string(),
+            "threshold": g.config().threshold,
+            "faces": docs,
+            "annotated": out.display().to_string(),
+        });
+        println!("{doc}");
+    } else {
+        println!("annotated image: {}", out.display());
+    }
     Ok(())
 }
 
@@ -209,6 +237,17 @@ fn verify(a: &Args, pa: &Path, pb: &Path) -> Result<()> {
     }
     let threshold = a.threshold.unwrap_or(GalleryConfig::default().threshold);
     let v = edgeai::vision::verify(&emb[0], &emb[1], threshold)?;
+    if a.json {
+        let doc = json!({
+            "a": pa.display().to_string(),
+            "b": pb.display().to_string(),
+            "cosine": v.score,
+            "threshold": v.threshold,
+            "same_person": v.same_person,
+        });
+        println!("{doc}");
+        return Ok(());
+    }
     println!(
         "cosine {:.3} (threshold {:.3}): {}",
         v.score,

@@ -529,6 +529,34 @@ fn face_enroll_identify_verify_list_remove() {
     assert!(stdout(&o).contains(": obama 0."), "{}", stdout(&o));
     assert!(out_png.exists());
 
+    // --json: one document, full-precision scores, best candidate first.
+    let o = face(&["--json", "identify", s(&obama3), "--out", s(&out_png)]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout(&o).trim()).expect("one JSON document");
+    let faces = doc["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{doc}");
+    assert_eq!(faces[0]["identity"], "obama", "{doc}");
+    let c = faces[0]["candidates"].as_array().unwrap();
+    assert_eq!(
+        (c.len(), &c[0]["name"], &c[1]["name"]),
+        (2, &"obama".into(), &"biden".into())
+    );
+    let (best, second) = (
+        c[0]["cosine"].as_f64().unwrap(),
+        c[1]["cosine"].as_f64().unwrap(),
+    );
+    assert!(best > 0.5 && second < best, "{doc}");
+    assert!(
+        (doc["threshold"].as_f64().unwrap() - 0.363).abs() < 1e-6,
+        "{doc}"
+    );
+    let o = face(&["--json", "verify", s(&obama), s(&biden)]);
+    let doc: serde_json::Value =
+        serde_json::from_str(stdout(&o).trim()).expect("one JSON document");
+    assert_eq!(doc["same_person"], false, "{doc}");
+    assert!(doc["cosine"].as_f64().unwrap() < 0.363, "{doc}");
+
     let o = face(&["verify", s(&obama), s(&obama3)]);
     assert!(stdout(&o).contains("same person"), "{}", stdout(&o));
     let o = face(&["verify", s(&obama), s(&biden)]);
