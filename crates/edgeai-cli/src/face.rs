@@ -168,6 +168,12 @@ fn enroll(a: &Args, name: &str, photos: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
+/// An f32 for JSON as its shortest decimal that reads back as the same f32 (`0.363`, not
+/// `0.3630000054836273`).
+fn num(x: f32) -> f64 {
+    x.to_string().parse().unwrap_or(f64::from(x))
+}
+
 fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
     let rec = recognizer(a)?;
     let g = open_gallery(a)?;
@@ -184,11 +190,11 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
         let label = id.to_string();
         if a.json {
             docs.push(json!({
-                "box": [b.x, b.y, b.width, b.height],
-                "detection": f.face.score,
+                "box": [num(b.x), num(b.y), num(b.width), num(b.height)],
+                "detection": num(f.face.score),
                 "identity": id.best().map(|m| m.name.as_str()),
                 "candidates": id.candidates.iter()
-                    .map(|m| json!({"name": m.name, "cosine": m.score}))
+                    .map(|m| json!({"name": m.name, "cosine": num(m.score)}))
                     .collect::<Vec<_>>(),
             }));
         } else {
@@ -214,7 +220,7 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
     if a.json {
         let doc = json!({
             "photo": photo.display().to_string(),
-            "threshold": g.config().threshold,
+            "threshold": num(g.config().threshold),
             "faces": docs,
             "annotated": out.display().to_string(),
         });
@@ -241,8 +247,8 @@ fn verify(a: &Args, pa: &Path, pb: &Path) -> Result<()> {
         let doc = json!({
             "a": pa.display().to_string(),
             "b": pb.display().to_string(),
-            "cosine": v.score,
-            "threshold": v.threshold,
+            "cosine": num(v.score),
+            "threshold": num(v.threshold),
             "same_person": v.same_person,
         });
         println!("{doc}");

@@ -5,7 +5,7 @@
 //! - `face enroll` / `face identify --json`: the same faces, identities and candidates, cosines
 //!   and detection scores within 1e-3, boxes within a pixel; the gallery enrolled on this host
 //!   read on the Pi as well (a gallery file moves between machines);
-//! - `chat --temperature 0 --max-tokens 16` on SmolLM2: the same greedy text, on the kernel path
+//! - `chat --temperature 0 --max-tokens 16` on SmolLM2: the same 16 greedy tokens, on the kernel path
 //!   each CPU gets (the header names it: `neon` on the A72, `dotprod` on the A76), and with the
 //!   A76 forced onto `neon`;
 //! - `run` on SFace with a fixed `.npy` input: outputs within 1e-4 of this host's, on tract and,
@@ -334,7 +334,7 @@ fn greedy_chat_matches_the_host_on_each_kernel_path() {
         "chat",
         &model,
         "--prompt",
-        "What is the capital of Germany?",
+        "Name three uses of a Raspberry Pi.",
         "--temperature",
         "0",
         "--max-tokens",
@@ -343,7 +343,9 @@ fn greedy_chat_matches_the_host_on_each_kernel_path() {
         "2",
     ];
     let (want, header) = su.ok(&HOST, &args, &[]);
-    assert!(want.contains("Berlin"), "host: {want}");
+    // A prompt whose answer is longer than 16 tokens, so that all 16 are compared.
+    assert_eq!(decoded(&header), 16, "host: {header}");
+    assert!(want.contains("Raspberry Pi"), "host: {want}");
     eprintln!("host ({}): {}", kernels(&header), want.trim());
     for (m, forced) in [(&PI4, None), (&PI5, None), (&PI5, Some("neon"))] {
         let env: Vec<(&str, &str)> = forced.map(|k| ("EDGEAI_KERNEL", k)).into_iter().collect();
@@ -355,13 +357,24 @@ fn greedy_chat_matches_the_host_on_each_kernel_path() {
             "{}: kernel path in the header: {header}",
             m.name
         );
+        assert_eq!(decoded(&header), 16, "{}: {header}", m.name);
         assert_eq!(
             got, want,
             "{} ({path}): greedy text differs from the host's",
             m.name
         );
-        eprintln!("{} ({path}): same 16 greedy tokens as the host", m.name);
+        eprintln!("{} ({path}): the host's 16 greedy tokens", m.name);
     }
+}
+
+/// The decoded token count in `edgeai chat`'s totals (`... | decode: N tokens in ...`).
+fn decoded(stderr: &str) -> usize {
+    stderr
+        .split("decode: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The kernel path named in `edgeai chat`'s header (`... | kernels NAME ...`).
