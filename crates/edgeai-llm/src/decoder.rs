@@ -579,31 +579,23 @@ impl DecoderModel {
 
     /// `y_i = W_i x` for weights that share the input (q / k / v, gate / up): one parallel
     /// job where all are packed ([`PackedMatrix::matmul_many`]: one hand-off to the kernel
-    /// threads, the input quantized once), else one product each.
-    fn matmul_shared(
+    /// threads, the input quantized once), else one product each. Fixed-size arrays: no
+    /// allocation on this per-layer, per-token path.
+    fn matmul_shared<const N: usize>(
         &self,
-        parts: &mut [(&QWeight, &mut [f32])],
+        parts: [(&QWeight, &mut [f32]); N],
         x: &[f32],
         n: usize,
         sc: &mut Scratch,
     ) -> Result<()> {
-        let packed: Option<Vec<&PackedMatrix>> = parts
-            .iter()
-            .map(|(w, _)| w.packed.and_then(|i| self.packed.get(i)))
-            .collect();
-        match packed {
-            Some(ms) => {
-                let mut ps: Vec<(&PackedMatrix, &mut [f32])> = ms
-                    .into_iter()
-                    .zip(parts.iter_mut().map(|(_, y)| &mut **y))
-                    .collect();
-                PackedMatrix::matmul_many(&mut ps, x, n, sc)?;
-            }
-            None => {
-                for (w, y) in parts.iter_mut() {
-                    self.matmul(w, x, n, y, sc)?;
-                }
-            }
+        let packed = |w: &QWeight| w.packed.and_then(|i| self.packed.get(i));
+        if parts.iter().all(|(w, _)| packed(w).is_some()) {
+            let mut ps = parts.map(|(w, y)| (packed(w).expect("checked just above"), y));
+            PackedMatrix::matmul_many(&mut ps, x, n, sc)?;
+            return Ok(());
+        }
+        for (w, y) in parts {
+            self.matmul(w, x, n, y, sc)?;
         }
         Ok(())
     }
@@ -1197,7 +1189,7 @@ impl DecoderEngine {
             }
             let xb = &b.xb[..n * dim];
             model.matmul_shared(
-                &mut [
+                [
                     (&layer.wq, &mut b.q[..n * qd]),
                     (&layer.wk, &mut b.k[..n * kv_dim]),
                     (&layer.wv, &mut b.v[..n * kv_dim]),
@@ -1281,7 +1273,7 @@ impl DecoderEngine {
             }
             let xb = &b.xb[..n * dim];
             model.matmul_shared(
-                &mut [
+                [
                     (&layer.w_gate, &mut b.hb[..n * ffn]),
                     (&layer.w_up, &mut b.hb2[..n * ffn]),
                 ],
