@@ -218,15 +218,7 @@ fn run_matches_library(rel: &str, tag: &str, shape: Option<&[usize]>) {
         let file = d.join("out").join(format!("{safe}.npy"));
         let got = npy::read(&file).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(got.shape(), want.shape());
-        let (g, w) = (
-            got.as_slice::<f32>().unwrap(),
-            want.as_slice::<f32>().unwrap(),
-        );
-        let worst = g
-            .iter()
-            .zip(w)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let worst = edgeai_testutil::max_abs_diff(&got, want);
         assert!(worst <= 1e-5, "{}: max abs difference {worst}", spec.name);
         assert!(
             stdout(&o).contains(&format!("output {}: f32 {:?}", spec.name, want.shape())),
