@@ -42,6 +42,11 @@ fn quantize(ty: GgmlType, w: &[f32]) -> Vec<u8> {
             quantize_row_q4k(w, &mut b);
             blocks_as_bytes(&b).to_vec()
         }
+        GgmlType::Q6K => {
+            let mut b = vec![BlockQ6K::default(); w.len() / 256];
+            quantize_row_q6k(w, &mut b);
+            blocks_as_bytes(&b).to_vec()
+        }
         _ => unreachable!(),
     }
 }
@@ -50,15 +55,22 @@ fn candle_type(ty: GgmlType) -> GgmlDType {
     match ty {
         GgmlType::Q4_1 => GgmlDType::Q4_1,
         GgmlType::Q8_0 => GgmlDType::Q8_0,
+        GgmlType::Q6K => GgmlDType::Q6K,
         _ => GgmlDType::Q4K,
     }
 }
 
-/// (rows, cols): the SmolLM2-135M projection shapes. Q4_K needs cols % 256 == 0, so its
-/// 576-wide shapes use 512 columns instead.
+/// (rows, cols): the SmolLM2-135M projection shapes. Q4_K and Q6_K need cols % 256 == 0,
+/// so their 576-wide shapes use 512 columns instead; Q6_K adds Gemma 3 270M's `ffn_down`
+/// (640 x 2048, the shape its Q6_K matrices have).
 fn shapes(ty: GgmlType) -> Vec<(usize, usize)> {
-    let c = if ty == GgmlType::Q4K { 512 } else { 576 };
-    vec![(576, c), (1536, c), (576, 1536), (49152, c)]
+    let k_quant = matches!(ty, GgmlType::Q4K | GgmlType::Q6K);
+    let c = if k_quant { 512 } else { 576 };
+    let mut v = vec![(576, c), (1536, c), (576, 1536), (49152, c)];
+    if ty == GgmlType::Q6K {
+        v.push((640, 2048));
+    }
+    v
 }
 
 /// `EDGEAI_KERNEL=avx2|...` forces a path (e.g. the AVX2 kernels on an AVX-512 host).
@@ -76,7 +88,7 @@ fn bench_matrix(c: &mut Criterion) {
         "kernel path {:?}, {threads} threads (edgeai and candle)",
         kernel_path()
     );
-    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K] {
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4K, GgmlType::Q6K] {
         for (rows, cols) in shapes(ty) {
             let w = randv(rows * cols, 1);
             let raw = quantize(ty, &w);

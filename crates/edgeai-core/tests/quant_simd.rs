@@ -276,12 +276,13 @@ proptest! {
     /// path within the accumulation-order tolerance above.
     #[test]
     fn packed_matches_row_major(
-        ti in 0usize..5, tiles in 1usize..4, nblk in 1usize..4,
+        ti in 0usize..6, tiles in 1usize..4, nblk in 1usize..4,
         bytes in proptest::collection::vec(any::<u8>(), 64..512),
         scales in proptest::collection::vec(scale_strategy(), 1..8),
         seed_x in activation_strategy(3 * 3 * 256),
     ) {
-        let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0][ti];
+        let ty = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0,
+            GgmlType::Q6K][ti];
         let (rows, cols) = (tiles * packed::TILE, ty.block_len() * nblk);
         let data = weights(ty, rows, cols, &bytes, &scales, &[]);
         let m = QMatrix::new(ty, rows, cols, &data).unwrap();
@@ -318,18 +319,19 @@ proptest! {
 
     /// Several packed matrices sharing one input (q / k / v, gate / up) as one parallel job
     /// (`PackedMatrix::matmul_many`): each output equals its own `matmul` bit for bit, for
-    /// any mix of types (Q4_K next to the Q8_0 family runs one after another), one or
+    /// any mix of types (Q4_K / Q6_K next to the Q8_0 family run one after another), one or
     /// several activations; a wrong output length is an error that writes no output.
     #[test]
     fn fused_products_equal_separate_ones(
-        types in proptest::collection::vec(0usize..5, 1..4),
+        types in proptest::collection::vec(0usize..6, 1..4),
         tiles in proptest::collection::vec(1usize..4, 3),
         nblk in 1usize..3, n in 1usize..4,
         bytes in proptest::collection::vec(any::<u8>(), 64..512),
         scales in proptest::collection::vec(scale_strategy(), 1..8),
         seed_x in activation_strategy(3 * 2 * 256),
     ) {
-        let all = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0];
+        let all = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0,
+            GgmlType::Q6K];
         let cols = 256 * nblk;
         let ms: Vec<PackedMatrix> = types.iter().zip(&tiles).map(|(&t, &k)| {
             let (ty, rows) = (all[t], k * packed::TILE);
@@ -440,6 +442,48 @@ fn saturation_extremes_are_exact() {
     }
 }
 
+/// Packed kernels at the integer extremes (every weight byte 0x00, 0xFF, 0x80 or 0x7F: Q6_K
+/// quants of 0 and 63, 4-bit 0 and 15, scales of -128 and 127) against +-127 activations:
+/// every SIMD path equals the scalar twin bit for bit (no i16 saturation in `maddubs`, no
+/// overflow in the scaled sums), and the twin the row-major reference within rounding.
+#[test]
+fn packed_saturation_extremes_are_exact() {
+    let (rows, cols) = (2 * packed::TILE, 512);
+    for ty in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+    ] {
+        for fill in [0x80u8, 0xFF, 0x00, 0x7F] {
+            let data = weights(ty, rows, cols, &[fill], &[1.0], &[]);
+            let m = QMatrix::new(ty, rows, cols, &data).unwrap();
+            let p = PackedMatrix::pack(&m).unwrap();
+            for xv in [127.0f32, -127.0] {
+                let x = vec![xv; cols];
+                let mut s = Scratch::new();
+                let (mut want, mut twin) = (vec![0f32; rows], vec![0f32; rows]);
+                m.matvec_with(KernelPath::Scalar, &x, &mut want, &mut s)
+                    .unwrap();
+                p.matvec_with(KernelPath::Scalar, &x, &mut twin, &mut s)
+                    .unwrap();
+                for (t, w) in twin.iter().zip(&want) {
+                    assert!(
+                        (t - w).abs() <= 1e-5 * w.abs().max(1.0),
+                        "{ty} {fill:#x}: {t} vs {w}"
+                    );
+                }
+                for path in packed_kernel_paths() {
+                    let mut got = vec![0f32; rows];
+                    p.matvec_with(path, &x, &mut got, &mut s).unwrap();
+                    assert_eq!(got, twin, "{path} {ty} fill {fill:#x} x {xv}");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn best_path_is_selected() {
     let p = kernel_path();
@@ -468,8 +512,8 @@ fn packing_rejects_what_it_cannot_pack() {
     let m = QMatrix::new(GgmlType::Q8_0, 15, 32, &q8).unwrap();
     let e = PackedMatrix::pack(&m).unwrap_err().to_string();
     assert!(e.contains("multiple of 16 rows"), "{e}");
-    let q6 = vec![0u8; 16 * 210];
-    let m = QMatrix::new(GgmlType::Q6K, 16, 256, &q6).unwrap();
+    let f16s = vec![0u8; 16 * 512];
+    let m = QMatrix::new(GgmlType::F16, 16, 256, &f16s).unwrap();
     assert!(PackedMatrix::pack(&m).is_err());
     assert!(PackedMatrix::supports(GgmlType::Q4K, 48, 512));
     assert!(!PackedMatrix::supports(GgmlType::Q4K, 48, 0));

@@ -652,7 +652,7 @@ pub enum Packing {
     /// are timed (BENCHMARKS.md), every supported matrix, Q5_0 widened to Q8_0 (faster
     /// despite 55 % more bytes). On aarch64, where the packed kernels are verified under
     /// qemu but cannot be timed here, only the matrices whose packed form streams no more
-    /// bytes than the file's (Q8_0, Q4_0, Q4_1: the same bytes; counted per token by
+    /// bytes than the file's (Q8_0, Q4_0, Q4_1, Q6_K: the same bytes; counted per token by
     /// `examples/token_counts.rs`, see BENCHMARKS.md); Q4_K (+2.8 %) and Q5_0 (+55 %) stay
     /// in the map. See [`Packing::packs_matrix`].
     #[default]
@@ -1409,12 +1409,12 @@ mod tests {
     fn auto_packs_where_the_packed_layout_is_timed_or_reads_no_more_bytes() {
         use GgmlType::*;
         let (r, c) = (64, 512);
-        for ty in [Q8_0, Q4_0, Q4_1, Q4K, Q5_0] {
+        for ty in [Q8_0, Q4_0, Q4_1, Q4K, Q6K, Q5_0] {
             assert!(Packing::Always.packs_matrix(ty, r, c), "{ty}");
             assert!(!Packing::Never.packs_matrix(ty, r, c), "{ty}");
             let same_bytes =
                 PackedMatrix::packed_size(ty, r, c).unwrap() == ty.row_bytes(c).unwrap() * r;
-            assert_eq!(same_bytes, matches!(ty, Q8_0 | Q4_0 | Q4_1), "{ty}");
+            assert_eq!(same_bytes, matches!(ty, Q8_0 | Q4_0 | Q4_1 | Q6K), "{ty}");
             let auto = Packing::Auto.packs_matrix(ty, r, c);
             if !quant::packed_kernels_available() {
                 assert!(!auto, "{ty}");
@@ -1426,7 +1426,8 @@ mod tests {
         }
         // Unsupported types and shapes are never packed.
         for p in [Packing::Auto, Packing::Always] {
-            assert!(!p.packs_matrix(Q6K, r, c));
+            assert!(!p.packs_matrix(F16, r, c));
+            assert!(!p.packs_matrix(Q6K, r, c + 32));
             assert!(!p.packs_matrix(Q8_0, r + 1, c));
         }
     }

@@ -92,8 +92,8 @@ pub(crate) type P2x4<W> = fn([&[W]; 2], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [[f32
 /// [`PackedMatrix`](super::PackedMatrix) against Q8_0 activations, their sums and integer sums.
 pub(crate) type PackedQ8 =
     fn(GgmlType, &[u8], usize, &[BlockQ8_0], &[f32], &[i32]) -> [[f32; TILE]; 2];
-/// A unit of one or two packed Q4_K tiles against Q8_K activations.
-pub(crate) type PackedQ4K = fn(&[u8], usize, &[BlockQ8K]) -> [[f32; TILE]; 2];
+/// A unit of one or two packed Q4_K (or Q6_K) tiles against Q8_K activations.
+pub(crate) type PackedQ8K = fn(&[u8], usize, &[BlockQ8K]) -> [[f32; TILE]; 2];
 
 /// One kernel per operation, for one path.
 pub(crate) struct Kernels {
@@ -123,7 +123,8 @@ pub(crate) struct Kernels {
     /// Packed-tile kernels (bit-identical to the scalar twins in `packed.rs`, which fill the
     /// scalar table); `None` where this path has none, and then packing does not pay off.
     pub packed_q8: Option<PackedQ8>,
-    pub packed_q4k: Option<PackedQ4K>,
+    pub packed_q4k: Option<PackedQ8K>,
+    pub packed_q6k: Option<PackedQ8K>,
     /// The `f32` kernels of attention, softmax and the gated activations (`vector.rs`).
     pub vector: &'static VectorKernels,
 }
@@ -153,12 +154,13 @@ static SCALAR: Kernels = Kernels {
     quant_q8k: scalar::quantize_act_q8k,
     packed_q8: Some(super::packed::scalar_tiles_q8_family),
     packed_q4k: Some(super::packed::scalar_tiles_q4k),
+    packed_q6k: Some(super::packed::scalar_tiles_q6k),
     vector: &super::vector::PORTABLE,
 };
 
 #[cfg(target_arch = "x86_64")]
 macro_rules! x86_table {
-    ($m:ident, $q8:path, $q8k:path, $pq8:path, $pq4k:path, $vec:path) => {
+    ($m:ident, $q8:path, $q8k:path, $pq8:path, $pq4k:path, $pq6k:path, $vec:path) => {
         Kernels {
             q4_0: super::x86::$m::vec_dot_q4_0_q8_0,
             q4_0_x4: Some(super::x86::$m::vec_dot_q4_0_q8_0_x4),
@@ -181,6 +183,7 @@ macro_rules! x86_table {
             quant_q8k: $q8k,
             packed_q8: Some($pq8),
             packed_q4k: Some($pq4k),
+            packed_q6k: Some($pq6k),
             vector: &$vec,
         }
     };
@@ -193,6 +196,7 @@ static AVX2: Kernels = x86_table!(
     super::x86::quant256::quantize_act_q8k,
     super::x86::packed256::avx2::tiles_q8_family,
     super::x86::packed256::avx2::tiles_q4k,
+    super::x86::packed256::avx2::tiles_q6k,
     super::vector::x86::avx2::TABLE
 );
 #[cfg(target_arch = "x86_64")]
@@ -202,6 +206,7 @@ static AVXVNNI: Kernels = x86_table!(
     super::x86::quant256::quantize_act_q8k,
     super::x86::packed256::avxvnni::tiles_q8_family,
     super::x86::packed256::avxvnni::tiles_q4k,
+    super::x86::packed256::avxvnni::tiles_q6k,
     super::vector::x86::avx2::TABLE
 );
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +216,7 @@ static AVX512VNNI: Kernels = x86_table!(
     super::x86::quant512::quantize_act_q8k,
     super::x86::packed512::tiles_q8_family,
     super::x86::packed512::tiles_q4k,
+    super::x86::packed512::tiles_q6k,
     super::vector::x86::avx512::TABLE
 );
 
@@ -218,7 +224,7 @@ static AVX512VNNI: Kernels = x86_table!(
 macro_rules! neon_table {
     (
         $m:ident, $q4_0:path, $q4_1:path, $q8_0:path, $p4_0:expr, $p4_1:expr, $p8_0:expr,
-        $pq8:expr, $pq4k:expr
+        $pq8:expr, $pq4k:expr, $pq6k:expr
     ) => {
         Kernels {
             q4_0: $q4_0,
@@ -242,6 +248,7 @@ macro_rules! neon_table {
             quant_q8k: super::neon::quant::quantize_act_q8k,
             packed_q8: $pq8,
             packed_q4k: $pq4k,
+            packed_q6k: $pq6k,
             vector: &super::vector::neon::TABLE,
         }
     };
@@ -257,7 +264,8 @@ static NEON: Kernels = neon_table!(
     None,
     None,
     Some(super::neon::packed::plain::tiles_q8_family),
-    Some(super::neon::packed::plain::tiles_q4k)
+    Some(super::neon::packed::plain::tiles_q4k),
+    Some(super::neon::packed::plain::tiles_q6k)
 );
 #[cfg(target_arch = "aarch64")]
 static NEON_DOTPROD: Kernels = neon_table!(
@@ -269,7 +277,8 @@ static NEON_DOTPROD: Kernels = neon_table!(
     None,
     None,
     Some(super::neon::packed::dotprod::tiles_q8_family),
-    Some(super::neon::packed::dotprod::tiles_q4k)
+    Some(super::neon::packed::dotprod::tiles_q4k),
+    Some(super::neon::packed::dotprod::tiles_q6k)
 );
 /// i8mm: the dotprod table with `smmla` two-row kernels (and matching one-row kernels) for
 /// the 32-column formats.
@@ -283,7 +292,8 @@ static NEON_I8MM: Kernels = neon_table!(
     Some(super::neon::i8mm::vec_dot_2x4::<BlockQ4_1>),
     Some(super::neon::i8mm::vec_dot_2x4::<BlockQ8_0>),
     Some(super::neon::packed::dotprod::tiles_q8_family),
-    Some(super::neon::packed::dotprod::tiles_q4k)
+    Some(super::neon::packed::dotprod::tiles_q4k),
+    Some(super::neon::packed::dotprod::tiles_q6k)
 );
 
 /// The kernel table of `p` if this CPU (and this build) supports it.

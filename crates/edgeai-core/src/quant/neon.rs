@@ -361,6 +361,34 @@ pub(crate) mod packed {
         .map(|v| vreinterpretq_s32_u32(v))
     }
 
+    /// 16 bytes at `p` as four i32x4 (sign-extended: Q6_K's scales).
+    #[inline(always)]
+    unsafe fn i8x16_to_i32(p: *const u8) -> [int32x4_t; 4] {
+        let v = vld1q_s8(p.cast());
+        let (lo, hi) = (vmovl_s8(vget_low_s8(v)), vmovl_high_s8(v));
+        [
+            vmovl_s16(vget_low_s16(lo)),
+            vmovl_high_s16(lo),
+            vmovl_s16(vget_low_s16(hi)),
+            vmovl_high_s16(hi),
+        ]
+    }
+
+    /// The 6-bit quants of Q6_K nibble groups `2p` and `2p + 1` (see `packed.rs`), 16 bytes
+    /// of each: from their nibbles `v0`, `v1` and shared high bits `h`, `[lo(2p), hi(2p),
+    /// lo(2p+1), hi(2p+1)]` (byte shifts: nothing crosses a byte).
+    #[inline(always)]
+    unsafe fn q6_quants(v0: uint8x16_t, v1: uint8x16_t, h: uint8x16_t) -> [int8x16_t; 4] {
+        let (m4, m30) = (vdupq_n_u8(0x0F), vdupq_n_u8(0x30));
+        [
+            vorrq_u8(vandq_u8(v0, m4), vandq_u8(vshlq_n_u8::<4>(h), m30)),
+            vorrq_u8(vshrq_n_u8::<4>(v0), vandq_u8(vshlq_n_u8::<2>(h), m30)),
+            vorrq_u8(vandq_u8(v1, m4), vandq_u8(h, m30)),
+            vorrq_u8(vshrq_n_u8::<4>(v1), vandq_u8(vshrq_n_u8::<2>(h), m30)),
+        ]
+        .map(|v| vreinterpretq_s8_u8(v))
+    }
+
     /// The 4 activation bytes at `p` in every 32-bit lane.
     #[inline(always)]
     unsafe fn bcast4(p: *const i8) -> int8x16_t {
@@ -545,6 +573,67 @@ pub(crate) mod packed {
                     store(acc)
                 }
 
+                /// Tile `k` of a unit of `k_u` Q6_K tiles.
+                #[target_feature(enable = $feat)]
+                unsafe fn q6k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+                    const SC: usize = 32;
+                    const LOW: usize = SC + 256;
+                    const HIGH: usize = LOW + 2048;
+                    let tbb = tile_block_len(GgmlType::Q6K);
+                    let k = k.min(k_u.saturating_sub(1));
+                    let nb = (unit.len() / (k_u * tbb)).min(act.len());
+                    let mut acc = [vdupq_n_f32(0.0); 4];
+                    for b in 0..nb {
+                        // In bounds: as in `q8_family`.
+                        let blk = unit.as_ptr().add((b * k_u + k) * tbb);
+                        let a = &act[b];
+                        let ys = a.qs.as_ptr();
+                        let mut isum = [vdupq_n_s32(0); 4];
+                        for j in 0..4 {
+                            // Nibble groups 4g .. 4g + 4: sub-blocks 4j + g (low nibbles) and
+                            // 4j + 2 + g (high nibbles).
+                            for g in 0..2 {
+                                let (mut lo8, mut hi8) = ([vdupq_n_s32(0); 8], [vdupq_n_s32(0); 8]);
+                                for p in 2 * g..2 * g + 2 {
+                                    let v0 = load64(blk.add(LOW + 512 * j + 128 * p));
+                                    let v1 = load64(blk.add(LOW + 512 * j + 128 * p + 64));
+                                    let h = load64(blk.add(HIGH + 256 * j + 64 * p));
+                                    let q: [[int8x16_t; 4]; 4] =
+                                        std::array::from_fn(|r| q6_quants(v0[r], v1[r], h[r]));
+                                    let part = |i: usize| std::array::from_fn(|r| q[r][i]);
+                                    let y = |c: usize, hi: usize| {
+                                        bcast4(ys.add(64 * j + 32 * hi + 4 * c))
+                                    };
+                                    $group(&mut lo8, part(0), y(2 * p, 0));
+                                    $group(&mut hi8, part(1), y(2 * p, 1));
+                                    $group(&mut lo8, part(2), y(2 * p + 1, 0));
+                                    $group(&mut hi8, part(3), y(2 * p + 1, 1));
+                                }
+                                let (lo, hi) = ($finish(lo8), $finish(hi8));
+                                let sc_lo = i8x16_to_i32(blk.add(SC + 16 * (4 * j + g)));
+                                let sc_hi = i8x16_to_i32(blk.add(SC + 16 * (4 * j + 2 + g)));
+                                for q in 0..4 {
+                                    isum[q] = vmlaq_s32(isum[q], lo[q], sc_lo[q]);
+                                    isum[q] = vmlaq_s32(isum[q], hi[q], sc_hi[q]);
+                                }
+                            }
+                        }
+                        let mut msum = [vdupq_n_s32(0); 4];
+                        for s in 0..16 {
+                            let m = i8x16_to_i32(blk.add(SC + 16 * s));
+                            for q in 0..4 {
+                                msum[q] = vmlaq_n_s32(msum[q], m[q], a.bsums[s] as i32);
+                            }
+                        }
+                        let d = scales(blk, a.d);
+                        for q in 0..4 {
+                            let v = vsubq_s32(isum[q], vshlq_n_s32::<5>(msum[q]));
+                            acc[q] = vfmaq_f32(acc[q], d[q], vcvtq_f32_s32(v));
+                        }
+                    }
+                    store(acc)
+                }
+
                 fn tile_q8_family(
                     ty: GgmlType,
                     unit: &[u8],
@@ -563,6 +652,11 @@ pub(crate) mod packed {
                 fn tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
                     // SAFETY: as above.
                     unsafe { q4k(unit, k_u, k, act) }
+                }
+
+                fn tile_q6k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+                    // SAFETY: as above.
+                    unsafe { q6k(unit, k_u, k, act) }
                 }
 
                 /// A unit of one or two tiles (`data.len()` = 1 or 2 x `tile_bytes`) of a Q8_0 / Q4_0 /
@@ -588,6 +682,17 @@ pub(crate) mod packed {
                 ) -> [[f32; TILE]; 2] {
                     crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
                         tile_q4k(data, k_u, k, act)
+                    })
+                }
+
+                /// One or two tiles of a Q6_K matrix.
+                pub(crate) fn tiles_q6k(
+                    data: &[u8],
+                    tile_bytes: usize,
+                    act: &[BlockQ8K],
+                ) -> [[f32; TILE]; 2] {
+                    crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
+                        tile_q6k(data, k_u, k, act)
                     })
                 }
             }

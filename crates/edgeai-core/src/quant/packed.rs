@@ -54,8 +54,8 @@
 use half::f16;
 
 use super::blocks::{
-    as_blocks, get_scale_min_k4, q5_0_quants, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ8K,
-    BlockQ8_0,
+    as_blocks, get_scale_min_k4, q5_0_quants, q6k_quants, BlockQ4K, BlockQ4_0, BlockQ4_1,
+    BlockQ5_0, BlockQ6K, BlockQ8K, BlockQ8_0,
 };
 use super::{dispatch, threads, GgmlType, KernelPath, QMatrix, Scratch, QK, QK_K};
 use crate::{Error, Result};
@@ -85,7 +85,17 @@ fn unit_tiles(ty: GgmlType) -> usize {
 /// The most tiles in a unit.
 const UNIT: usize = 2;
 
-/// Bytes of one tile (16 rows) per block of 32 (Q8_0, Q4_0, Q4_1) or 256 (Q4_K) columns.
+/// Offsets in a Q6_K tile block: the i8 scales, the low nibbles, the high bit pairs.
+const Q6K_SCALES: usize = 32;
+const Q6K_LOW: usize = Q6K_SCALES + 256;
+const Q6K_HIGH: usize = Q6K_LOW + 2048;
+
+/// Whether `ty`'s packed kernels take Q8_K activations (Q4_K, Q6_K) rather than Q8_0 ones.
+fn q8k_activations(ty: GgmlType) -> bool {
+    matches!(ty, GgmlType::Q4K | GgmlType::Q6K)
+}
+
+/// Bytes of one tile (16 rows) per block of 32 (Q8_0, Q4_0, Q4_1) or 256 (Q4_K, Q6_K) columns.
 fn tile_block_bytes(ty: GgmlType) -> Option<usize> {
     match ty {
         // 16 f16 scales + 32 x 16 quants (Q5_0 widened to 8 bits).
@@ -96,6 +106,8 @@ fn tile_block_bytes(ty: GgmlType) -> Option<usize> {
         GgmlType::Q4_1 => Some(64 + 256),
         // 16 f16 d + 16 f16 dmin + 8 x 16 scales + 8 x 16 mins + 256 x 16 nibbles.
         GgmlType::Q4K => Some(64 + 128 + 128 + 2048),
+        // 16 f16 d + 16 x 16 i8 scales + 256 x 16 low nibbles + 256 x 16 high bit pairs.
+        GgmlType::Q6K => Some(Q6K_HIGH + 1024),
         _ => None,
     }
 }
@@ -137,8 +149,8 @@ pub fn packed_kernel_paths() -> Vec<KernelPath> {
 }
 
 impl PackedMatrix {
-    /// Whether a `rows x cols` matrix of `ty` can be packed: Q8_0, Q4_0, Q4_1, Q4_K or Q5_0
-    /// (widened to the Q8_0 layout), a positive multiple of [`TILE`] rows, and at least one
+    /// Whether a `rows x cols` matrix of `ty` can be packed: Q8_0, Q4_0, Q4_1, Q4_K, Q6_K or
+    /// Q5_0 (widened to the Q8_0 layout), a positive multiple of [`TILE`] rows, and at least one
     /// block of columns.
     pub fn supports(ty: GgmlType, rows: usize, cols: usize) -> bool {
         tile_block_bytes(ty).is_some()
@@ -157,7 +169,9 @@ impl PackedMatrix {
     /// use edgeai_core::quant::{GgmlType, PackedMatrix};
     /// let file = GgmlType::Q4_1.row_bytes(256).unwrap() * 32;
     /// assert_eq!(PackedMatrix::packed_size(GgmlType::Q4_1, 32, 256), Some(file));
-    /// assert_eq!(PackedMatrix::packed_size(GgmlType::Q6K, 32, 256), None);
+    /// let q6k = GgmlType::Q6K.row_bytes(256).unwrap() * 32;
+    /// assert_eq!(PackedMatrix::packed_size(GgmlType::Q6K, 32, 256), Some(q6k));
+    /// assert_eq!(PackedMatrix::packed_size(GgmlType::F16, 32, 256), None);
     /// ```
     pub fn packed_size(ty: GgmlType, rows: usize, cols: usize) -> Option<usize> {
         Self::supports(ty, rows, cols)
@@ -177,8 +191,8 @@ impl PackedMatrix {
         let (ty, rows, cols) = (m.ty(), m.rows(), m.cols());
         if !Self::supports(ty, rows, cols) {
             return Err(Error::Kernel(format!(
-                "cannot pack a {rows}x{cols} {ty} matrix (packing needs Q8_0, Q4_0, Q4_1, Q4_K or \
-                 Q5_0 and a positive multiple of {TILE} rows)"
+                "cannot pack a {rows}x{cols} {ty} matrix (packing needs Q8_0, Q4_0, Q4_1, Q4_K, \
+                 Q6_K or Q5_0 and a positive multiple of {TILE} rows)"
             )));
         }
         let nb = cols / ty.block_len();
@@ -215,6 +229,7 @@ impl PackedMatrix {
                                 put_f16(&mut out[32..], r, blk.m);
                                 pack_nibbles(&blk.qs, r, &mut out[64..]);
                             }
+                            GgmlType::Q6K => pack_q6k(&as_blocks::<BlockQ6K>(row)[b], r, out),
                             _ => pack_q4k(&as_blocks::<BlockQ4K>(row)[b], r, out),
                         }
                     }
@@ -291,8 +306,8 @@ impl PackedMatrix {
     /// up): the input is quantized once and the tiles of all of them form one parallel job,
     /// one hand-off to the kernel threads instead of one per matrix. Each output equals
     /// [`matmul`](Self::matmul) of its matrix bit for bit (the same kernels run the same
-    /// tiles). Matrices of different widths, or Q4_K next to the Q8_0 family (different
-    /// activation quantization), run one after another instead. A part whose input or
+    /// tiles). Matrices of different widths, or Q4_K / Q6_K next to the Q8_0 family
+    /// (different activation quantization), run one after another instead. A part whose input or
     /// output length does not fit is an error before any output is written.
     ///
     /// ```
@@ -321,7 +336,7 @@ impl PackedMatrix {
         }
         let p = packed_simd_path().unwrap_or(KernelPath::Scalar);
         let k = dispatch::kernels(p)?;
-        let kind = |m: &PackedMatrix| layout(m.ty) == GgmlType::Q4K;
+        let kind = |m: &PackedMatrix| q8k_activations(m.ty);
         let fusable = parts
             .windows(2)
             .all(|w| w[0].0.cols == w[1].0.cols && kind(w[0].0) == kind(w[1].0));
@@ -447,10 +462,14 @@ impl PackedMatrix {
         };
         match act {
             Act::Q8K(act) => {
-                let tiles_q4k = k.packed_q4k.unwrap_or(scalar_tiles_q4k);
+                let kernel = if self.ty == GgmlType::Q6K {
+                    k.packed_q6k.unwrap_or(scalar_tiles_q6k)
+                } else {
+                    k.packed_q4k.unwrap_or(scalar_tiles_q4k)
+                };
                 let nb = cols / QK_K;
                 for t in 0..n {
-                    emit(t, tiles_q4k(tiles, tb, &act[t * nb..(t + 1) * nb]));
+                    emit(t, kernel(tiles, tb, &act[t * nb..(t + 1) * nb]));
                 }
             }
             Act::Q8 { act, sums, isum } => {
@@ -466,7 +485,7 @@ impl PackedMatrix {
     }
 }
 
-/// The quantized activations a packed product reads: Q8_K for Q4_K, Q8_0 (with per-block
+/// The quantized activations a packed product reads: Q8_K for Q4_K and Q6_K, Q8_0 (with per-block
 /// float and integer sums) for the Q8_0 family.
 #[derive(Clone, Copy)]
 enum Act<'a> {
@@ -480,9 +499,9 @@ enum Act<'a> {
 
 impl<'a> Act<'a> {
     fn quantize(ty: GgmlType, k: &dispatch::Kernels, x: &[f32], scratch: &'a mut Scratch) -> Self {
-        match layout(ty) {
-            GgmlType::Q4K => Act::Q8K(scratch.quantize_q8k(k, x)),
-            _ => {
+        match q8k_activations(ty) {
+            true => Act::Q8K(scratch.quantize_q8k(k, x)),
+            false => {
                 let (act, sums, isum) = scratch.quantize_q8_0(k, x);
                 Act::Q8 { act, sums, isum }
             }
@@ -539,6 +558,46 @@ fn pack_q4k(blk: &BlockQ4K, r: usize, out: &mut [u8]) {
     }
 }
 
+/// Q6_K: d, 16 x 16 i8 scales (sub-block `s` of row `r` at `32 + 16s + r`), then the
+/// unsigned 6-bit quants `q + 32` (0..=63) split into
+/// - low nibbles, laid out as Q4_K's: for each 64-column group `j` (0..4), 8 groups of 64
+///   bytes, group `c` byte `4r + i` = low nibble of column `64j + 4c + i` | low nibble of
+///   column `64j + 32 + 4c + i` << 4 (columns of sub-blocks `4j + c / 4` and `4j + 2 + c / 4`);
+/// - high bit pairs: for each `j`, 4 groups of 64 bytes, group `p` byte `4r + i` holds the
+///   top two bits of the four quants of nibble groups `2p` and `2p + 1` at that byte: bits
+///   0-1 / 2-3 the low / high nibble's of group `2p`, bits 4-5 / 6-7 those of group `2p + 1`.
+///
+/// A kernel rebuilds a group's 6-bit quants with a mask, a shift and an or per vector
+/// (`(nib & 0xF) | (high << 4 & 0x30)`, ...), and the bytes are the file's (210 per row and
+/// block).
+fn pack_q6k(blk: &BlockQ6K, r: usize, out: &mut [u8]) {
+    put_f16(out, r, blk.d);
+    for (s, &sc) in blk.scales.iter().enumerate() {
+        out[Q6K_SCALES + 16 * s + r] = sc as u8;
+    }
+    let q = q6k_quants(blk).map(|q| (q + 32) as u8);
+    for j in 0..4 {
+        for c in 0..8 {
+            for i in 0..4 {
+                let (lo, hi) = (q[64 * j + 4 * c + i], q[64 * j + 32 + 4 * c + i]);
+                out[Q6K_LOW + 512 * j + 64 * c + 4 * r + i] = (lo & 0xF) | (hi & 0xF) << 4;
+                let h = &mut out[Q6K_HIGH + 256 * j + 64 * (c / 2) + 4 * r + i];
+                *h |= ((lo >> 4) | (hi >> 4) << 2) << (4 * (c % 2));
+            }
+        }
+    }
+}
+
+/// The 6-bit quants (0..=63) of packed Q6_K group `c` (0..8) of 64-column group `j` at row
+/// `r`, column offset `i` (0..4): (low-nibble column, high-nibble column), for the scalar twin.
+fn q6k_packed_quants(blk: &[u8], j: usize, c: usize, r: usize, i: usize) -> (i32, i32) {
+    let nib = blk[Q6K_LOW + 512 * j + 64 * c + 4 * r + i];
+    let h = blk[Q6K_HIGH + 256 * j + 64 * (c / 2) + 4 * r + i] >> (4 * (c % 2));
+    let lo = (nib & 0xF) | (h & 3) << 4;
+    let hi = (nib >> 4) | (h >> 2 & 3) << 4;
+    (lo as i32, hi as i32)
+}
+
 /// The scalar twin of the packed kernels for a unit of one or two tiles (`data` = 1 or 2 x
 /// `tb` bytes) of a Q8_0 / Q4_0 / Q4_1 matrix against Q8_0 activations (the scalar kernel
 /// table's entry).
@@ -558,6 +617,11 @@ pub(crate) fn scalar_tiles_q8_family(
 /// The scalar twin for one or two tiles of a Q4_K matrix.
 pub(crate) fn scalar_tiles_q4k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
     per_tile(data.len(), tb, |k_u, k| scalar_tile_q4k(data, k_u, k, act))
+}
+
+/// The scalar twin for one or two tiles of a Q6_K matrix.
+pub(crate) fn scalar_tiles_q6k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+    per_tile(data.len(), tb, |k_u, k| scalar_tile_q6k(data, k_u, k, act))
 }
 
 /// A unit of `data_len / tb` (1 or 2) tiles computed one tile at a time: `tile(k_u, k)` for
@@ -658,6 +722,41 @@ fn scalar_tile_q4k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32;
             let dm = get_f16(&blk[32..], r) * dy;
             acc[r] = dd.mul_add(isum as f32, acc[r]);
             acc[r] = (-dm).mul_add(msum as f32, acc[r]);
+        }
+    }
+    acc
+}
+
+/// The scalar twin of the Q6_K tile kernel (tile `k` of a unit of `k_u` tiles): per row the
+/// exact integer `sum_s scale_s * (dot_s - 32 * bsum_s)` over the 16 sub-blocks of 16
+/// columns (`dot_s` of the unsigned quants; the same integer as ggml's signed sum), then one
+/// multiply and one fused multiply-add, as each SIMD lane does.
+fn scalar_tile_q6k(unit: &[u8], k_u: usize, k: usize, act: &[BlockQ8K]) -> [f32; TILE] {
+    let tbb = tile_block_bytes(GgmlType::Q6K).unwrap_or(usize::MAX);
+    let mut acc = [0f32; TILE];
+    for (b, grp) in unit.chunks_exact(k_u * tbb).enumerate() {
+        let blk = &grp[k * tbb..(k + 1) * tbb];
+        let a = &act[b];
+        let (ys, bsums) = (&a.qs, &a.bsums);
+        for r in 0..TILE {
+            let mut dots = [0i32; 16];
+            for j in 0..4 {
+                for c in 0..8 {
+                    for i in 0..4 {
+                        let (lo, hi) = q6k_packed_quants(blk, j, c, r, i);
+                        dots[4 * j + c / 4] += lo * ys[64 * j + 4 * c + i] as i32;
+                        dots[4 * j + 2 + c / 4] += hi * ys[64 * j + 32 + 4 * c + i] as i32;
+                    }
+                }
+            }
+            let (mut isum, mut msum) = (0i32, 0i32);
+            for s in 0..16 {
+                let sc = blk[Q6K_SCALES + 16 * s + r] as i8 as i32;
+                isum += sc * dots[s];
+                msum += sc * bsums[s] as i32;
+            }
+            let d = get_f16(blk, r) * a.d;
+            acc[r] = d.mul_add((isum - 32 * msum) as f32, acc[r]);
         }
     }
     acc

@@ -51,6 +51,33 @@ unsafe fn u8x8_pairs(p: *const u8) -> __m256i {
     _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(lo, hi))
 }
 
+/// As [`u8x8_pairs`], sign-extended (Q6_K's scales are i8).
+#[inline(always)]
+unsafe fn i8x8_pairs(p: *const u8) -> __m256i {
+    let lo = _mm_loadl_epi64(p.cast());
+    let hi = _mm_loadl_epi64(p.add(16).cast());
+    _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(lo, hi))
+}
+
+/// The 6-bit quants of Q6_K nibble groups `2p` and `2p + 1` (see `packed.rs`) from their
+/// nibble vectors `v` and shared high-bit vector `h`: `[lo(2p), hi(2p), lo(2p+1), hi(2p+1)]`.
+/// The shifts are 16-bit; the masks keep only bits that stayed in their byte.
+#[inline(always)]
+unsafe fn q6_quants(v: [__m256i; 2], h: __m256i) -> [__m256i; 4] {
+    // No closures here: they would not inherit the caller's target features.
+    let (m4, m30) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+    let lo0 = _mm256_and_si256(v[0], m4);
+    let hi0 = _mm256_and_si256(_mm256_srli_epi16::<4>(v[0]), m4);
+    let lo1 = _mm256_and_si256(v[1], m4);
+    let hi1 = _mm256_and_si256(_mm256_srli_epi16::<4>(v[1]), m4);
+    [
+        _mm256_or_si256(lo0, _mm256_and_si256(_mm256_slli_epi16::<4>(h), m30)),
+        _mm256_or_si256(hi0, _mm256_and_si256(_mm256_slli_epi16::<2>(h), m30)),
+        _mm256_or_si256(lo1, _mm256_and_si256(h, m30)),
+        _mm256_or_si256(hi1, _mm256_and_si256(_mm256_srli_epi16::<2>(h), m30)),
+    ]
+}
+
 #[inline(always)]
 unsafe fn load(p: *const u8) -> __m256i {
     _mm256_loadu_si256(p.cast())
@@ -82,6 +109,24 @@ unsafe fn nib_scaled_avx2<const K: usize>(
         s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[k], y[k]));
     }
     _mm256_madd_epi16(s, _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc)))
+}
+
+/// AVX2: the dot per row of 4 vectors of 6-bit weights (0..=63) with `y` (-127..=127), times
+/// a per-row signed scale (`sc`, i32 lanes of -128..=127): `maddubs` lanes are at most
+/// 2 * 63 * 127 = 16002, so two add in i16 (32004 < 32767), and each such sum is widened and
+/// scaled by one `vpmaddwd` with the scale in both halves of the lane.
+#[inline(always)]
+unsafe fn q6_scaled_avx2(w: [__m256i; 4], y: [__m256i; 4], sc: __m256i) -> __m256i {
+    let pair = _mm256_blend_epi16::<0b1010_1010>(sc, _mm256_slli_epi32::<16>(sc));
+    let s0 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(w[0], y[0]),
+        _mm256_maddubs_epi16(w[1], y[1]),
+    );
+    let s1 = _mm256_add_epi16(
+        _mm256_maddubs_epi16(w[2], y[2]),
+        _mm256_maddubs_epi16(w[3], y[3]),
+    );
+    _mm256_add_epi32(_mm256_madd_epi16(s0, pair), _mm256_madd_epi16(s1, pair))
 }
 
 /// AVX2: the signed Q8_0 dot per row of 8 offset weight vectors (`w + 128`) with `y`.
@@ -118,6 +163,12 @@ unsafe fn nib_scaled_vnni<const K: usize>(
     _mm256_mullo_epi32(nib_vnni(w, y), sc)
 }
 
+/// AVX-VNNI: as [`q6_scaled_avx2`], four `vpdpbusd` and one `vpmulld`.
+#[inline(always)]
+unsafe fn q6_scaled_vnni(w: [__m256i; 4], y: [__m256i; 4], sc: __m256i) -> __m256i {
+    _mm256_mullo_epi32(nib_vnni(w, y), sc)
+}
+
 /// AVX-VNNI: the signed Q8_0 dot, `sum((w + 128) * y) - 128 * sum(y)`.
 #[inline(always)]
 unsafe fn q8_vnni(w: [__m256i; 8], y: [__m256i; 8], isum: i32) -> __m256i {
@@ -125,9 +176,10 @@ unsafe fn q8_vnni(w: [__m256i; 8], y: [__m256i; 8], isum: i32) -> __m256i {
 }
 
 /// Stamps out the packed kernels for one instruction set: `$nib` forms nibble dots,
-/// `$nibsc` nibble dots times a per-row scale, `$q8` Q8_0 dots.
+/// `$nibsc` nibble dots times a per-row scale, `$q8` Q8_0 dots, `$q6sc` 6-bit dots times a
+/// signed per-row scale.
 macro_rules! packed256_kernels {
-    ($feat:literal, $m:ident, $nib:ident, $nibsc:ident, $q8:ident) => {
+    ($feat:literal, $m:ident, $nib:ident, $nibsc:ident, $q8:ident, $q6sc:ident) => {
         pub(crate) mod $m {
             use super::*;
 
@@ -260,6 +312,76 @@ macro_rules! packed256_kernels {
                 store(acc)
             }
 
+            /// `data` holds a unit of `T` Q6_K tiles, their blocks side by side.
+            #[target_feature(enable = $feat)]
+            unsafe fn q6k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T] {
+                const SC: usize = 32;
+                const LOW: usize = SC + 256;
+                const HIGH: usize = LOW + 2048;
+                let tbb = tile_block_len(GgmlType::Q6K);
+                let nb = (data.len() / (T * tbb)).min(act.len());
+                let mut acc = [[_mm256_setzero_ps(); 2]; T];
+                for b in 0..nb {
+                    // In bounds: as in `q8_family`.
+                    let blk: [*const u8; T] =
+                        std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+                    let a = &act[b];
+                    let ys = a.qs.as_ptr();
+                    let dy = _mm256_set1_ps(a.d);
+                    // Sub-block activation sums in i16 pairs for `vpmaddwd` with the scales.
+                    let bs: [__m256i; 8] = std::array::from_fn(|p| {
+                        let b = |s: usize| a.bsums[s] as u16 as i32;
+                        _mm256_set1_epi32(b(2 * p) | (b(2 * p + 1) << 16))
+                    });
+                    for t in 0..T {
+                        for h in 0..2 {
+                            let mut isum = _mm256_setzero_si256();
+                            for j in 0..4 {
+                                // Loops, not `array::from_fn`: closures would not inherit
+                                // `$feat` (objdump showed them called out of line).
+                                let mut q = [[_mm256_setzero_si256(); 4]; 4];
+                                for (p, q) in q.iter_mut().enumerate() {
+                                    let g = blk[t].add(LOW + 512 * j + 128 * p + 32 * h);
+                                    let v = [load(g), load(g.add(64))];
+                                    *q = q6_quants(
+                                        v,
+                                        load(blk[t].add(HIGH + 256 * j + 64 * p + 32 * h)),
+                                    );
+                                }
+                                // Sub-block 4j + s: low (s < 2) or high nibbles of groups
+                                // 4(s % 2) .. 4(s % 2) + 4, i.e. pairs 2(s % 2) and the next.
+                                for s in 0..4 {
+                                    let (hi, p0) = (s / 2, 2 * (s % 2));
+                                    let w = [
+                                        q[p0][hi],
+                                        q[p0][2 + hi],
+                                        q[p0 + 1][hi],
+                                        q[p0 + 1][2 + hi],
+                                    ];
+                                    let mut y = [_mm256_setzero_si256(); 4];
+                                    for (c, y) in y.iter_mut().enumerate() {
+                                        *y = bcast4(ys.add(64 * j + 32 * hi + 4 * (2 * p0 + c)));
+                                    }
+                                    let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                        blk[t].add(SC + 16 * (4 * j + s) + 8 * h).cast(),
+                                    ));
+                                    isum = _mm256_add_epi32(isum, $q6sc(w, y, sc));
+                                }
+                            }
+                            let mut msum = _mm256_setzero_si256();
+                            for p in 0..8 {
+                                let m = i8x8_pairs(blk[t].add(SC + 32 * p + 8 * h));
+                                msum = _mm256_add_epi32(msum, _mm256_madd_epi16(m, bs[p]));
+                            }
+                            let v = _mm256_sub_epi32(isum, _mm256_slli_epi32::<5>(msum));
+                            let d = _mm256_mul_ps(load_f16x8(blk[t].add(16 * h)), dy);
+                            acc[t][h] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(v), acc[t][h]);
+                        }
+                    }
+                }
+                store(acc)
+            }
+
             /// A unit of one or two tiles (`data.len()` = 1 or 2 x `tile_bytes`) of a Q8_0 /
             /// Q4_0 / Q4_1 matrix.
             pub(crate) fn tiles_q8_family(
@@ -299,6 +421,23 @@ macro_rules! packed256_kernels {
                     }
                 }
             }
+
+            /// One or two tiles of a Q6_K matrix.
+            pub(crate) fn tiles_q6k(
+                data: &[u8],
+                tile_bytes: usize,
+                act: &[BlockQ8K],
+            ) -> [[f32; TILE]; 2] {
+                // SAFETY: as above.
+                unsafe {
+                    if data.len() >= 2 * tile_bytes {
+                        q6k::<2>(data, act)
+                    } else {
+                        let [one] = q6k::<1>(data, act);
+                        [one, [0.0; TILE]]
+                    }
+                }
+            }
         }
     };
 }
@@ -314,11 +453,19 @@ unsafe fn store<const T: usize>(acc: [[__m256; 2]; T]) -> [[f32; TILE]; T] {
     out
 }
 
-packed256_kernels!("avx2,fma,f16c", avx2, nib_avx2, nib_scaled_avx2, q8_avx2);
+packed256_kernels!(
+    "avx2,fma,f16c",
+    avx2,
+    nib_avx2,
+    nib_scaled_avx2,
+    q8_avx2,
+    q6_scaled_avx2
+);
 packed256_kernels!(
     "avx2,fma,f16c,avxvnni",
     avxvnni,
     nib_vnni,
     nib_scaled_vnni,
-    q8_vnni
+    q8_vnni,
+    q6_scaled_vnni
 );

@@ -174,6 +174,102 @@ unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T]
     store(acc)
 }
 
+/// Q6_K tile block offsets (see `packed.rs`): scales, low nibbles, high bit pairs.
+const SC: usize = 32;
+const LOW: usize = SC + 256;
+const HIGH: usize = LOW + 2048;
+
+/// The 6-bit quants of nibble groups `2p` and `2p + 1` from their nibble vectors `v` and
+/// their shared high-bit vector `h`: `[lo(2p), hi(2p), lo(2p+1), hi(2p+1)]`.
+#[inline(always)]
+unsafe fn q6_quants(v: [__m512i; 2], h: __m512i) -> [__m512i; 4] {
+    // No closures here: they would not inherit the caller's target features.
+    let (m4, m30) = (_mm512_set1_epi8(0x0F), _mm512_set1_epi8(0x30));
+    let l0 = _mm512_and_si512(v[0], m4);
+    let h0 = _mm512_and_si512(_mm512_srli_epi16::<4>(v[0]), m4);
+    let l1 = _mm512_and_si512(v[1], m4);
+    let h1 = _mm512_and_si512(_mm512_srli_epi16::<4>(v[1]), m4);
+    // The shifts are 16-bit, but the masks keep only bits that stayed in their byte.
+    [
+        _mm512_or_si512(l0, _mm512_and_si512(_mm512_slli_epi16::<4>(h), m30)),
+        _mm512_or_si512(h0, _mm512_and_si512(_mm512_slli_epi16::<2>(h), m30)),
+        _mm512_or_si512(l1, _mm512_and_si512(h, m30)),
+        _mm512_or_si512(h1, _mm512_and_si512(_mm512_srli_epi16::<2>(h), m30)),
+    ]
+}
+
+/// `data` holds a unit of `T` Q6_K tiles, their blocks side by side.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
+unsafe fn q6k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T] {
+    let tbb = tile_block_len(GgmlType::Q6K);
+    let nb = (data.len() / (T * tbb)).min(act.len());
+    let mut acc = [_mm512_setzero_ps(); T];
+    for b in 0..nb {
+        // In bounds: as in `q8_family`.
+        let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        let a = &act[b];
+        let ys = a.qs.as_ptr();
+        let mut isum = [_mm512_setzero_si512(); T];
+        for j in 0..4 {
+            // Per tile, the dots of sub-blocks 4j .. 4j + 4 (low nibbles of groups 0..4,
+            // 4..8, then high nibbles of the same).
+            let mut dot = [[_mm512_setzero_si512(); 4]; T];
+            for p in 0..4 {
+                let y = [
+                    bcast4(ys.add(64 * j + 8 * p)),
+                    bcast4(ys.add(64 * j + 32 + 8 * p)),
+                    bcast4(ys.add(64 * j + 8 * p + 4)),
+                    bcast4(ys.add(64 * j + 32 + 8 * p + 4)),
+                ];
+                let s = p / 2;
+                for t in 0..T {
+                    let g = blk[t].add(LOW + 512 * j + 128 * p);
+                    let v = [
+                        _mm512_loadu_si512(g.cast()),
+                        _mm512_loadu_si512(g.add(64).cast()),
+                    ];
+                    let h = _mm512_loadu_si512(blk[t].add(HIGH + 256 * j + 64 * p).cast());
+                    let q = q6_quants(v, h);
+                    dot[t][s] = _mm512_dpbusd_epi32(dot[t][s], q[0], y[0]);
+                    dot[t][2 + s] = _mm512_dpbusd_epi32(dot[t][2 + s], q[1], y[1]);
+                    dot[t][s] = _mm512_dpbusd_epi32(dot[t][s], q[2], y[2]);
+                    dot[t][2 + s] = _mm512_dpbusd_epi32(dot[t][2 + s], q[3], y[3]);
+                }
+            }
+            for t in 0..T {
+                for (q, d) in dot[t].iter().enumerate() {
+                    let sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(
+                        blk[t].add(SC + 16 * (4 * j + q)).cast(),
+                    ));
+                    isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(*d, sc));
+                }
+            }
+        }
+        // sum_s scale_s * bsum_s, two sub-blocks per `vpmaddwd` (|scale| <= 128, |bsum| <=
+        // 16 * 127: exact), for the -32 offset of the stored quants.
+        let bs: [__m512i; 8] = std::array::from_fn(|p| {
+            let b = |s: usize| a.bsums[s] as u16 as i32;
+            _mm512_set1_epi32(b(2 * p) | (b(2 * p + 1) << 16))
+        });
+        let dy = _mm512_set1_ps(a.d);
+        for t in 0..T {
+            let mut msum = _mm512_setzero_si512();
+            for (p, bs) in bs.iter().enumerate() {
+                let s0 = _mm_loadu_si128(blk[t].add(SC + 32 * p).cast());
+                let s1 = _mm_loadu_si128(blk[t].add(SC + 32 * p + 16).cast());
+                // i32 lane r = row r holds (scale of sub-block 2p, scale of 2p + 1).
+                let pairs = _mm256_set_m128i(_mm_unpackhi_epi8(s0, s1), _mm_unpacklo_epi8(s0, s1));
+                let m = _mm512_cvtepi8_epi16(pairs);
+                msum = _mm512_add_epi32(msum, _mm512_madd_epi16(m, *bs));
+            }
+            let v = _mm512_sub_epi32(isum[t], _mm512_slli_epi32::<5>(msum));
+            let d = _mm512_mul_ps(load_f16x16(blk[t]), dy);
+            acc[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(v), acc[t]);
+        }
+    }
+    store(acc)
+}
+
 /// A unit of one or two tiles (`data.len()` = 1 or 2 x `tile_bytes`) of a Q8_0 / Q4_0 /
 /// Q4_1 matrix.
 pub(crate) fn tiles_q8_family(
@@ -205,6 +301,19 @@ pub(crate) fn tiles_q4k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f
             q4k::<2>(data, act)
         } else {
             let [one] = q4k::<1>(data, act);
+            [one, [0.0; TILE]]
+        }
+    }
+}
+
+/// One or two tiles of a Q6_K matrix.
+pub(crate) fn tiles_q6k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+    // SAFETY: as above.
+    unsafe {
+        if data.len() >= 2 * tile_bytes {
+            q6k::<2>(data, act)
+        } else {
+            let [one] = q6k::<1>(data, act);
             [one, [0.0; TILE]]
         }
     }
