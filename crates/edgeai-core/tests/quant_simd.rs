@@ -408,6 +408,59 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(256),
+        ..ProptestConfig::default()
+    })]
+
+    /// Row-major matrices sharing one input as one parallel job (`QMatrix::matvec_many`):
+    /// each output equals its own `matvec` bit for bit, for any mix of the quantized types
+    /// (the Q8_0 family next to Q4_K / Q6_K, or unquantized F16, run one after another);
+    /// a wrong output length is an error that writes no output.
+    #[test]
+    fn fused_row_major_products_equal_separate_ones(
+        types in proptest::collection::vec(0usize..7, 1..5),
+        rows in proptest::collection::vec(1usize..40, 4),
+        nblk in 1usize..3,
+        bytes in proptest::collection::vec(any::<u8>(), 64..512),
+        scales in proptest::collection::vec(scale_strategy(), 1..8),
+        seed_x in activation_strategy(2 * 256),
+    ) {
+        let all = [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q4K, GgmlType::Q5_0,
+            GgmlType::Q6K, GgmlType::F16];
+        let cols = 256 * nblk;
+        let data: Vec<(GgmlType, usize, Vec<u8>)> = types.iter().zip(&rows).map(|(&t, &r)| {
+            let float_w: Vec<f32> = (0..r * cols).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            (all[t], r, weights(all[t], r, cols, &bytes, &scales, &float_w))
+        }).collect();
+        let ms: Vec<QMatrix> =
+            data.iter().map(|(ty, r, d)| QMatrix::new(*ty, *r, cols, d).unwrap()).collect();
+        let x = &seed_x[..cols];
+        let mut s = Scratch::new();
+        let want: Vec<Vec<f32>> = ms.iter().map(|m| {
+            let mut y = vec![0f32; m.rows()];
+            m.matvec(x, &mut y, &mut s).unwrap();
+            y
+        }).collect();
+        let mut got: Vec<Vec<f32>> = ms.iter().map(|m| vec![f32::NAN; m.rows()]).collect();
+        let mut parts: Vec<(&QMatrix, &mut [f32])> =
+            ms.iter().zip(got.iter_mut()).map(|(m, y)| (m, &mut y[..])).collect();
+        QMatrix::matvec_many(&mut parts, x, &mut s).unwrap();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            prop_assert_eq!(g.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                w.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "matrix {} {:?}", i, types);
+        }
+        // A short output anywhere: an error, and no part written.
+        let mut outs: Vec<Vec<f32>> = ms.iter().map(|m| vec![f32::NAN; m.rows()]).collect();
+        outs.last_mut().unwrap().pop();
+        let mut parts: Vec<(&QMatrix, &mut [f32])> =
+            ms.iter().zip(outs.iter_mut()).map(|(m, y)| (m, &mut y[..])).collect();
+        prop_assert!(QMatrix::matvec_many(&mut parts, x, &mut s).is_err());
+        prop_assert!(outs.iter().flatten().all(|v| v.is_nan()));
+    }
+}
+
 #[test]
 fn saturation_extremes_are_exact() {
     // All-(-128) Q8_0 weights against +-127 activations, and 4-bit extremes.

@@ -425,6 +425,122 @@ impl<'a> QMatrix<'a> {
         self.matmul_on(dispatch::kernels(path)?, x, n, y, scratch)
     }
 
+    /// `y_i = W_i x` (one activation) for matrices that share their input (a layer's q / k /
+    /// v, its gate and up) in the row-major layout: the input is quantized once and the rows
+    /// of all of them form one parallel job, one hand-off to the kernel threads instead of
+    /// one per matrix (the row-major twin of [`PackedMatrix::matmul_many`]). Each output
+    /// equals [`matvec`](Self::matvec) of its matrix bit for bit (the same one-row kernels
+    /// run the same rows). Matrices of different widths, of activation types that differ
+    /// (the Q8_0 family against Q4_K / Q6_K), unquantized ones, or more than four run one
+    /// after another instead. A part whose input or output length does not fit is an error
+    /// before any output is written.
+    ///
+    /// ```
+    /// use edgeai_core::quant::{blocks_as_bytes, quantize_row_q8_0, BlockQ8_0, GgmlType};
+    /// use edgeai_core::quant::{QMatrix, Scratch};
+    /// let w: Vec<f32> = (0..32 * 64).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+    /// let mut blocks = vec![BlockQ8_0::default(); 32 * 64 / 32];
+    /// quantize_row_q8_0(&w, &mut blocks);
+    /// let m = QMatrix::new(GgmlType::Q8_0, 32, 64, blocks_as_bytes(&blocks)).unwrap();
+    /// let (x, mut s) = (vec![0.5f32; 64], Scratch::new());
+    /// let (mut a, mut b, mut c) = (vec![0.0; 32], vec![0.0; 32], vec![0.0; 32]);
+    /// QMatrix::matvec_many(&mut [(&m, &mut a[..]), (&m, &mut b[..])], &x, &mut s).unwrap();
+    /// m.matvec(&x, &mut c, &mut s).unwrap();
+    /// assert_eq!((a.clone(), b), (c.clone(), c));
+    /// ```
+    pub fn matvec_many(
+        parts: &mut [(&QMatrix<'_>, &mut [f32])],
+        x: &[f32],
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        for (m, y) in parts.iter() {
+            if x.len() != m.cols || y.len() != m.rows {
+                return Err(Error::Kernel(format!(
+                    "{}x{} {} product: input has {} elements and output {}, expected {} and {}",
+                    m.rows,
+                    m.cols,
+                    m.ty,
+                    x.len(),
+                    y.len(),
+                    m.cols,
+                    m.rows
+                )));
+            }
+        }
+        /// The activation quantization a weight type's one-row kernel takes.
+        fn act_kind(ty: GgmlType) -> Option<bool> {
+            match ty {
+                GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 | GgmlType::Q5_0 => Some(false),
+                GgmlType::Q4K | GgmlType::Q6K => Some(true),
+                _ => None,
+            }
+        }
+        const MAX_PARTS: usize = 4;
+        let first = parts.first().map(|(m, _)| (m.cols, act_kind(m.ty)));
+        let fusable = (2..=MAX_PARTS).contains(&parts.len())
+            && first.is_some_and(|(_, k)| k.is_some())
+            && parts
+                .iter()
+                .all(|(m, _)| Some((m.cols, act_kind(m.ty))) == first);
+        let k = dispatch::current();
+        if !fusable {
+            for (m, y) in parts.iter_mut() {
+                m.matmul_on(k, x, 1, y, scratch)?;
+            }
+            return Ok(());
+        }
+        let (cols, q8k) = (x.len(), first.and_then(|f| f.1) == Some(true));
+        if cols == 0 {
+            for (_, y) in parts.iter_mut() {
+                y.fill(0.0);
+            }
+            return Ok(());
+        }
+        let mut outs: [Option<(&QMatrix<'_>, threads::OutPtr<'_>)>; MAX_PARTS] = Default::default();
+        let (mut rows, mut work) = (0usize, 0usize);
+        for (o, (m, y)) in outs.iter_mut().zip(parts.iter_mut()) {
+            counters::product(m.data.len());
+            rows += m.rows;
+            work = work.saturating_add(m.rows.saturating_mul(cols));
+            *o = Some((*m, threads::OutPtr::new(y)));
+        }
+        /// The input, quantized once for every part.
+        #[derive(Clone, Copy)]
+        enum Act<'a> {
+            Q8(&'a [BlockQ8_0], &'a [f32]),
+            Q8K(&'a [BlockQ8K]),
+        }
+        let act = if q8k {
+            Act::Q8K(scratch.quantize_q8k(k, x))
+        } else {
+            let (q8, sums, _) = scratch.quantize_q8_0(k, x);
+            Act::Q8(q8, sums)
+        };
+        // One row of part `m`, on the same one-row kernel `matvec` runs for it.
+        let row = |m: &QMatrix<'_>, r: usize| -> f32 {
+            let w = &m.data[r * m.row_bytes..(r + 1) * m.row_bytes];
+            match (m.ty, act) {
+                (GgmlType::Q4_0, Act::Q8(q, _)) => (k.q4_0)(as_blocks(w), q),
+                (GgmlType::Q4_1, Act::Q8(q, s)) => (k.q4_1)(as_blocks(w), q, s),
+                (GgmlType::Q8_0, Act::Q8(q, _)) => (k.q8_0)(as_blocks(w), q),
+                (GgmlType::Q5_0, Act::Q8(q, _)) => (k.q5_0)(as_blocks(w), q),
+                (GgmlType::Q4K, Act::Q8K(q)) => (k.q4k)(as_blocks(w), q),
+                (GgmlType::Q6K, Act::Q8K(q)) => (k.q6k)(as_blocks(w), q),
+                _ => unreachable!("fusable parts share one activation kind"),
+            }
+        };
+        threads::for_each_chunked(rows, 8, work, |mut r| {
+            // The parts' rows in order: a linear scan over at most four matrices.
+            for (m, out) in outs.iter().flatten() {
+                if r < m.rows {
+                    return out.write(r, row(m, r));
+                }
+                r -= m.rows;
+            }
+        });
+        Ok(())
+    }
+
     fn matmul_on(
         &self,
         k: &'static Kernels,

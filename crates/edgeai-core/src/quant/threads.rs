@@ -130,6 +130,17 @@ pub(crate) fn for_tiles(ntiles: usize, work: usize, f: impl Fn(usize) + Sync) {
     chunked(ntiles, 1, work, |t0, t1| (t0..t1).for_each(&f));
 }
 
+/// `f(i)` for every `i < count` (each writes its own outputs), parallel over chunks of at
+/// least `min_chunk` items.
+pub(crate) fn for_each_chunked(
+    count: usize,
+    min_chunk: usize,
+    work: usize,
+    f: impl Fn(usize) + Sync,
+) {
+    chunked(count, min_chunk, work, |i0, i1| (i0..i1).for_each(&f));
+}
+
 /// `body(i0, i1)` over chunks covering `0..count`: one call on this thread when the work is
 /// small or there is one thread, else ~4 chunks per thread (at least `min_chunk` items each)
 /// on this thread and the spinning helpers (`spin.rs`), for load balance.
