@@ -560,16 +560,21 @@ impl DecoderModel {
             Ok(())
         };
         for l in &mut self.layers {
-            for w in [
-                &mut l.wq,
-                &mut l.wk,
-                &mut l.wv,
-                &mut l.wo,
-                &mut l.w_gate,
-                &mut l.w_up,
-                &mut l.w_down,
-            ] {
-                one(w, &self.gguf)?;
+            // The matrices that share an input run as one job when they share a layout
+            // (`matmul_shared`), so `Auto` packs such a group whole or not at all: on aarch64
+            // Gemma's Q5_0 q / k next to its Q8_0 v would otherwise split the group.
+            let groups: [&mut [&mut QWeight]; 4] = [
+                &mut [&mut l.wq, &mut l.wk, &mut l.wv],
+                &mut [&mut l.w_gate, &mut l.w_up],
+                &mut [&mut l.wo],
+                &mut [&mut l.w_down],
+            ];
+            for g in groups {
+                if packing.considers_group(g.iter().map(|w| (w.ty, w.rows, w.cols))) {
+                    for w in g.iter_mut() {
+                        one(w, &self.gguf)?;
+                    }
+                }
             }
         }
         one(&mut self.output, &self.gguf)?;
@@ -579,7 +584,8 @@ impl DecoderModel {
 
     /// `y_i = W_i x` for weights that share the input (q / k / v, gate / up): one parallel
     /// job where all are packed ([`PackedMatrix::matmul_many`]: one hand-off to the kernel
-    /// threads, the input quantized once), else one product each. Fixed-size arrays: no
+    /// threads, the input quantized once) or, for one token, all row-major
+    /// ([`QMatrix::matvec_many`]), else one product each. Fixed-size arrays: no
     /// allocation on this per-layer, per-token path.
     fn matmul_shared<const N: usize>(
         &self,
@@ -593,6 +599,20 @@ impl DecoderModel {
             let mut ps = parts.map(|(w, y)| (packed(w).expect("checked just above"), y));
             PackedMatrix::matmul_many(&mut ps, x, n, sc)?;
             return Ok(());
+        }
+        if n == 1 && parts.iter().all(|(w, _)| packed(w).is_none()) {
+            // Row-major (e.g. Q5_0 on aarch64, where packing would widen it): one job too.
+            let ms = parts.each_ref().map(|(w, _)| self.m(w));
+            if ms.iter().all(Result::is_ok) {
+                let ms = ms.map(|m| m.expect("checked just above"));
+                let mut i = 0;
+                let mut ps = parts.map(|(_, y)| {
+                    i += 1;
+                    (&ms[i - 1], y)
+                });
+                QMatrix::matvec_many(&mut ps, x, sc)?;
+                return Ok(());
+            }
         }
         for (w, y) in parts {
             self.matmul(w, x, n, y, sc)?;
@@ -654,7 +674,9 @@ pub enum Packing {
     /// qemu but cannot be timed here, only the matrices whose packed form streams no more
     /// bytes than the file's (Q8_0, Q4_0, Q4_1, Q6_K: the same bytes; counted per token by
     /// `examples/token_counts.rs`, see BENCHMARKS.md); Q4_K (+2.8 %) and Q5_0 (+55 %) stay
-    /// in the map. See [`Packing::packs_matrix`].
+    /// in the map. Matrices that share an input (a layer's q / k / v, its gate and up) are
+    /// packed together or not at all, so each group keeps one layout and runs as one job.
+    /// See [`Packing::packs_matrix`].
     #[default]
     Auto,
     /// Keep every matrix in the GGUF map (row-major kernels).
@@ -687,6 +709,16 @@ impl Packing {
                         || ty.row_bytes(cols).is_ok_and(|b| packed <= b * rows))
             }
         }
+    }
+
+    /// Whether the matrices of a group that shares an input (`(type, rows, cols)` each) are
+    /// considered for packing at all: under `Auto` only when every one of them packs (one
+    /// layout per group, one job per group); `Always` and `Never` decide per matrix.
+    fn considers_group(self, members: impl IntoIterator<Item = (GgmlType, usize, usize)>) -> bool {
+        self != Self::Auto
+            || members
+                .into_iter()
+                .all(|(ty, rows, cols)| self.packs_matrix(ty, rows, cols))
     }
 
     /// Parses a setting as the CLI's `EDGEAI_PACK` takes it: `auto`; `0`, `never`, `off`;
@@ -1424,6 +1456,20 @@ mod tests {
                 assert!(auto, "{ty}");
             }
         }
+        // A group (q / k / v) keeps one layout under `Auto`: Gemma's Q5_0 q and k with a Q8_0
+        // v stay row-major together on aarch64 (Q5_0 would widen), pack together elsewhere.
+        let qkv = [(Q5_0, r, c), (Q5_0, r, c), (Q8_0, r, c)];
+        let auto_group = Packing::Auto.considers_group(qkv);
+        if !quant::packed_kernels_available() || cfg!(target_arch = "aarch64") {
+            assert!(!auto_group);
+        } else {
+            assert!(auto_group);
+        }
+        assert!(
+            Packing::Auto.considers_group([(Q8_0, r, c), (Q4_1, r, c)]) == Packing::Auto.packs()
+        );
+        assert!(!Packing::Auto.considers_group([(Q8_0, r, c), (F16, r, c)]));
+        assert!(Packing::Always.considers_group([(Q8_0, r, c), (F16, r, c)]));
         // Unsupported types and shapes are never packed.
         for p in [Packing::Auto, Packing::Always] {
             assert!(!p.packs_matrix(F16, r, c));
