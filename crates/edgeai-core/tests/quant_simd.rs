@@ -718,6 +718,51 @@ proptest! {
         }
     }
 
+    /// A q8_0 KV cache (as llama.cpp's `-ctk q8_0 -ctv q8_0`): scores and weighted sums over
+    /// rows of blocks (1-5 blocks wide, strided, partial query blocks, an all-zero block)
+    /// equal the f32 kernels on the dequantized values bit for bit, on every path.
+    #[test]
+    fn vector_attention_kernels_on_q8_0_rows_equal_the_dequantized_f32_ones(
+        (m, nk, nb, extra, q, k, w, o) in (1usize..10, 1usize..40, 1usize..6, 0usize..2)
+            .prop_flat_map(|(m, nk, nb, extra)| {
+                let (hd, st) = (nb * QK, (nb + extra) * QK);
+                (
+                    Just(m), Just(nk), Just(nb), Just(extra),
+                    f32_values(m * hd), f32_values(nk * st), f32_values(m * nk),
+                    f32_values(m * hd),
+                )
+            })
+    ) {
+        use edgeai_core::quant::vector::{Strided, StridedMut, VectorPath};
+        let (hd, sb) = (nb * QK, nb + extra);
+        let mut k = k;
+        k[..QK].fill(0.0); // an all-zero block: scale 0
+        let mut kb = vec![BlockQ8_0 { d: f16::ZERO, qs: [0; QK] }; nk * sb];
+        quantize_row_q8_0(&k, &mut kb);
+        // The dequantized values, laid out as f32 rows of hd at stride hd.
+        let mut kw = vec![0f32; nk * hd];
+        for j in 0..nk {
+            for e in 0..hd {
+                let b = &kb[j * sb + e / QK];
+                kw[j * hd + e] = b.qs[e % QK] as f32 * b.d.to_f32();
+            }
+        }
+        let scalar = VectorPath::new(KernelPath::Scalar).unwrap();
+        let mut sw = vec![0f32; m * nk];
+        scalar.scores(Strided::new(&q, m, hd, hd), Strided::new(&kw, nk, hd, hd), &mut StridedMut::new(&mut sw, m, nk, nk));
+        let mut ow = o.clone();
+        scalar.weighted_sum(Strided::new(&w, m, nk, nk), Strided::new(&kw, nk, hd, hd), &mut StridedMut::new(&mut ow, m, hd, hd));
+        for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+            let p8 = VectorPath::new(p).unwrap();
+            let mut s = vec![0f32; m * nk];
+            p8.scores_q8_0(Strided::new(&q, m, hd, hd), Strided::new(&kb, nk, nb, sb), &mut StridedMut::new(&mut s, m, nk, nk));
+            let mut out = o.clone();
+            p8.weighted_sum_q8_0(Strided::new(&w, m, nk, nk), Strided::new(&kb, nk, nb, sb), &mut StridedMut::new(&mut out, m, hd, hd));
+            prop_assert_eq!(bits(&s), bits(&sw), "q8_0 scores on {}", p);
+            prop_assert_eq!(bits(&out), bits(&ow), "q8_0 weighted sum on {}", p);
+        }
+    }
+
     /// Softmax, GeGLU, SwiGLU, exp and dot on every path equal the scalar twin bit for bit.
     #[test]
     fn vector_elementwise_kernels_match_scalar(

@@ -43,6 +43,7 @@
 
 use half::f16;
 
+use super::blocks::{BlockQ8_0, QK};
 use super::dispatch;
 use super::KernelPath;
 use crate::Result;
@@ -50,8 +51,9 @@ use crate::Result;
 /// Lanes (independent partial sums) of every kernel here.
 const L: usize = 16;
 
-/// `count` rows of `len` values, row `i` at `data[i * stride..][..len]` (`T`: `f32`, or
-/// [`f16`] for a half-precision KV cache).
+/// `count` rows of `len` elements, row `i` at `data[i * stride..][..len]` (`T`: `f32`, or
+/// [`f16`] for a half-precision KV cache, or [`BlockQ8_0`] for a q8_0 one: then `len` and
+/// `stride` count blocks of 32 values).
 #[derive(Debug)]
 pub struct Strided<'a, T = f32> {
     data: &'a [T],
@@ -163,6 +165,8 @@ pub(crate) struct VectorKernels {
     pub weighted_sum: fn(Strided<'_>, Strided<'_>, &mut StridedMut<'_>),
     pub scores_f16: fn(Strided<'_>, Strided<'_, f16>, &mut StridedMut<'_>),
     pub weighted_sum_f16: fn(Strided<'_>, Strided<'_, f16>, &mut StridedMut<'_>),
+    pub scores_q8_0: fn(Strided<'_>, Strided<'_, BlockQ8_0>, &mut StridedMut<'_>),
+    pub weighted_sum_q8_0: fn(Strided<'_>, Strided<'_, BlockQ8_0>, &mut StridedMut<'_>),
     pub softmax: fn(&mut [f32], f32),
     pub gelu_mul: fn(&mut [f32], &[f32]),
     pub silu_mul: fn(&mut [f32], &[f32]),
@@ -184,6 +188,12 @@ trait F32x16: Copy {
     /// # Safety
     /// `p` points to 16 readable values.
     unsafe fn load_f16(p: *const f16) -> Self;
+    /// 16 signed bytes, widened and multiplied by `d` (exactly: `d` is an `f16` widened, so
+    /// the product of its 11-bit significand and a byte fits an `f32`).
+    ///
+    /// # Safety
+    /// `p` points to 16 readable values.
+    unsafe fn load_i8_scaled(p: *const i8, d: f32) -> Self;
     /// # Safety
     /// `p` points to 16 writable values.
     unsafe fn store(self, p: *mut f32);
@@ -213,6 +223,16 @@ impl F32x16 for Scalar16 {
         // SAFETY: the caller guarantees 16 readable values.
         let h = unsafe { std::ptr::read_unaligned(p as *const [f16; L]) };
         Scalar16(h.map(f16::to_f32))
+    }
+    #[inline(always)]
+    unsafe fn load_i8_scaled(p: *const i8, d: f32) -> Self {
+        // SAFETY: the caller guarantees 16 readable values.
+        let q = unsafe { std::ptr::read_unaligned(p as *const [i8; L]) };
+        let mut v = [0f32; L];
+        for l in 0..L {
+            v[l] = q[l] as f32 * d;
+        }
+        Scalar16(v)
     }
     #[inline(always)]
     unsafe fn store(self, p: *mut f32) {
@@ -286,6 +306,21 @@ mod x86_lanes {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma")]
+        unsafe fn load_i8_scaled(p: *const i8, d: f32) -> Self {
+            unsafe {
+                let q = _mm_loadu_si128(p as *const __m128i);
+                let d = _mm256_set1_ps(d);
+                Avx2x2(
+                    _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), d),
+                    _mm256_mul_ps(
+                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q))),
+                        d,
+                    ),
+                )
+            }
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
         unsafe fn store(self, p: *mut f32) {
             unsafe {
                 _mm256_storeu_ps(p, self.0);
@@ -331,6 +366,14 @@ mod x86_lanes {
         #[target_feature(enable = "avx512f,avx2,fma,f16c")]
         unsafe fn load_f16(p: *const f16) -> Self {
             unsafe { Avx512(_mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))) }
+        }
+        #[inline]
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        unsafe fn load_i8_scaled(p: *const i8, d: f32) -> Self {
+            unsafe {
+                let q = _mm512_cvtepi8_epi32(_mm_loadu_si128(p as *const __m128i));
+                Avx512(_mm512_mul_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(d)))
+            }
         }
         #[inline]
         #[target_feature(enable = "avx512f,avx2,fma")]
@@ -408,6 +451,20 @@ mod neon_lanes {
             unsafe { Neon4([cvt4(p), cvt4(p.add(4)), cvt4(p.add(8)), cvt4(p.add(12))]) }
         }
         #[inline(always)]
+        unsafe fn load_i8_scaled(p: *const i8, d: f32) -> Self {
+            unsafe {
+                let q = vld1q_s8(p);
+                let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_s8(vget_high_s8(q)));
+                let f = |h: int16x4_t| vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(h)), d);
+                Neon4([
+                    f(vget_low_s16(lo)),
+                    f(vget_high_s16(lo)),
+                    f(vget_low_s16(hi)),
+                    f(vget_high_s16(hi)),
+                ])
+            }
+        }
+        #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
             unsafe {
                 for (i, v) in self.0.iter().enumerate() {
@@ -441,35 +498,60 @@ mod neon_lanes {
     }
 }
 
-/// An element type of the keys and values: `f32` or `f16`.
+/// An element type of the keys and values: `f32`, `f16`, or a q8_0 block of 32 values.
 trait Elem: Copy {
+    /// Values per element.
+    const PER: usize;
+    /// Values `c..c + 16` of `row` (`c` a multiple of 16).
+    ///
     /// # Safety
-    /// `p` points to 16 readable values; `V`'s target features are available.
-    unsafe fn load<V: F32x16>(p: *const Self) -> V;
-    fn to_f32(self) -> f32;
+    /// `c + 16 <= row.len() * PER`; `V`'s target features are available.
+    unsafe fn load_at<V: F32x16>(row: &[Self], c: usize) -> V;
+    /// Value `e` of `row`, widened exactly as [`Elem::load_at`] widens it.
+    fn value(row: &[Self], e: usize) -> f32;
 }
 
 impl Elem for f32 {
+    const PER: usize = 1;
     #[inline(always)]
-    unsafe fn load<V: F32x16>(p: *const Self) -> V {
-        // SAFETY: the caller's contract.
-        unsafe { V::load(p) }
+    unsafe fn load_at<V: F32x16>(row: &[Self], c: usize) -> V {
+        // SAFETY: the caller's contract (16 values from c are in the row).
+        unsafe { V::load(row.as_ptr().add(c)) }
     }
     #[inline(always)]
-    fn to_f32(self) -> f32 {
-        self
+    fn value(row: &[Self], e: usize) -> f32 {
+        row[e]
     }
 }
 
 impl Elem for f16 {
+    const PER: usize = 1;
     #[inline(always)]
-    unsafe fn load<V: F32x16>(p: *const Self) -> V {
+    unsafe fn load_at<V: F32x16>(row: &[Self], c: usize) -> V {
         // SAFETY: the caller's contract.
-        unsafe { V::load_f16(p) }
+        unsafe { V::load_f16(row.as_ptr().add(c)) }
     }
     #[inline(always)]
-    fn to_f32(self) -> f32 {
-        f16::to_f32(self)
+    fn value(row: &[Self], e: usize) -> f32 {
+        f16::to_f32(row[e])
+    }
+}
+
+impl Elem for BlockQ8_0 {
+    const PER: usize = QK;
+    #[inline(always)]
+    unsafe fn load_at<V: F32x16>(row: &[Self], c: usize) -> V {
+        // SAFETY: c is a multiple of 16 below row.len() * 32, so the block `c / 32` exists
+        // and holds the 16 bytes from `c % 32` (0 or 16).
+        unsafe {
+            let b = row.get_unchecked(c / QK);
+            V::load_i8_scaled(b.qs.as_ptr().add(c % QK), b.d.to_f32())
+        }
+    }
+    #[inline(always)]
+    fn value(row: &[Self], e: usize) -> f32 {
+        let b = &row[e / QK];
+        b.qs[e % QK] as f32 * b.d.to_f32()
     }
 }
 
@@ -477,12 +559,12 @@ impl Elem for f16 {
 mod body {
     use super::{Elem, F32x16, Strided, StridedMut, L};
 
-    /// Up to 16 values, widened and zero-padded to 16 lanes.
+    /// Values `from..to` (at most 16) of `x`, widened and zero-padded to 16 lanes.
     #[inline(always)]
-    fn padded<E: Elem>(x: &[E]) -> [f32; L] {
+    fn padded<E: Elem>(x: &[E], from: usize, to: usize) -> [f32; L] {
         let mut p = [0f32; L];
-        for (p, &v) in p.iter_mut().zip(x) {
-            *p = v.to_f32();
+        for e in from..to {
+            p[e - from] = E::value(x, e);
         }
         p
     }
@@ -493,21 +575,18 @@ mod body {
     /// `V`'s target features are available.
     #[inline(always)]
     pub unsafe fn dot<V: F32x16, A: Elem, B: Elem>(a: &[A], b: &[B]) -> f32 {
-        let n = a.len().min(b.len());
+        let n = (a.len() * A::PER).min(b.len() * B::PER);
         let full = n / L * L;
-        // SAFETY: every load reads 16 values at c < full <= n of both slices, or a padded
+        // SAFETY: every load reads 16 values at c < full <= n of both rows, or a padded
         // local array.
         unsafe {
             let mut acc = V::zero();
             let mut c = 0;
             while c < full {
-                acc = acc.fma(
-                    A::load::<V>(a.as_ptr().add(c)),
-                    B::load::<V>(b.as_ptr().add(c)),
-                );
+                acc = acc.fma(A::load_at::<V>(a, c), B::load_at::<V>(b, c));
                 c += L;
             }
-            let (x, y) = (padded(&a[full..n]), padded(&b[full..n]));
+            let (x, y) = (padded(a, full, n), padded(b, full, n));
             acc.fma(V::load(x.as_ptr()), V::load(y.as_ptr())).hsum()
         }
     }
@@ -519,28 +598,30 @@ mod body {
     /// `V`'s target features are available.
     #[inline(always)]
     pub unsafe fn dot4<V: F32x16, A: Elem, B: Elem>(a: [&[A]; 4], b: &[B]) -> [f32; 4] {
-        let n = b.len();
-        let a = a.map(|r| &r[..n]);
+        let n = b.len() * B::PER;
+        for r in a {
+            assert!(r.len() * A::PER >= n, "dot4 rows shorter than the vector");
+        }
         let full = n / L * L;
-        // SAFETY: as in `dot`: loads at c < full <= n of slices of length n, or padded.
+        // SAFETY: as in `dot`: loads at c < full <= n of rows of at least n values, or padded.
         unsafe {
             let mut s = [V::zero(); 4];
             let mut c = 0;
             while c < full {
-                let y = B::load::<V>(b.as_ptr().add(c));
+                let y = B::load_at::<V>(b, c);
                 for t in 0..4 {
-                    s[t] = s[t].fma(A::load::<V>(a[t].as_ptr().add(c)), y);
+                    s[t] = s[t].fma(A::load_at::<V>(a[t], c), y);
                 }
                 c += L;
             }
-            let y = padded(&b[full..]);
+            let y = padded(b, full, n);
             let y = V::load(y.as_ptr());
             // Loops, not `array::from_fn`: a closure does not inherit the kernel's target
             // features, so its intrinsics became out-of-line calls (6 % of a SmolLM2 decode
             // in `perf`, through the one-query scores of f16 keys).
             let mut d = [0f32; 4];
             for t in 0..4 {
-                let x = padded(&a[t][full..]);
+                let x = padded(a[t], full, n);
                 d[t] = s[t].fma(V::load(x.as_ptr()), y).hsum();
             }
             d
@@ -555,7 +636,7 @@ mod body {
         k: Strided<'_, K>,
         out: &mut StridedMut<'_>,
     ) {
-        assert_eq!(q.len, k.len, "query and key widths");
+        assert_eq!(q.len, k.len * K::PER, "query and key widths");
         assert!(
             out.count >= q.count && out.len >= k.count,
             "score rows too small"
@@ -604,7 +685,7 @@ mod body {
     ) {
         assert_eq!(w.len, v.count, "weights per row and value rows");
         assert!(
-            out.count >= w.count && out.len >= v.len,
+            out.count >= w.count && out.len >= v.len * K::PER,
             "output rows too small"
         );
         let mut i = 0;
@@ -633,7 +714,7 @@ mod body {
         out: &mut StridedMut<'_>,
         i: usize,
     ) {
-        let (nk, hd) = (v.count, v.len);
+        let (nk, hd) = (v.count, v.len * K::PER);
         let full = hd / L * L;
         let ws: [&[f32]; M] = std::array::from_fn(|t| &w.row(i + t)[..nk]);
         // SAFETY: loads and stores of 16 values at c < full <= hd within rows checked by
@@ -647,7 +728,7 @@ mod body {
                     *a = V::load(out.chunk(i + t, c).as_ptr());
                 }
                 for j in 0..nk {
-                    let vj = K::load::<V>(v.row(j)[c..c + L].as_ptr());
+                    let vj = K::load_at::<V>(v.row(j), c);
                     for t in 0..M {
                         acc[t] = acc[t].fma(V::splat(ws[t][j]), vj);
                     }
@@ -662,7 +743,7 @@ mod body {
             for e in full..hd {
                 let mut a = *out.at(i + t, e);
                 for j in 0..nk {
-                    a = ws[t][j].mul_add(v.row(j)[e].to_f32(), a);
+                    a = ws[t][j].mul_add(K::value(v.row(j), e), a);
                 }
                 *out.at(i + t, e) = a;
             }
@@ -794,7 +875,7 @@ mod body {
 
 /// The baseline build of the bodies: the scalar twin (and, on aarch64, the NEON path).
 mod portable {
-    use super::{body, Scalar16, Strided, StridedMut};
+    use super::{body, BlockQ8_0, Scalar16, Strided, StridedMut};
     use half::f16;
 
     // SAFETY (the three lane kernels): `Scalar16` needs no target feature.
@@ -812,6 +893,12 @@ mod portable {
     }
     pub fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
         unsafe { body::weighted_sum::<Scalar16, f16>(w, v, out) }
+    }
+    pub fn scores_q8_0(q: Strided<'_>, k: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+        unsafe { body::scores::<Scalar16, BlockQ8_0>(q, k, out) }
+    }
+    pub fn weighted_sum_q8_0(w: Strided<'_>, v: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+        unsafe { body::weighted_sum::<Scalar16, BlockQ8_0>(w, v, out) }
     }
     pub fn softmax(s: &mut [f32], scale: f32) {
         body::softmax(s, scale)
@@ -832,7 +919,7 @@ mod portable {
 #[cfg(target_arch = "aarch64")]
 pub(crate) mod neon {
     use super::neon_lanes::Neon4;
-    use super::{body, portable, Strided, StridedMut, VectorKernels};
+    use super::{body, portable, BlockQ8_0, Strided, StridedMut, VectorKernels};
     use half::f16;
 
     // SAFETY (all three): NEON is part of the aarch64 baseline.
@@ -851,6 +938,12 @@ pub(crate) mod neon {
     fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
         unsafe { body::weighted_sum::<Neon4, f16>(w, v, out) }
     }
+    fn scores_q8_0(q: Strided<'_>, k: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+        unsafe { body::scores::<Neon4, BlockQ8_0>(q, k, out) }
+    }
+    fn weighted_sum_q8_0(w: Strided<'_>, v: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+        unsafe { body::weighted_sum::<Neon4, BlockQ8_0>(w, v, out) }
+    }
 
     pub(crate) static TABLE: VectorKernels = VectorKernels {
         dot,
@@ -858,6 +951,8 @@ pub(crate) mod neon {
         weighted_sum,
         scores_f16,
         weighted_sum_f16,
+        scores_q8_0,
+        weighted_sum_q8_0,
         softmax: portable::softmax,
         gelu_mul: portable::gelu_mul,
         silu_mul: portable::silu_mul,
@@ -871,6 +966,8 @@ pub(crate) static PORTABLE: VectorKernels = VectorKernels {
     weighted_sum: portable::weighted_sum,
     scores_f16: portable::scores_f16,
     weighted_sum_f16: portable::weighted_sum_f16,
+    scores_q8_0: portable::scores_q8_0,
+    weighted_sum_q8_0: portable::weighted_sum_q8_0,
     softmax: portable::softmax,
     gelu_mul: portable::gelu_mul,
     silu_mul: portable::silu_mul,
@@ -884,7 +981,7 @@ macro_rules! x86_build {
     ($name:ident, $lanes:ty, $feat:literal) => {
         pub(crate) mod $name {
             use super::super::x86_lanes::*;
-            use super::super::{body, Strided, StridedMut, VectorKernels};
+            use super::super::{body, BlockQ8_0, Strided, StridedMut, VectorKernels};
             use half::f16;
 
             #[target_feature(enable = $feat)]
@@ -910,6 +1007,22 @@ macro_rules! x86_build {
                 out: &mut StridedMut<'_>,
             ) {
                 unsafe { body::weighted_sum::<$lanes, f16>(w, v, out) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn scores_q8_0_t(
+                q: Strided<'_>,
+                k: Strided<'_, BlockQ8_0>,
+                out: &mut StridedMut<'_>,
+            ) {
+                unsafe { body::scores::<$lanes, BlockQ8_0>(q, k, out) }
+            }
+            #[target_feature(enable = $feat)]
+            unsafe fn weighted_sum_q8_0_t(
+                w: Strided<'_>,
+                v: Strided<'_, BlockQ8_0>,
+                out: &mut StridedMut<'_>,
+            ) {
+                unsafe { body::weighted_sum::<$lanes, BlockQ8_0>(w, v, out) }
             }
             #[target_feature(enable = $feat)]
             unsafe fn softmax_t(s: &mut [f32], scale: f32) {
@@ -946,6 +1059,16 @@ macro_rules! x86_build {
             fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
                 unsafe { weighted_sum_f16_t(w, v, out) }
             }
+            fn scores_q8_0(q: Strided<'_>, k: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+                unsafe { scores_q8_0_t(q, k, out) }
+            }
+            fn weighted_sum_q8_0(
+                w: Strided<'_>,
+                v: Strided<'_, BlockQ8_0>,
+                out: &mut StridedMut<'_>,
+            ) {
+                unsafe { weighted_sum_q8_0_t(w, v, out) }
+            }
             fn softmax(s: &mut [f32], scale: f32) {
                 unsafe { softmax_t(s, scale) }
             }
@@ -965,6 +1088,8 @@ macro_rules! x86_build {
                 weighted_sum,
                 scores_f16,
                 weighted_sum_f16,
+                scores_q8_0,
+                weighted_sum_q8_0,
                 softmax,
                 gelu_mul,
                 silu_mul,
@@ -1029,6 +1154,24 @@ pub fn weighted_sum_f16(w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMu
     (table().weighted_sum_f16)(w, v, out)
 }
 
+/// [`scores`] against q8_0 keys (a KV cache as llama.cpp's `-ctk q8_0`): `k`'s rows are
+/// blocks of 32 values (`k.len()` blocks of the query width), each value `d * q` widened
+/// exactly, then the same fused sums as [`scores`].
+///
+/// # Panics
+/// As [`scores`] (the query width must be `32 * k.len()`).
+pub fn scores_q8_0(q: Strided<'_>, k: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+    (table().scores_q8_0)(q, k, out)
+}
+
+/// [`weighted_sum`] of q8_0 values (rows of blocks; widened exactly).
+///
+/// # Panics
+/// As [`weighted_sum`].
+pub fn weighted_sum_q8_0(w: Strided<'_>, v: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+    (table().weighted_sum_q8_0)(w, v, out)
+}
+
 /// In place: `s = softmax(s * scale)` (max-subtracted; `-inf` entries get weight 0).
 pub fn softmax(s: &mut [f32], scale: f32) {
     (table().softmax)(s, scale)
@@ -1085,6 +1228,19 @@ impl VectorPath {
     /// [`weighted_sum_f16`] on this path.
     pub fn weighted_sum_f16(&self, w: Strided<'_>, v: Strided<'_, f16>, out: &mut StridedMut<'_>) {
         (self.0.weighted_sum_f16)(w, v, out)
+    }
+    /// [`scores_q8_0`] on this path.
+    pub fn scores_q8_0(&self, q: Strided<'_>, k: Strided<'_, BlockQ8_0>, out: &mut StridedMut<'_>) {
+        (self.0.scores_q8_0)(q, k, out)
+    }
+    /// [`weighted_sum_q8_0`] on this path.
+    pub fn weighted_sum_q8_0(
+        &self,
+        w: Strided<'_>,
+        v: Strided<'_, BlockQ8_0>,
+        out: &mut StridedMut<'_>,
+    ) {
+        (self.0.weighted_sum_q8_0)(w, v, out)
     }
     /// [`softmax`] on this path.
     pub fn softmax(&self, s: &mut [f32], scale: f32) {
