@@ -4,12 +4,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use edgeai_testutil::{child_arg, child_test};
 use edgeai_vision::{Gallery, GalleryConfig};
 
-const CHILD_ENV: &str = "EDGEAI_VISION_CRASH_CHILD_GALLERY";
 const DIM: usize = 16;
 
 fn embedding(i: usize, j: usize) -> Vec<f32> {
@@ -28,7 +28,7 @@ fn config() -> GalleryConfig {
 /// The child: runs only when re-executed by `killed_writer_loses_no_committed_identity`.
 #[test]
 fn crash_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
+    let Some(path) = child_arg() else {
         return;
     };
     let mut g = Gallery::open(PathBuf::from(path), config()).expect("child opens gallery");
@@ -44,23 +44,14 @@ fn crash_child() {
 
 #[test]
 fn killed_writer_loses_no_committed_identity() {
-    if std::env::var_os(CHILD_ENV).is_some() {
+    if child_arg().is_some() {
         return;
     }
     let path = std::env::temp_dir().join(format!("edgeai-crash-{}.sqlite", std::process::id()));
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut child = Command::new(exe)
-        .args([
-            "--exact",
-            "crash_child",
-            "--nocapture",
-            "--test-threads",
-            "1",
-        ])
-        .env(CHILD_ENV, &path)
+    let mut child = child_test("crash_child", &path)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
