@@ -9,7 +9,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use edgeai::core::{paths::model_path, DType, Dim, LoadOptions, TensorSpec};
+use edgeai::core::{DType, Dim, LoadOptions, TensorSpec};
+use edgeai_testutil::model_path;
 
 /// (group, model file, input shape)
 const MODELS: &[(&str, &str, &[usize])] = &[

@@ -39,7 +39,7 @@ fn tokens(model: &str, n: usize) -> Vec<u32> {
 /// creation. `edgeai` is the default load (row-interleaved packed weights where the CPU has
 /// the packed kernels); `edgeai-rowmajor` the weights left in the map, when that differs.
 fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
-    let path = edgeai::core::paths::model_path(model).expect("model checked by caller");
+    let path = edgeai_testutil::model_path(model).expect("model checked by caller");
     let opts = EngineOptions {
         context_length: CTX,
         batch: 64,
@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
         edgeai::core::quant::packed_kernels_available()
     );
     for (model, prefix) in [(MODEL, "llm"), (GEMMA3, "gemma3")] {
-        if edgeai::core::paths::model_path(model).is_none() {
+        if edgeai_testutil::model_path(model).is_none() {
             eprintln!("skipping: {model} not fetched (run scripts/fetch-models)");
             continue;
         }
@@ -143,7 +143,7 @@ fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
 /// Tokenizer encode throughput (the GGUF vocabulary, BPE built without tokenizers' word cache,
 /// see fuzz/FINDINGS.md), on README.md: throughput reads as bytes of text per second.
 fn bench_tokenize(c: &mut Criterion) {
-    let Some(path) = edgeai::core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         return;
     };
     let gguf = edgeai::llm::gguf::GgufFile::open(&path).expect("open model");

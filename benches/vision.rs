@@ -9,9 +9,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::core::LoadOptions;
 use edgeai::vision::align::align_face;
 use edgeai::vision::{FaceRecognizer, Image, ImageLimits, YuNetConfig};
+use edgeai_testutil::model_path;
 
 fn stages(c: &mut Criterion) {
     let Some(photo) = model_path("photos/obama.jpg") else {

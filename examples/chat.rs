@@ -92,7 +92,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let path = match args.model.clone() {
         Some(p) => p,
-        None => edgeai::core::paths::model_path(DEFAULT_MODEL).ok_or_else(|| {
+        None => edgeai::core::paths::model_path(
+            std::env::var_os(edgeai::core::paths::MODELS_ENV),
+            DEFAULT_MODEL,
+        )
+        .ok_or_else(|| {
             format!("{DEFAULT_MODEL} not found: run scripts/fetch-models or pass --model")
         })?,
     };

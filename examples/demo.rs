@@ -18,12 +18,12 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::core::{paths, LoadOptions};
 use edgeai::llm::{EngineOptions, GenerateOptions, LanguageModel, Llm, Packing};
 use edgeai::vision::{FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, YuNetConfig};
 
 fn need(rel: &str) -> Result<std::path::PathBuf, String> {
-    model_path(rel).ok_or_else(|| {
+    paths::model_path(std::env::var_os(paths::MODELS_ENV), rel).ok_or_else(|| {
         format!("{rel} not found under models/: run `python3 scripts/fetch-models` first")
     })
 }

@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use edgeai::core::{paths::models_dir, LoadOptions};
+use edgeai::core::{paths, LoadOptions};
 use edgeai::vision::{
     draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision,
 };
@@ -65,7 +65,7 @@ fn recognizer(backend: Option<&str>) -> Result<FaceRecognizer, BoxError> {
         Some(name) => edgeai::backend(name)?,
         None => edgeai::default_backend()?,
     };
-    let models = models_dir();
+    let models = paths::models_dir(std::env::var_os(paths::MODELS_ENV));
     Ok(FaceRecognizer::from_default_models(
         backend.as_ref(),
         models.as_deref(),

@@ -34,7 +34,42 @@ pub use edgeai_backend_ort as backend_ort;
 #[cfg(feature = "tract")]
 pub use edgeai_backend_tract as backend_tract;
 
+use std::path::PathBuf;
+
 use edgeai_core::{Backend, Error, Result};
+
+/// Where backends find what they load at run time. The library reads no environment
+/// variable: a program that honours `$EDGEAI_MODELS` or `$ORT_DYLIB_PATH` (as the `edgeai`
+/// CLI does) reads them and passes them here.
+///
+/// ```
+/// let config = edgeai::BackendConfig::default().with_models_dir("models");
+/// assert!(edgeai::backend_with("no-such-backend", &config).is_err());
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct BackendConfig {
+    /// The models folder (default: [`edgeai_core::paths::models_dir`] of `None`, the
+    /// `models/` folder found from the current directory). ONNX Runtime looks for its library
+    /// in its `lib/`.
+    pub models_dir: Option<PathBuf>,
+    /// The ONNX Runtime shared library, when it is not in the models folder.
+    pub ort_library: Option<PathBuf>,
+}
+
+impl BackendConfig {
+    /// This configuration with the models folder `dir`.
+    pub fn with_models_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.models_dir = Some(dir.into());
+        self
+    }
+
+    /// This configuration with the ONNX Runtime library at `path`.
+    pub fn with_ort_library(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ort_library = Some(path.into());
+        self
+    }
+}
 
 /// The graph backends compiled into this build, in order of preference: tract (pure Rust,
 /// the reference the others are checked against), ONNX Runtime, candle (candle-onnx),
@@ -61,11 +96,26 @@ pub fn available_backends() -> Vec<&'static str> {
 /// assert!(edgeai::backend("no-such-backend").is_err());
 /// ```
 pub fn backend(name: &str) -> Result<Box<dyn Backend>> {
+    backend_with(name, &BackendConfig::default())
+}
+
+/// The backend called `name`, if it was compiled in, configured by `config`.
+#[allow(unused_variables)] // `config` is read only by backends that need it (ort).
+pub fn backend_with(name: &str, config: &BackendConfig) -> Result<Box<dyn Backend>> {
     match name {
         #[cfg(feature = "tract")]
         "tract" => Ok(Box::new(edgeai_backend_tract::TractBackend::new())),
         #[cfg(feature = "ort")]
-        "ort" => Ok(Box::new(edgeai_backend_ort::OrtBackend::new())),
+        "ort" => {
+            let mut b = edgeai_backend_ort::OrtBackend::new();
+            if let Some(p) = &config.ort_library {
+                b = b.with_library(p);
+            }
+            if let Some(d) = &config.models_dir {
+                b = b.with_models_dir(d);
+            }
+            Ok(Box::new(b))
+        }
         #[cfg(feature = "candle")]
         "candle" => Ok(Box::new(edgeai_backend_candle::CandleBackend::new())),
         #[cfg(feature = "burn")]
@@ -86,6 +136,11 @@ pub fn backend(name: &str) -> Result<Box<dyn Backend>> {
 
 /// The first compiled-in backend ([`available_backends`] order): tract in a default build.
 pub fn default_backend() -> Result<Box<dyn Backend>> {
+    default_backend_with(&BackendConfig::default())
+}
+
+/// The first compiled-in backend, configured by `config`.
+pub fn default_backend_with(config: &BackendConfig) -> Result<Box<dyn Backend>> {
     let name =
         available_backends()
             .into_iter()
@@ -94,5 +149,5 @@ pub fn default_backend() -> Result<Box<dyn Backend>> {
                 backend: "default".into(),
                 reason: "no graph backend compiled in; enable the feature `tract` or `ort`".into(),
             })?;
-    backend(name)
+    backend_with(name, config)
 }

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Barrier};
 
-use edgeai::core::{paths::model_path, LoadOptions, Model, ModelSource, Tensor};
+use edgeai::core::{LoadOptions, Model, ModelSource, Tensor};
 use edgeai::vision::{Gallery, GalleryConfig};
+use edgeai_testutil::model_path;
 
 const THREADS: usize = 8;
 

@@ -69,7 +69,7 @@ fn dequantized(src: &GgufFile) -> GgufFile {
 
 #[test]
 fn logits_and_greedy_tokens_match_candle() {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
@@ -196,7 +196,7 @@ fn logits_and_greedy_tokens_match_candle() {
 /// is systematically further from the exact model.
 #[test]
 fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
@@ -219,11 +219,12 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
         kv_cache: KvCacheType::F32,
         ..opts.clone()
     };
-    let mut reference = DecoderEngine::new(
-        Arc::new(DecoderModel::from_gguf(f32_gguf).unwrap()),
-        &ref_opts,
-    )
-    .unwrap();
+    let q8_opts = EngineOptions {
+        kv_cache: KvCacheType::Q8_0,
+        ..opts.clone()
+    };
+    let exact = Arc::new(DecoderModel::from_gguf(f32_gguf).unwrap());
+    let mut reference = DecoderEngine::new(exact.clone(), &ref_opts).unwrap();
     let load = |pack| {
         Arc::new(DecoderModel::from_gguf_with(GgufFile::open(&path).unwrap(), pack).unwrap())
     };
@@ -239,6 +240,16 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
         (
             "candle",
             Box::new(CandleLlama::open(&path, 160, 0).unwrap()),
+        ),
+        // The q8_0 KV cache (llama.cpp's `-ctk q8_0 -ctv q8_0`): on the exact weights its
+        // rounding alone, on the file's weights what a user gets.
+        (
+            "exact, q8_0 KV",
+            Box::new(DecoderEngine::new(exact, &q8_opts).unwrap()),
+        ),
+        (
+            "ours, q8_0 KV",
+            Box::new(DecoderEngine::new(load(Packing::Auto), &q8_opts).unwrap()),
         ),
     ];
     let v = reference.vocab_size();

@@ -67,7 +67,7 @@ fn compare(a: &[f32], b: &[f32], v: usize, from: usize, what: &str) -> (f32, usi
 
 #[test]
 fn quantized_logits_match_candle() {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
@@ -129,7 +129,7 @@ fn quantized_logits_match_candle() {
 
 #[test]
 fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };
@@ -156,6 +156,10 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     };
     let exact = Arc::new(DecoderModel::from_gguf(GgufFile::from_bytes(bytes).unwrap()).unwrap());
     let mut reference = DecoderEngine::new(exact.clone(), &ref_opts).unwrap();
+    let q8_opts = EngineOptions {
+        kv_cache: KvCacheType::Q8_0,
+        ..opts.clone()
+    };
     let v = reference.vocab_size();
     let (mut f32_worst, mut f32_identical) = (0f32, 0);
     let mut seqs = Vec::new();
@@ -193,6 +197,19 @@ fn f32_weights_agree_and_quantized_engines_stay_near_the_exact_reference() {
     };
     // (name, engine, max relative logit difference, minimum top-1 agreement in percent)
     let engines: Vec<(&str, Box<dyn LanguageModel>, f32, usize)> = vec![
+        (
+            // The q8_0 cache's rounding alone.
+            "exact, q8_0 KV",
+            Box::new(DecoderEngine::new(exact.clone(), &q8_opts).unwrap()),
+            0.05,
+            95,
+        ),
+        (
+            "ours, q8_0 KV",
+            Box::new(DecoderEngine::new(load(Packing::Auto), &q8_opts).unwrap()),
+            0.12,
+            90,
+        ),
         (
             "exact, f16 KV",
             Box::new(DecoderEngine::new(exact, &opts).unwrap()),

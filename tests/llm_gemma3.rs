@@ -27,7 +27,7 @@ mod data;
 use data::{prompts, LLAMA_CPP_GREEDY, LLAMA_CPP_IDS, MODEL, ROUND_TRIP};
 
 fn llm(ctx: usize) -> Option<Llm> {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return None;
     };
@@ -178,7 +178,7 @@ fn a_prompt_longer_than_the_window_matches_token_by_token_decoding() {
     // The sliding layers hold window + batch positions, the global ones the context.
     let c = llm.engine.model().config().clone();
     // Default options: an f16 cache.
-    let elem = KvCacheType::default().bytes();
+    let elem = KvCacheType::default().bytes_for(1);
     assert_eq!(elem, 2);
     let full = 2 * c.n_layer * 1024 * c.kv_dim() * elem;
     let bytes = llm.engine.kv_cache_bytes();
@@ -198,7 +198,7 @@ fn a_prompt_longer_than_the_window_matches_token_by_token_decoding() {
 #[test]
 fn peak_rss_is_the_file_plus_the_kv_cache() {
     const NAME: &str = "peak_rss_is_the_file_plus_the_kv_cache";
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return;
     };

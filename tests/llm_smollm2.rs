@@ -7,7 +7,7 @@ use edgeai::llm::{EngineOptions, LanguageModel, Llm, Message, SamplerConfig, Sto
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn llm() -> Option<Llm> {
-    let Some(path) = edgeai_core::paths::model_path(MODEL) else {
+    let Some(path) = edgeai_testutil::model_path(MODEL) else {
         eprintln!("skipping: {MODEL} not fetched (run scripts/fetch-models)");
         return None;
     };

@@ -9,10 +9,11 @@
 use std::path::PathBuf;
 
 use edgeai::core::quant::GgmlType;
-use edgeai::core::{paths::model_path, DType, Error, LoadOptions, ModelSource, Tensor};
+use edgeai::core::{DType, Error, LoadOptions, ModelSource, Tensor};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile, Value};
 use edgeai::vision::{self, Image, ImageLimits};
 use edgeai_testutil::alloc::{measure, Counting, Usage};
+use edgeai_testutil::model_path;
 
 // ------------------------------------------------------------------ allocation accounting
 

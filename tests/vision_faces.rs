@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
-use edgeai::core::{paths::model_path, LoadOptions};
+use edgeai::core::LoadOptions;
 use edgeai::vision::{
     self, cosine, FaceRecognizer, Image, ImageLimits, YuNetConfig, SFACE_COSINE_THRESHOLD,
 };
+use edgeai_testutil::model_path;
 
 /// Faces YuNet (score >= 0.8) finds in each photo, checked by eye on annotated output:
 /// one portrait each, six people in `t1.jpg` (insightface group photo), and an already

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 fn detector() -> Option<&'static YuNet> {
     static DET: OnceLock<Option<YuNet>> = OnceLock::new();
     DET.get_or_init(|| {
-        let path = edgeai_core::paths::model_path("face/yunet.onnx")?;
+        let path = edgeai_core::paths::model_path(std::env::var_os(edgeai_core::paths::MODELS_ENV), "face/yunet.onnx")?;
         let model = TractBackend::new()
             .load(path.into(), &LoadOptions::new())
             .ok()?;

@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 fn tokenizer() -> Option<&'static Tokenizer> {
     static TOK: OnceLock<Option<Tokenizer>> = OnceLock::new();
     TOK.get_or_init(|| {
-        let path = edgeai_core::paths::model_path("llm/SmolLM2-135M-Instruct.Q4_1.gguf")?;
+        let path = edgeai_core::paths::model_path(std::env::var_os(edgeai_core::paths::MODELS_ENV), "llm/SmolLM2-135M-Instruct.Q4_1.gguf")?;
         let gguf = GgufFile::open(path).ok()?;
         Tokenizer::from_gguf(&gguf).ok()
     })

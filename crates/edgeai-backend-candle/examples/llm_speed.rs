@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     } else {
         threads
     };
-    let path = edgeai_core::paths::model_path(MODEL).ok_or("model not fetched")?;
+    let path = edgeai_testutil::model_path(MODEL).ok_or("model not fetched")?;
     println!("kernels: {}", edgeai_core::quant::kernel_path().name());
     for &t in &threads {
         edgeai_core::quant::set_num_threads(t);

@@ -5,10 +5,13 @@
 //! ONNX Runtime is a shared library loaded at run time (ort's `load-dynamic`), so nothing is
 //! downloaded at build time. The library is found, in order:
 //! 1. the path given to [`OrtBackend::with_library`];
-//! 2. the `ORT_DYLIB_PATH` environment variable;
-//! 3. `lib/libonnxruntime.so.1.31.1` in the models folder (see
-//!    [`edgeai_core::paths::models_dir`]), where `scripts/fetch-models` puts the library from
-//!    the pinned PyPI wheel `onnxruntime==1.31.1` (the version this `ort` release expects).
+//! 2. `lib/libonnxruntime.so.1.31.1` in the models folder (the one given to
+//!    [`OrtBackend::with_models_dir`], else [`edgeai_core::paths::models_dir`]), where
+//!    `scripts/fetch-models` puts the library from the pinned PyPI wheel
+//!    `onnxruntime==1.31.1` (the version this `ort` release expects).
+//!
+//! The library reads no environment variable; the `edgeai` CLI passes `ORT_DYLIB_PATH` and
+//! `EDGEAI_MODELS` on through these two builders.
 //!
 //! If none is there, [`Backend::load`] returns [`Error::BackendUnavailable`] saying so.
 //!
@@ -37,7 +40,10 @@ pub const ORT_VERSION: &str = "1.31.1";
 /// The library's file name as fetched by `scripts/fetch-models` (Linux).
 pub const ORT_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 
-static INIT: OnceLock<std::result::Result<(PathBuf, Environment), String>> = OnceLock::new();
+static INIT: OnceLock<(PathBuf, Environment)> = OnceLock::new();
+/// Serialises initialisation attempts; a failed attempt is not cached, so a later call with
+/// another path (or after `scripts/fetch-models`) can still succeed.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
 
 fn unavailable(reason: impl Into<String>) -> Error {
     Error::BackendUnavailable {
@@ -47,40 +53,52 @@ fn unavailable(reason: impl Into<String>) -> Error {
 }
 
 /// Finds the ONNX Runtime library and creates the process's one ONNX Runtime environment.
-fn init(explicit: Option<&Path>) -> Result<(&'static Path, &'static Environment)> {
-    let r = INIT.get_or_init(|| {
-        let candidates: Vec<PathBuf> = explicit
-            .map(Path::to_path_buf)
-            .into_iter()
-            .chain(std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))
-            .chain(edgeai_core::paths::models_dir().map(|d| d.join("lib").join(ORT_LIBRARY)))
-            .collect();
-        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-            return Err(format!(
-                "ONNX Runtime {ORT_VERSION} library not found (looked at: {}); run `scripts/fetch-models --only ort` \
-                 or set ORT_DYLIB_PATH to libonnxruntime",
-                if candidates.is_empty() {
-                    "nothing: no models folder and no ORT_DYLIB_PATH".to_string()
-                } else {
-                    candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-                }
-            ));
-        };
-        let builder = ort::init_from(path).map_err(|e| format!("cannot load {}: {e}", path.display()))?;
-        let env = builder.with_name("edgeai").build().map_err(|e| format!("cannot create the environment: {e}"))?;
-        tracing::info!(library = %path.display(), "ONNX Runtime initialised");
-        Ok((path.clone(), env))
-    });
-    match r {
-        Ok((p, env)) => Ok((p.as_path(), env)),
-        Err(e) => Err(unavailable(e.clone())),
+fn init(
+    library: Option<&Path>,
+    models_dir: Option<&Path>,
+) -> Result<(&'static Path, &'static Environment)> {
+    if let Some((p, env)) = INIT.get() {
+        return Ok((p.as_path(), env));
     }
+    let _guard = INIT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((p, env)) = INIT.get() {
+        return Ok((p.as_path(), env));
+    }
+    let models = models_dir
+        .map(Path::to_path_buf)
+        .or_else(|| edgeai_core::paths::models_dir(None));
+    let candidates: Vec<PathBuf> = library
+        .map(Path::to_path_buf)
+        .into_iter()
+        .chain(models.map(|d| d.join("lib").join(ORT_LIBRARY)))
+        .collect();
+    let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+        return Err(unavailable(format!(
+            "ONNX Runtime {ORT_VERSION} library not found (looked at: {}); run `scripts/fetch-models --only ort` \
+             or give its path (OrtBackend::with_library; the edgeai CLI reads ORT_DYLIB_PATH)",
+            if candidates.is_empty() {
+                "nothing: no models folder and no library path given".to_string()
+            } else {
+                candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            }
+        )));
+    };
+    let builder = ort::init_from(path)
+        .map_err(|e| unavailable(format!("cannot load {}: {e}", path.display())))?;
+    let env = builder
+        .with_name("edgeai")
+        .build()
+        .map_err(|e| unavailable(format!("cannot create the environment: {e}")))?;
+    tracing::info!(library = %path.display(), "ONNX Runtime initialised");
+    let (p, env) = INIT.get_or_init(|| (path.clone(), env));
+    Ok((p.as_path(), env))
 }
 
 /// The ONNX Runtime backend.
 #[derive(Debug, Default, Clone)]
 pub struct OrtBackend {
     library: Option<PathBuf>,
+    models_dir: Option<PathBuf>,
 }
 
 impl OrtBackend {
@@ -91,15 +109,25 @@ impl OrtBackend {
 
     /// The backend with an explicit library path. The library is loaded once per process: the
     /// first successful initialisation wins.
-    pub fn with_library(path: impl Into<PathBuf>) -> Self {
-        OrtBackend {
-            library: Some(path.into()),
-        }
+    pub fn with_library(mut self, path: impl Into<PathBuf>) -> Self {
+        self.library = Some(path.into());
+        self
+    }
+
+    /// The backend looking for `lib/libonnxruntime.so.1.31.1` in this models folder instead
+    /// of the one [`edgeai_core::paths::models_dir`] finds.
+    pub fn with_models_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.models_dir = Some(dir.into());
+        self
     }
 
     /// Loads the library now (instead of at the first `load`) and returns its path.
     pub fn library(&self) -> Result<&'static Path> {
-        init(self.library.as_deref()).map(|(p, _)| p)
+        self.init().map(|(p, _)| p)
+    }
+
+    fn init(&self) -> Result<(&'static Path, &'static Environment)> {
+        init(self.library.as_deref(), self.models_dir.as_deref())
     }
 }
 
@@ -162,7 +190,7 @@ impl Backend for OrtBackend {
     fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
         let origin = source.origin();
         self.check_format(&source)?;
-        let (_, env) = init(self.library.as_deref())?;
+        let (_, env) = self.init()?;
         let bytes = source.into_bytes()?;
         let cfg = Config {
             threads: options.threads,

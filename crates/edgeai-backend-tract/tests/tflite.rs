@@ -1,10 +1,10 @@
 //! TensorFlow Lite loading through tract-tflite, on MediaPipe's BlazeFace files.
 
 use edgeai_backend_tract::TractBackend;
-use edgeai_core::{paths::model_path, Backend, Error, LoadOptions, ModelSource};
+use edgeai_core::{paths, Backend, Error, LoadOptions, ModelSource};
 
 fn fetched(rel: &str) -> Option<std::path::PathBuf> {
-    let p = model_path(rel);
+    let p = paths::model_path(std::env::var_os(paths::MODELS_ENV), rel);
     if p.is_none() {
         println!("skipping: {rel} not fetched (run scripts/fetch-models)");
     }

@@ -58,8 +58,9 @@ pub struct Args {
     /// Inference engine: `edgeai` (native kernels) or `candle` (with the `candle` feature).
     #[arg(long, default_value = "edgeai")]
     pub engine: String,
-    /// KV cache element type of the `edgeai` engine: `f16` (default, half the memory) or
-    /// `f32`. candle's engine always keeps an f32 cache.
+    /// KV cache element type of the `edgeai` engine: `f16` (default, half the memory),
+    /// `q8_0` (a quarter of f32's memory, as llama.cpp's `-ctk q8_0 -ctv q8_0`) or `f32`.
+    /// candle's engine always keeps an f32 cache.
     #[arg(long)]
     pub kv_cache: Option<String>,
 }
@@ -76,8 +77,9 @@ pub fn main(a: Args) -> Result<()> {
     }
     let kv_cache = match a.kv_cache.as_deref() {
         None => KvCacheType::default(),
-        Some(s) => KvCacheType::from_name(s)
-            .ok_or_else(|| Failure::usage(format!("--kv-cache `{s}`: expected f16 or f32")))?,
+        Some(s) => KvCacheType::from_name(s).ok_or_else(|| {
+            Failure::usage(format!("--kv-cache `{s}`: expected f16, q8_0 or f32"))
+        })?,
     };
     if a.engine == "candle" && kv_cache != KvCacheType::F32 && a.kv_cache.is_some() {
         return Err(Failure::usage(

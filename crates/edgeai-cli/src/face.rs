@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use edgeai::core::{paths::models_dir, LoadOptions};
+use edgeai::core::LoadOptions;
 use edgeai::vision::{
     draw, FaceRecognizer, Gallery, GalleryConfig, Image, ImageLimits, SearchPrecision,
 };
@@ -68,7 +68,7 @@ pub enum FaceCommand {
 
 fn recognizer(a: &Args) -> Result<FaceRecognizer> {
     let backend = crate::run::backend(a.backend.as_deref())?;
-    let models = models_dir();
+    let models = crate::run::models_dir();
     Ok(progress::with_spinner("loading the face models", || {
         FaceRecognizer::from_default_models(
             backend.as_ref(),

@@ -193,7 +193,7 @@ fn onnx(a: &Args) -> Result<()> {
 fn backends(path: &Path, show_specs: bool) {
     println!("backends:");
     for name in edgeai::available_backends() {
-        let r = edgeai::backend(name).and_then(|b| {
+        let r = edgeai::backend_with(name, &crate::run::backend_config()).and_then(|b| {
             let t0 = Instant::now();
             let m = progress::with_spinner(format!("loading on {name}"), || {
                 b.load(path.into(), &LoadOptions::new())

@@ -64,12 +64,34 @@ pub fn parse_input_arg(s: &str) -> std::result::Result<InputArg, String> {
     })
 }
 
+/// The models folder the CLI uses: `$EDGEAI_MODELS`, else the `models/` folder found from the
+/// current directory.
+pub fn models_dir() -> Option<std::path::PathBuf> {
+    edgeai::core::paths::models_dir(std::env::var_os(edgeai::core::paths::MODELS_ENV))
+}
+
+/// What the backends get from the environment: `$EDGEAI_MODELS` and `$ORT_DYLIB_PATH`
+/// (the library reads neither; the CLI passes them on).
+pub fn backend_config() -> edgeai::BackendConfig {
+    let mut c = edgeai::BackendConfig::default();
+    if let Some(d) = std::env::var_os(edgeai::core::paths::MODELS_ENV) {
+        c = c.with_models_dir(d);
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        c = c.with_ort_library(p);
+    }
+    c
+}
+
 /// The backend called `name` (default: the first compiled in); an unknown name is a usage
 /// error that lists the compiled-in backends.
 pub fn backend(name: Option<&str>) -> Result<Box<dyn Backend>> {
+    let config = backend_config();
     match name {
-        None => Ok(edgeai::default_backend()?),
-        Some(n) if edgeai::available_backends().contains(&n) => Ok(edgeai::backend(n)?),
+        None => Ok(edgeai::default_backend_with(&config)?),
+        Some(n) if edgeai::available_backends().contains(&n) => {
+            Ok(edgeai::backend_with(n, &config)?)
+        }
         Some(n) => Err(Failure::usage(format!(
             "unknown backend `{n}` (compiled in: {}; `ort` needs the Cargo feature of that name)",
             edgeai::available_backends().join(", ")

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use edgeai::core::{npy, paths::model_path, LoadOptions, Tensor};
+use edgeai::core::{npy, LoadOptions, Tensor};
+use edgeai_testutil::model_path;
 
 fn edgeai(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_edgeai"))
@@ -429,6 +430,12 @@ fn chat_at_temperature_zero_is_deterministic() {
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
     assert!(stderr(&c).contains("(f32 KV)"), "{}", stderr(&c));
     assert!(!stdout(&c).trim().is_empty());
+    let mut q8_args = args.to_vec();
+    q8_args.extend(["--kv-cache", "q8_0"]);
+    let q = edgeai(&q8_args);
+    assert_eq!(q.status.code(), Some(0), "{}", stderr(&q));
+    assert!(stderr(&q).contains("(q8_0 KV)"), "{}", stderr(&q));
+    assert!(!stdout(&q).trim().is_empty());
     assert_fails(
         &edgeai(&["chat", s(&model), "--engine", "nope"]),
         2,
@@ -437,7 +444,7 @@ fn chat_at_temperature_zero_is_deterministic() {
     assert_fails(
         &edgeai(&["chat", s(&model), "--kv-cache", "q4", "-p", "hi"]),
         2,
-        &["--kv-cache", "q4", "f16 or f32"],
+        &["--kv-cache", "q4", "f16, q8_0 or f32"],
     );
 }
 

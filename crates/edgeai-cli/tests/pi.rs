@@ -147,7 +147,7 @@ fn setup(tag: &str, need: &[&str]) -> Option<Setup> {
     if !need.iter().all(|rel| model_or_skip(rel).is_some()) {
         return None;
     }
-    let models = edgeai::core::paths::models_dir().expect("models folder");
+    let models = edgeai_testutil::models_dir().expect("models folder");
     let dir = std::env::temp_dir().join(format!("edgeai-pi-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();

@@ -609,7 +609,8 @@ mod tests {
 
     /// The Python with NumPy that `scripts/fetch-models` sets up, if present.
     fn numpy_python() -> Option<std::path::PathBuf> {
-        let py = crate::paths::models_dir()?.join(".venv/bin/python");
+        let py = crate::paths::models_dir(std::env::var_os(crate::paths::MODELS_ENV))?
+            .join(".venv/bin/python");
         let ok = std::process::Command::new(&py)
             .args(["-c", "import numpy"])
             .output()

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
-use edgeai_core::paths::model_path;
+use edgeai_core::paths;
 use edgeai_core::quant::{dequantize, GgmlType, QMatrix, Scratch};
 
 fn our_type(t: GgmlDType) -> Option<GgmlType> {
@@ -25,7 +25,7 @@ fn our_type(t: GgmlDType) -> Option<GgmlType> {
 
 /// Checks every tensor; returns the per-type tensor counts.
 fn check_file(rel: &str, must_have: &[GgmlType]) {
-    let Some(path) = model_path(rel) else {
+    let Some(path) = paths::model_path(std::env::var_os(paths::MODELS_ENV), rel) else {
         eprintln!("skipping: {rel} not fetched (run scripts/fetch-models)");
         return;
     };

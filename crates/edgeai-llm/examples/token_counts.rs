@@ -48,8 +48,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let path = match model {
         Some(p) => p,
-        None => edgeai_core::paths::model_path(DEFAULT_MODEL)
-            .ok_or("no model given and SmolLM2 is not fetched (run scripts/fetch-models)")?,
+        None => edgeai_core::paths::model_path(
+            std::env::var_os(edgeai_core::paths::MODELS_ENV),
+            DEFAULT_MODEL,
+        )
+        .ok_or("no model given and SmolLM2 is not fetched (run scripts/fetch-models)")?,
     };
     quant::set_num_threads(threads);
     let file = std::fs::metadata(&path)?.len();

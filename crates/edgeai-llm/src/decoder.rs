@@ -31,7 +31,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use edgeai_core::half::f16;
-use edgeai_core::quant::{self, vector, GgmlType, PackedMatrix, QMatrix, Scratch};
+use edgeai_core::quant::{
+    self, quantize_row_q8_0, vector, BlockQ8_0, GgmlType, PackedMatrix, QMatrix, Scratch, QK,
+};
 
 /// Queries per attention task (`vector::scores` reads a key once per four queries).
 const QB: usize = 4;
@@ -321,7 +323,7 @@ impl DecoderConfig {
     /// Bytes of the KV cache (elements of `ty`) of an engine of context `ctx` and batch `batch`.
     pub fn kv_cache_bytes(&self, ctx: usize, batch: usize, ty: KvCacheType) -> usize {
         (0..self.n_layer)
-            .map(|l| 2 * self.kv_positions(l, ctx, batch) * self.kv_dim() * ty.bytes())
+            .map(|l| 2 * ty.bytes_for(self.kv_positions(l, ctx, batch) * self.kv_dim()))
             .sum()
     }
 }
@@ -772,31 +774,39 @@ pub enum KvCacheType {
     /// (`tests/llm_candle_gemma3.rs`), 30-100 times below the weights' quantization noise.
     #[default]
     F16,
+    /// ggml's q8_0 (llama.cpp's `-ctk q8_0 -ctv q8_0`): blocks of 32 values as bytes and one
+    /// f16 scale, 34 bytes per 32 values (0.53x the f16 cache's memory). Needs a head width
+    /// that is a multiple of 32 (every Llama and Gemma has one). Measured on SmolLM2-135M
+    /// and Gemma 3 270M against the f16 cache: see BENCHMARKS.md (KV cache types).
+    Q8_0,
 }
 
 impl KvCacheType {
-    /// Parses `f32` / `f16` (as the CLI's `--kv-cache` takes it).
+    /// Parses `f32` / `f16` / `q8_0` (as the CLI's `--kv-cache` takes it).
     pub fn from_name(s: &str) -> Option<Self> {
         match s.to_ascii_lowercase().as_str() {
             "f32" => Some(Self::F32),
             "f16" => Some(Self::F16),
+            "q8_0" => Some(Self::Q8_0),
             _ => None,
         }
     }
 
-    /// `f32` / `f16`.
+    /// `f32` / `f16` / `q8_0`.
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
             Self::F16 => "f16",
+            Self::Q8_0 => "q8_0",
         }
     }
 
-    /// Bytes per cached value.
-    pub fn bytes(self) -> usize {
+    /// Bytes that `values` cached values take (`values` a multiple of 32 for q8_0).
+    pub fn bytes_for(self, values: usize) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
+            Self::F32 => 4 * values,
+            Self::F16 => 2 * values,
+            Self::Q8_0 => values / QK * std::mem::size_of::<BlockQ8_0>(),
         }
     }
 }
@@ -807,14 +817,83 @@ fn zeroed_f16(n: usize) -> Vec<f16> {
     vec![0u16; n].reinterpret_into()
 }
 
+/// `n` zero q8_0 blocks in a zeroed allocation (all-zero bytes are the block of scale 0).
+fn zeroed_q8_0(n: usize) -> Vec<BlockQ8_0> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let layout = std::alloc::Layout::array::<BlockQ8_0>(n).expect("KV cache size overflows");
+    // SAFETY: `layout` is non-zero-sized (n > 0, blocks are 34 bytes); the allocation is
+    // checked for null; zero bytes are a valid `BlockQ8_0` (an f16 0 and 32 zero bytes, no
+    // padding: it is `repr(C, packed)`); the Vec gets exactly the layout it frees with
+    // (capacity n of `BlockQ8_0`, from the global allocator).
+    unsafe {
+        let p = std::alloc::alloc_zeroed(layout) as *mut BlockQ8_0;
+        if p.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Vec::from_raw_parts(p, n, n)
+    }
+}
+
 /// The KV cache: keys and values of every layer's positions (see [`KvRegion`]).
 enum KvStore {
     F32(Vec<f32>, Vec<f32>),
     F16(Vec<f16>, Vec<f16>),
+    Q8_0(Vec<BlockQ8_0>, Vec<BlockQ8_0>),
 }
 
-/// A KV cache element type and its attention kernels.
+impl KvStore {
+    /// Writes one position's keys and values (`kv_dim` each) at value offset `dst`.
+    fn store(&mut self, dst: usize, k: &[f32], v: &[f32]) {
+        fn put<T: KvElem>(kc: &mut [T], vc: &mut [T], dst: usize, k: &[f32], v: &[f32]) {
+            let (a, b) = (dst / T::PER, (dst + k.len()) / T::PER);
+            T::store(&mut kc[a..b], k);
+            T::store(&mut vc[a..b], v);
+        }
+        match self {
+            KvStore::F32(kc, vc) => put(kc, vc, dst, k, v),
+            KvStore::F16(kc, vc) => put(kc, vc, dst, k, v),
+            KvStore::Q8_0(kc, vc) => put(kc, vc, dst, k, v),
+        }
+    }
+
+    /// [`attention`] over the values `r` of the cache (one layer's region).
+    fn attention(&self, g: &AttnGeometry, q: &[f32], r: std::ops::Range<usize>, att: &mut [f32]) {
+        fn run<T: KvElem>(
+            kc: &[T],
+            vc: &[T],
+            g: &AttnGeometry,
+            q: &[f32],
+            r: std::ops::Range<usize>,
+            att: &mut [f32],
+        ) {
+            let r = r.start / T::PER..r.end / T::PER;
+            attention(g, q, &kc[r.clone()], &vc[r], att)
+        }
+        match self {
+            KvStore::F32(k, v) => run(k, v, g, q, r, att),
+            KvStore::F16(k, v) => run(k, v, g, q, r, att),
+            KvStore::Q8_0(k, v) => run(k, v, g, q, r, att),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        fn size<T>(k: &[T], v: &[T]) -> usize {
+            std::mem::size_of_val(k) + std::mem::size_of_val(v)
+        }
+        match self {
+            KvStore::F32(k, v) => size(k, v),
+            KvStore::F16(k, v) => size(k, v),
+            KvStore::Q8_0(k, v) => size(k, v),
+        }
+    }
+}
+
+/// A KV cache element type and its attention kernels. An element holds `PER` values (32 for a
+/// q8_0 block); rows and offsets of the cache are multiples of it.
 trait KvElem: Copy + Send + Sync {
+    const PER: usize = 1;
     fn scores(
         q: vector::Strided<'_>,
         k: vector::Strided<'_, Self>,
@@ -841,6 +920,27 @@ impl KvElem for f32 {
     }
     fn store(dst: &mut [Self], src: &[f32]) {
         dst.copy_from_slice(src)
+    }
+}
+
+impl KvElem for BlockQ8_0 {
+    const PER: usize = QK;
+    fn scores(
+        q: vector::Strided<'_>,
+        k: vector::Strided<'_, BlockQ8_0>,
+        out: &mut vector::StridedMut<'_>,
+    ) {
+        vector::scores_q8_0(q, k, out)
+    }
+    fn weighted_sum(
+        w: vector::Strided<'_>,
+        v: vector::Strided<'_, BlockQ8_0>,
+        out: &mut vector::StridedMut<'_>,
+    ) {
+        vector::weighted_sum_q8_0(w, v, out)
+    }
+    fn store(dst: &mut [Self], src: &[f32]) {
+        quantize_row_q8_0(src, dst)
     }
 }
 
@@ -922,7 +1022,12 @@ fn attention<T: KvElem>(g: &AttnGeometry, q: &[f32], kc: &[T], vc: &[T], att: &m
             let run0 = nk.min(cap - slot0);
             let runs = [(slot0, 0, run0), (0, run0, nk - run0)];
             for &(slot, j0, cnt) in runs.iter().filter(|r| r.2 > 0) {
-                let ks = vector::Strided::new(&kc[slot * kv_dim + kvo..], cnt, hd, kv_dim);
+                let ks = vector::Strided::new(
+                    &kc[(slot * kv_dim + kvo) / T::PER..],
+                    cnt,
+                    hd / T::PER,
+                    kv_dim / T::PER,
+                );
                 T::scores(
                     qs,
                     ks,
@@ -949,7 +1054,12 @@ fn attention<T: KvElem>(g: &AttnGeometry, q: &[f32], kc: &[T], vc: &[T], att: &m
             let mut o = vector::StridedMut::new(out, m, hd, hd);
             for &(slot, j0, cnt) in runs.iter().filter(|r| r.2 > 0) {
                 let ws = vector::Strided::new(&s[j0..], m, cnt, nk);
-                let vs = vector::Strided::new(&vc[slot * kv_dim + kvo..], cnt, hd, kv_dim);
+                let vs = vector::Strided::new(
+                    &vc[(slot * kv_dim + kvo) / T::PER..],
+                    cnt,
+                    hd / T::PER,
+                    kv_dim / T::PER,
+                );
                 T::weighted_sum(ws, vs, &mut o);
             }
         });
@@ -1113,11 +1223,19 @@ impl DecoderEngine {
             off += cap;
         }
         let values = off * c.kv_dim();
+        if opts.kv_cache == KvCacheType::Q8_0 && !c.head_dim.is_multiple_of(QK) {
+            return Err(Error::InvalidArgument(format!(
+                "a q8_0 KV cache needs a head width that is a multiple of {QK}; this model's is {} \
+                 (use f16)",
+                c.head_dim
+            )));
+        }
         let cache = match opts.kv_cache {
             KvCacheType::F32 => KvStore::F32(vec![0.0; values], vec![0.0; values]),
             // Zeroed through `u16` so the allocation is lazily zeroed pages (as the f32 one):
             // a long context costs resident memory only for the positions written.
             KvCacheType::F16 => KvStore::F16(zeroed_f16(values), zeroed_f16(values)),
+            KvCacheType::Q8_0 => KvStore::Q8_0(zeroed_q8_0(values / QK), zeroed_q8_0(values / QK)),
         };
         let rope_global = rope_tables(ctx, c.rope_dim, c.rope_theta, c.rope_scale);
         let rope_local = if c.sliding_window.is_some() {
@@ -1165,10 +1283,7 @@ impl DecoderEngine {
     /// Bytes held by the KV cache (what the layers can see: a sliding layer keeps its window
     /// plus one batch, a global layer the whole context).
     pub fn kv_cache_bytes(&self) -> usize {
-        match &self.cache {
-            KvStore::F32(k, v) => (k.len() + v.len()) * std::mem::size_of::<f32>(),
-            KvStore::F16(k, v) => (k.len() + v.len()) * std::mem::size_of::<f16>(),
-        }
+        self.cache.bytes()
     }
 
     fn check(&self, tokens: &[u32]) -> Result<()> {
@@ -1250,16 +1365,7 @@ impl DecoderEngine {
                 rope(ki, hd, cos, sin);
                 let dst = (off + p % cap) * kv_dim;
                 let vi = &b.v[i * kv_dim..(i + 1) * kv_dim];
-                match &mut self.cache {
-                    KvStore::F32(k, v) => {
-                        KvElem::store(&mut k[dst..dst + kv_dim], ki);
-                        KvElem::store(&mut v[dst..dst + kv_dim], vi);
-                    }
-                    KvStore::F16(k, v) => {
-                        KvElem::store(&mut k[dst..dst + kv_dim], ki);
-                        KvElem::store(&mut v[dst..dst + kv_dim], vi);
-                    }
-                }
+                self.cache.store(dst, ki, vi);
             }
             let nblk = n.div_ceil(QB);
             let geo = AttnGeometry {
@@ -1277,10 +1383,7 @@ impl DecoderEngine {
             let att = &mut b.att_heads[..c.n_head * nblk * QB * hd];
             let q = &b.q[..n * qd];
             let r = off * kv_dim..(off + cap) * kv_dim;
-            match &self.cache {
-                KvStore::F32(k, v) => attention(&geo, q, &k[r.clone()], &v[r], att),
-                KvStore::F16(k, v) => attention(&geo, q, &k[r.clone()], &v[r], att),
-            }
+            self.cache.attention(&geo, q, r, att);
             // Back to token-major in xb.
             for h in 0..c.n_head {
                 for i in 0..n {
@@ -2065,6 +2168,40 @@ mod gemma_synthetic {
                 "batch {batch}: {d} (logits up to {scale})"
             );
             assert!(d > 0.0, "the f16 cache should round something");
+        }
+    }
+
+    #[test]
+    fn a_q8_0_cache_takes_17_of_64_and_stays_near_the_reference() {
+        let w = weights();
+        let m = model();
+        let toks = tokens(CTX);
+        let want = reference(&w, &toks);
+        let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+        for batch in [1, 8] {
+            let mut e = engine_kv(&m, batch, KvCacheType::Q8_0);
+            // 34 bytes per 32 values against 128 in f32.
+            assert_eq!(
+                64 * e.kv_cache_bytes(),
+                17 * engine(&m, batch).kv_cache_bytes()
+            );
+            assert_eq!(
+                m.config().kv_cache_bytes(CTX, batch, KvCacheType::Q8_0),
+                e.kv_cache_bytes()
+            );
+            let got = e.forward_all(&toks).unwrap();
+            // Values rounded to 8 bits per block of 32: ~0.4 % of the block's largest.
+            let d = max_diff(&got, &want);
+            assert!(
+                d < 5e-2 * scale,
+                "batch {batch}: {d} (logits up to {scale})"
+            );
+            assert!(d > 0.0, "the q8_0 cache should round something");
+            // A batch sees the same cache as one token at a time (same quantized rows, same
+            // kernels): the batched and the incremental logits agree closely.
+            let mut one = engine_kv(&m, 1, KvCacheType::Q8_0);
+            let inc = one.forward_all(&toks).unwrap();
+            assert!(max_diff(&got, &inc) < 1e-3 * scale);
         }
     }
 

@@ -1,4 +1,4 @@
-use edgeai_core::{paths::model_path, DType};
+use edgeai_core::{paths, DType};
 
 use crate::build::{self, fixed, sym};
 use crate::proto::{dt, OperatorSetIdProto};
@@ -139,7 +139,7 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
 
 #[test]
 fn fetched_sface_is_summarised() {
-    let Some(p) = model_path("face/sface.onnx") else {
+    let Some(p) = paths::model_path(std::env::var_os(paths::MODELS_ENV), "face/sface.onnx") else {
         eprintln!("skipping: face/sface.onnx not fetched (run scripts/fetch-models)");
         return;
     };

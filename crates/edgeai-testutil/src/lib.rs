@@ -15,7 +15,16 @@ use std::process::Command;
 use edgeai_core::{Backend, Result, Tensor};
 use edgeai_vision::{Image, ImageLimits};
 
-pub use edgeai_core::paths::model_path;
+/// The models folder: `$EDGEAI_MODELS` if set, else the workspace's `models/`
+/// ([`edgeai_core::paths::models_dir`]; tests may read the environment, the library does not).
+pub fn models_dir() -> Option<PathBuf> {
+    edgeai_core::paths::models_dir(std::env::var_os(edgeai_core::paths::MODELS_ENV))
+}
+
+/// The fetched file `models/<relative>` (under [`models_dir`]), if it is there.
+pub fn model_path(relative: impl AsRef<std::path::Path>) -> Option<PathBuf> {
+    edgeai_core::paths::model_path(std::env::var_os(edgeai_core::paths::MODELS_ENV), relative)
+}
 
 /// The fetched file `models/<rel>`, or `None` after printing that the test skips because it
 /// is not fetched.
