@@ -38,8 +38,8 @@
 //! ```
 #![warn(missing_docs)]
 
-mod graph;
 mod ops;
+mod parse;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -50,8 +50,8 @@ use edgeai_core::{
     ModelSource, OptLevel, Result, RunPool, Tensor, TensorData, TensorSpec,
 };
 
-use graph::{host_from_proto, Attrs, Host, HostData, Node};
 use ops::Val;
+use parse::{host_from_proto, Attrs, Host, HostData, Node};
 
 const NAME: &str = "burn";
 
@@ -249,7 +249,7 @@ impl Plan {
             if slots.contains_key(&v.name) {
                 continue; // an initializer listed as an input (IR < 4): a constant
             }
-            let spec = graph::spec_of(v).map_err(|e| invalid(origin, e))?;
+            let spec = parse::spec_of(v).map_err(|e| invalid(origin, e))?;
             inputs.push((new_slot(&mut slots, &v.name)?, spec));
         }
         let mut nodes = Vec::with_capacity(graph.node.len());
@@ -305,7 +305,7 @@ impl Plan {
                         format!("graph output `{}` is never produced", v.name),
                     )
                 })?;
-                Ok((id, graph::spec_of(v).map_err(|e| invalid(origin, e))?))
+                Ok((id, parse::spec_of(v).map_err(|e| invalid(origin, e))?))
             })
             .collect::<Result<Vec<_>>>()?;
         if outputs.is_empty() {

@@ -10,7 +10,7 @@ use burn_backend::ops::{ConvOptions, InterpolateMode, InterpolateOptions};
 use burn_backend::tensor::FloatTensor;
 use burn_backend::{Backend, Shape, Slice, TensorData, TensorMetadata};
 
-use crate::graph::{numel, Attrs, Host, HostData, Node};
+use crate::parse::{numel, Attrs, Host, HostData, Node};
 use edgeai_onnx::proto::dt;
 
 /// A value flowing through the graph.
@@ -878,7 +878,7 @@ pub(crate) fn exec<B: Backend>(
         }
         "Constant" => {
             let h = if let Some(t) = a.tensor("value") {
-                crate::graph::host_from_proto(t).map_err(|e| bad(node, e))?
+                crate::parse::host_from_proto(t).map_err(|e| bad(node, e))?
             } else if a.has("value_float") {
                 Host {
                     shape: vec![],
@@ -1303,7 +1303,7 @@ pub(crate) fn exec<B: Backend>(
             check_size(&shape).map_err(|e| bad(node, e))?;
             let n = numel(&shape).map_err(|e| bad(node, e))?;
             let fill = match a.tensor("value") {
-                Some(t) => crate::graph::host_from_proto(t).map_err(|e| bad(node, e))?,
+                Some(t) => crate::parse::host_from_proto(t).map_err(|e| bad(node, e))?,
                 None => Host {
                     shape: vec![1],
                     data: HostData::F32(vec![0.0]),
