@@ -1,9 +1,13 @@
-//! The parsed ONNX graph as plain data: value slots, nodes with their attributes, constant
-//! host tensors. Nothing here depends on burn.
+//! ONNX protobuf -> the parsed graph as plain data: value slots, nodes with their
+//! attributes, constant host tensors. Nothing here depends on burn.
 
 use std::collections::HashMap;
 
+use edgeai_core::{Error, Result, TensorSpec};
 use edgeai_onnx::proto::{self, dt, AttributeProto, TensorProto};
+
+use crate::error::{bail, invalid, OpError as E};
+use crate::{ops, NAME};
 
 /// A host tensor: weights, constants and integer (shape) values.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +29,13 @@ impl Host {
         Host {
             shape,
             data: HostData::I64(v),
+        }
+    }
+
+    pub fn floats(shape: Vec<usize>, v: Vec<f32>) -> Self {
+        Host {
+            shape,
+            data: HostData::F32(v),
         }
     }
 
@@ -53,11 +64,11 @@ impl Host {
 }
 
 /// Number of elements of a shape, or an error when it overflows.
-pub(crate) fn numel(shape: &[usize]) -> Result<usize, String> {
+pub(crate) fn numel(shape: &[usize]) -> ops::R<usize> {
     shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| format!("shape {shape:?} is too large"))
+        .ok_or_else(|| E::Overflow(shape.to_vec()))
 }
 
 fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
@@ -71,99 +82,73 @@ fn chunks<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
 }
 
 /// Decodes an ONNX tensor (raw or typed fields) into a host tensor.
-pub(crate) fn host_from_proto(t: &TensorProto) -> Result<Host, String> {
+pub(crate) fn host_from_proto(t: &TensorProto) -> ops::R<Host> {
     let name = &t.name;
     if t.data_location == 1 {
-        return Err(format!(
+        bail!(
+            Unsupported,
             "tensor `{name}` keeps its data in an external file, which is not supported"
-        ));
+        );
     }
     let shape = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor `{name}` has dimension {d}")))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|&d| {
+            usize::try_from(d).map_err(|_| E::Shape(format!("tensor `{name}` has dimension {d}")))
+        })
+        .collect::<ops::R<Vec<_>>>()?;
     let n = numel(&shape)?;
-    let raw = &t.raw_data;
-    let has_raw = !raw.is_empty();
-    let data = match t.data_type {
-        dt::FLOAT => HostData::F32(if has_raw {
-            chunks::<4, _>(raw, f32::from_le_bytes)
-        } else {
-            t.float_data.clone()
-        }),
-        dt::DOUBLE => HostData::F32(if has_raw {
-            chunks::<8, _>(raw, |b| f64::from_le_bytes(b) as f32)
-        } else {
-            t.double_data.iter().map(|&x| x as f32).collect()
-        }),
-        dt::FLOAT16 | dt::BFLOAT16 => {
-            let bits: Vec<u16> = if has_raw {
-                chunks::<2, _>(raw, u16::from_le_bytes)
-            } else {
-                t.int32_data.iter().map(|&x| x as u16).collect()
-            };
-            HostData::F32(if t.data_type == dt::FLOAT16 {
-                bits.iter()
-                    .map(|&b| half::f16::from_bits(b).to_f32())
-                    .collect()
-            } else {
-                bits.iter()
-                    .map(|&b| half::bf16::from_bits(b).to_f32())
-                    .collect()
-            })
+    let (raw, ty) = (&t.raw_data, t.data_type);
+    let unsupported = || {
+        E::DType(format!(
+            "tensor `{name}` has ONNX data type {ty}, which is not supported"
+        ))
+    };
+    let (f, i) = (HostData::F32, HostData::I64);
+    let data = if raw.is_empty() {
+        let bits = |g: fn(u16) -> f32| f(t.int32_data.iter().map(|&x| g(x as u16)).collect());
+        match ty {
+            dt::FLOAT => f(t.float_data.clone()),
+            dt::DOUBLE => f(t.double_data.iter().map(|&x| x as f32).collect()),
+            dt::FLOAT16 => bits(|b| half::f16::from_bits(b).to_f32()),
+            dt::BFLOAT16 => bits(|b| half::bf16::from_bits(b).to_f32()),
+            dt::INT64 => i(t.int64_data.clone()),
+            dt::UINT64 | dt::UINT32 => i(t.uint64_data.iter().map(|&x| x as i64).collect()),
+            dt::INT32 | dt::INT16 | dt::UINT16 | dt::INT8 | dt::UINT8 | dt::BOOL => {
+                i(t.int32_data.iter().map(|&x| x as i64).collect())
+            }
+            _ => return Err(unsupported()),
         }
-        dt::INT64 => HostData::I64(if has_raw {
-            chunks::<8, _>(raw, i64::from_le_bytes)
-        } else {
-            t.int64_data.clone()
-        }),
-        dt::UINT64 => HostData::I64(if has_raw {
-            chunks::<8, _>(raw, |b| u64::from_le_bytes(b) as i64)
-        } else {
-            t.uint64_data.iter().map(|&x| x as i64).collect()
-        }),
-        dt::INT32 => HostData::I64(if has_raw {
-            chunks::<4, _>(raw, |b| i32::from_le_bytes(b) as i64)
-        } else {
-            t.int32_data.iter().map(|&x| x as i64).collect()
-        }),
-        dt::UINT32 => HostData::I64(if has_raw {
-            chunks::<4, _>(raw, |b| u32::from_le_bytes(b) as i64)
-        } else {
-            t.uint64_data.iter().map(|&x| x as i64).collect()
-        }),
-        dt::INT16 | dt::UINT16 => HostData::I64(if has_raw {
-            if t.data_type == dt::INT16 {
-                chunks::<2, _>(raw, |b| i16::from_le_bytes(b) as i64)
-            } else {
-                chunks::<2, _>(raw, |b| u16::from_le_bytes(b) as i64)
-            }
-        } else {
-            t.int32_data.iter().map(|&x| x as i64).collect()
-        }),
-        dt::INT8 | dt::UINT8 | dt::BOOL => HostData::I64(if has_raw {
-            match t.data_type {
-                dt::INT8 => raw.iter().map(|&b| b as i8 as i64).collect(),
-                dt::BOOL => raw.iter().map(|&b| (b != 0) as i64).collect(),
-                _ => raw.iter().map(|&b| b as i64).collect(),
-            }
-        } else {
-            t.int32_data.iter().map(|&x| x as i64).collect()
-        }),
-        other => {
-            return Err(format!(
-                "tensor `{name}` has ONNX data type {other}, which is not supported"
-            ))
+    } else {
+        match ty {
+            dt::FLOAT => f(chunks::<4, _>(raw, f32::from_le_bytes)),
+            dt::DOUBLE => f(chunks::<8, _>(raw, |b| f64::from_le_bytes(b) as f32)),
+            dt::FLOAT16 => f(chunks::<2, _>(raw, |b| {
+                half::f16::from_le_bytes(b).to_f32()
+            })),
+            dt::BFLOAT16 => f(chunks::<2, _>(raw, |b| {
+                half::bf16::from_le_bytes(b).to_f32()
+            })),
+            dt::INT64 => i(chunks::<8, _>(raw, i64::from_le_bytes)),
+            dt::UINT64 => i(chunks::<8, _>(raw, |b| u64::from_le_bytes(b) as i64)),
+            dt::INT32 => i(chunks::<4, _>(raw, |b| i32::from_le_bytes(b) as i64)),
+            dt::UINT32 => i(chunks::<4, _>(raw, |b| u32::from_le_bytes(b) as i64)),
+            dt::INT16 => i(chunks::<2, _>(raw, |b| i16::from_le_bytes(b) as i64)),
+            dt::UINT16 => i(chunks::<2, _>(raw, |b| u16::from_le_bytes(b) as i64)),
+            dt::INT8 => i(raw.iter().map(|&b| b as i8 as i64).collect()),
+            dt::UINT8 => i(raw.iter().map(|&b| b as i64).collect()),
+            dt::BOOL => i(raw.iter().map(|&b| (b != 0) as i64).collect()),
+            _ => return Err(unsupported()),
         }
     };
     let host = Host { shape, data };
     if host.count() != n {
-        return Err(format!(
+        bail!(
+            Shape,
             "tensor `{name}` has shape {:?} ({n} elements) but holds {} values",
             host.shape,
             host.count()
-        ));
+        );
     }
     Ok(host)
 }
@@ -224,7 +209,7 @@ impl Attrs {
     }
 }
 
-/// One node of the execution plan.
+/// One node of the graph.
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
     pub op: String,
@@ -236,7 +221,7 @@ pub(crate) struct Node {
 }
 
 /// Element type codes of the tensors a graph takes and returns.
-pub(crate) fn dtype_of(elem: i32) -> Option<edgeai_core::DType> {
+fn dtype_of(elem: i32) -> Option<edgeai_core::DType> {
     use edgeai_core::DType;
     Some(match elem {
         dt::FLOAT | dt::DOUBLE => DType::F32,
@@ -251,15 +236,15 @@ pub(crate) fn dtype_of(elem: i32) -> Option<edgeai_core::DType> {
 }
 
 /// The spec of a graph input or output.
-pub(crate) fn spec_of(v: &proto::ValueInfoProto) -> Result<edgeai_core::TensorSpec, String> {
-    use edgeai_core::{DType, Dim, TensorSpec};
+fn spec_of(v: &proto::ValueInfoProto) -> ops::R<TensorSpec> {
+    use edgeai_core::{DType, Dim};
     let tt = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
     let dtype = match tt {
         Some(t) => dtype_of(t.elem_type).ok_or_else(|| {
-            format!(
+            E::DType(format!(
                 "graph input/output `{}` has ONNX data type {}, which is not supported",
                 v.name, t.elem_type
-            )
+            ))
         })?,
         None => DType::F32,
     };
@@ -280,4 +265,145 @@ pub(crate) fn spec_of(v: &proto::ValueInfoProto) -> Result<edgeai_core::TensorSp
         dtype,
         shape,
     })
+}
+
+/// The parsed graph: plain data, independent of the burn engine.
+pub(crate) struct Graph {
+    pub nodes: Vec<Node>,
+    pub n_slots: usize,
+    pub inputs: Vec<(usize, TensorSpec)>,
+    pub outputs: Vec<(usize, TensorSpec)>,
+    /// Initializers by slot.
+    pub initializers: Vec<(usize, Host)>,
+    pub opset: i64,
+}
+
+impl Graph {
+    /// Decodes an ONNX file; every unsupported operator is reported at once, first.
+    pub fn parse(bytes: &[u8], origin: &str) -> Result<Graph> {
+        let model = edgeai_onnx::decode(bytes, origin)?;
+        let opset = model.default_opset();
+        let graph = model
+            .graph
+            .ok_or_else(|| invalid(origin, "not an ONNX model: no graph"))?;
+
+        // Slots are filled in below, once every operator is known to be supported.
+        let mut nodes: Vec<Node> = graph
+            .node
+            .iter()
+            .map(|n| Node {
+                op: n.op_type.clone(),
+                name: n.name.clone(),
+                inputs: vec![],
+                outputs: vec![0; n.output.len()],
+                attrs: Attrs::new(&n.attribute),
+            })
+            .collect();
+        // Every unsupported operator at once, before anything else can fail.
+        let mut missing: Vec<String> = Vec::new();
+        for (n, node) in graph.node.iter().zip(&nodes) {
+            let label = if !(n.domain.is_empty() || n.domain == "ai.onnx") {
+                Some(format!("{}:{}", n.domain, n.op_type))
+            } else if !ops::SUPPORTED.contains(&n.op_type.as_str()) {
+                Some(n.op_type.clone())
+            } else {
+                ops::unsupported_variant(node)
+            };
+            if let Some(l) = label {
+                if !missing.contains(&l) {
+                    missing.push(l);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            missing.sort();
+            return Err(Error::UnsupportedOperator {
+                backend: NAME.into(),
+                origin: origin.to_string(),
+                ops: missing,
+            });
+        }
+
+        let mut slots: HashMap<String, usize> = HashMap::new();
+        let new_slot = |slots: &mut HashMap<String, usize>, name: &str| -> Result<usize> {
+            let id = slots.len();
+            if slots.insert(name.to_string(), id).is_some() {
+                return Err(invalid(origin, format!("tensor `{name}` is defined twice")));
+            }
+            Ok(id)
+        };
+        let mut initializers = Vec::new();
+        for t in &graph.initializer {
+            let h = host_from_proto(t).map_err(|e| invalid(origin, e))?;
+            let id = new_slot(&mut slots, &t.name)?;
+            initializers.push((id, h));
+        }
+        let mut inputs = Vec::new();
+        for v in &graph.input {
+            if slots.contains_key(&v.name) {
+                continue; // an initializer listed as an input (IR < 4): a constant
+            }
+            let spec = spec_of(v).map_err(|e| invalid(origin, e))?;
+            inputs.push((new_slot(&mut slots, &v.name)?, spec));
+        }
+        for (n, node) in graph.node.iter().zip(&mut nodes) {
+            node.inputs = n
+                .input
+                .iter()
+                .map(|name| {
+                    if name.is_empty() {
+                        return Ok(None);
+                    }
+                    slots.get(name).copied().map(Some).ok_or_else(|| {
+                        invalid(
+                            origin,
+                            format!(
+                                "node `{}` ({}) reads `{name}`, which no input, initializer or \
+                                 earlier node produces",
+                                n.name, n.op_type
+                            ),
+                        )
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            node.outputs = n
+                .output
+                .iter()
+                .map(|name| {
+                    if name.is_empty() {
+                        // An unused optional output: a slot nobody reads.
+                        let id = slots.len();
+                        slots.insert(format!("\u{0}unused{id}"), id);
+                        Ok(id)
+                    } else {
+                        new_slot(&mut slots, name)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+        }
+        let outputs = graph
+            .output
+            .iter()
+            .map(|v| {
+                let id = *slots.get(&v.name).ok_or_else(|| {
+                    invalid(
+                        origin,
+                        format!("graph output `{}` is never produced", v.name),
+                    )
+                })?;
+                Ok((id, spec_of(v).map_err(|e| invalid(origin, e))?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if outputs.is_empty() {
+            return Err(invalid(origin, "the graph has no outputs"));
+        }
+        Ok(Graph {
+            nodes,
+            n_slots: slots.len(),
+            inputs,
+            outputs,
+            initializers,
+            opset,
+        })
+    }
 }
