@@ -345,3 +345,20 @@ fn reshape_val<B: Backend>(x: Val<B>, target: &[usize]) -> Val<B> {
         }
     }
 }
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_op_dispatches_and_the_list_is_sorted_and_unique() {
+        for op in SUPPORTED {
+            assert!(dispatch::<burn_flex::Flex>(op).is_some(), "{op}");
+        }
+        assert!(dispatch::<burn_flex::Flex>("Loop").is_none());
+        let mut sorted = SUPPORTED.to_vec();
+        sorted.sort_by_key(|op| op.to_lowercase());
+        sorted.dedup();
+        assert_eq!(sorted, SUPPORTED, "sorted case-insensitively, each once");
+    }
+}
