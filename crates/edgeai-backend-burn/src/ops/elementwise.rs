@@ -1,0 +1,143 @@
+//! Element-wise operators: broadcasting arithmetic (on the host for integers), activations,
+//! `PRelu` and `Clip`.
+
+use super::*;
+use crate::error::bail;
+
+fn host_binary(op: &str, a: &Host, b: &Host) -> R<Host> {
+    let out = broadcast_shape(&a.shape, &b.shape)?;
+    check_size(&out)?;
+    let ia = broadcast_index(&out, &a.shape);
+    let ib = broadcast_index(&out, &b.shape);
+    match (&a.data, &b.data) {
+        (HostData::I64(x), HostData::I64(y)) => {
+            let f = |p: i64, q: i64| -> R<i64> {
+                Ok(match op {
+                    "Add" => p.wrapping_add(q),
+                    "Sub" => p.wrapping_sub(q),
+                    "Mul" => p.wrapping_mul(q),
+                    "Div" => p
+                        .checked_div(q)
+                        .ok_or_else(|| E::Value("integer division by zero".into()))?,
+                    "Pow" => p.wrapping_pow(
+                        u32::try_from(q).map_err(|_| E::Value("negative power".into()))?,
+                    ),
+                    "Equal" => (p == q) as i64,
+                    _ => bail!(DType, "{op} on integers is not supported"),
+                })
+            };
+            let v = ia
+                .iter()
+                .zip(&ib)
+                .map(|(&i, &j)| f(x[i], y[j]))
+                .collect::<R<Vec<_>>>()?;
+            Ok(Host::ints(out, v))
+        }
+        _ => {
+            let (x, y) = (a.to_f32(), b.to_f32());
+            if op != "Equal" {
+                bail!(DType, "{op} on mixed host tensors is not supported");
+            }
+            let v = ia
+                .iter()
+                .zip(&ib)
+                .map(|(&i, &j)| (x[i] == y[j]) as i64)
+                .collect();
+            Ok(Host::ints(out, v))
+        }
+    }
+}
+
+pub(super) fn float_binary<B: Backend>(
+    op: &str,
+    a: FloatTensor<B>,
+    b: FloatTensor<B>,
+) -> R<FloatTensor<B>> {
+    let (sa, sb) = (shp::<B>(&a), shp::<B>(&b));
+    let out = broadcast_shape(&sa, &sb)?;
+    let r = out.len();
+    let a = reshape::<B>(a, &pad_rank(&sa, r));
+    let b = reshape::<B>(b, &pad_rank(&sb, r));
+    Ok(match op {
+        "Add" => B::float_add(a, b),
+        "Sub" => B::float_sub(a, b),
+        "Mul" => B::float_mul(a, b),
+        "Div" => B::float_div(a, b),
+        "Pow" => B::float_powf(a, b),
+        _ => bail!(DType, "{op} on float tensors is not supported"),
+    })
+}
+
+/// `Add`, `Sub`, `Mul`, `Div`, `Pow`, `Equal`: integers on the host, floats in burn.
+pub(super) fn binary<B: Backend>(node: &Node, cx: &mut Cx<B>) -> Out<B> {
+    let op = node.op.as_str();
+    match (cx.take(0)?, cx.take(1)?) {
+        (Val::I(p), Val::I(q)) => one(host_val(host_binary(op, &p, &q)?)),
+        (x, y) if op == "Equal" => {
+            let (p, q) = (to_host::<B>(x)?, to_host::<B>(y)?);
+            one(host_val(host_binary(op, &p, &q)?))
+        }
+        (x, y) => one_f(float_binary::<B>(
+            op,
+            to_f::<B>(x, cx.dev),
+            to_f::<B>(y, cx.dev),
+        )?),
+    }
+}
+
+/// The activations and one-input maths functions.
+pub(super) fn unary<B: Backend>(node: &Node, cx: &mut Cx<B>) -> Out<B> {
+    let a = &node.attrs;
+    let x = cx.float(0)?;
+    one_f(match node.op.as_str() {
+        "Relu" => B::relu(x),
+        "Sigmoid" => B::sigmoid(x),
+        "Tanh" => B::float_tanh(x),
+        "Exp" => B::float_exp(x),
+        "Log" => B::float_log(x),
+        "Sqrt" => B::float_sqrt(x),
+        "Neg" => B::float_neg(x),
+        "Abs" => B::float_abs(x),
+        "Reciprocal" => B::float_recip(x),
+        "Erf" => B::float_erf(x),
+        "LeakyRelu" => B::leaky_relu(x, a.float("alpha", 0.01).into()),
+        "HardSigmoid" => {
+            B::hard_sigmoid(x, a.float("alpha", 0.2).into(), a.float("beta", 0.5).into())
+        }
+        "HardSwish" => {
+            let g = B::hard_sigmoid(x.clone(), (1.0f32 / 6.0).into(), 0.5f32.into());
+            B::float_mul(x, g)
+        }
+        _ => bail!(Unsupported, "not a unary operator"),
+    })
+}
+
+pub(super) fn prelu<B: Backend>(_: &Node, cx: &mut Cx<B>) -> Out<B> {
+    let (x, s) = (cx.float(0)?, cx.float(1)?);
+    let (xs, ss) = (shp::<B>(&x), shp::<B>(&s));
+    if broadcast_shape(&xs, &ss).ok().as_deref() != Some(&xs[..]) {
+        bail!(Shape, "slope {ss:?} does not broadcast to {xs:?}");
+    }
+    let s = reshape::<B>(s, &pad_rank(&ss, xs.len()));
+    one_f(B::prelu(x, s))
+}
+
+pub(super) fn clip<B: Backend>(node: &Node, cx: &mut Cx<B>) -> Out<B> {
+    let a = &node.attrs;
+    let x = cx.float(0)?;
+    let (lo, hi) = if cx.opset < 11 {
+        (
+            Some(a.float("min", f32::NEG_INFINITY)),
+            Some(a.float("max", f32::INFINITY)),
+        )
+    } else {
+        let bound = |h: Option<Arc<Host>>| h.and_then(|h| h.to_f32().first().copied());
+        (bound(cx.opt_host(1)?), bound(cx.opt_host(2)?))
+    };
+    one_f(match (lo, hi) {
+        (Some(l), Some(h)) => B::float_clamp(x, l.into(), h.into()),
+        (Some(l), None) => B::float_clamp_min(x, l.into()),
+        (None, Some(h)) => B::float_clamp_max(x, h.into()),
+        (None, None) => x,
+    })
+}
