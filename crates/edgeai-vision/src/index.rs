@@ -2,10 +2,9 @@
 //! edgeai-core's int8 kernels), top-k identities, optionally split over threads.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use edgeai_core::quant::int8::{dot_i8, quantize_row, I8Matrix};
-use rayon::prelude::*;
+use edgeai_core::quant::par_chunks_mut_at_most;
 
 use crate::embed::l2_normalize;
 use crate::{Error, Result};
@@ -48,7 +47,6 @@ pub struct EmbeddingIndex {
     owners: Vec<u32>,
     f32_rows: Vec<f32>,
     i8_rows: I8Matrix,
-    pool: Option<Arc<rayon::ThreadPool>>,
     threads: usize,
 }
 
@@ -77,34 +75,23 @@ impl EmbeddingIndex {
             owners: Vec::new(),
             f32_rows: Vec::new(),
             i8_rows: I8Matrix::new(dim),
-            pool: None,
             threads: 1,
         })
     }
 
-    /// Searches on `threads` threads (a private pool; 1 = the calling thread only).
+    /// Searches on at most `threads` threads (`0` counts as 1; 1 = the calling thread only).
+    ///
+    /// The threads are the kernels' (edgeai-core's one pool, the caller included, sized by
+    /// [`edgeai_core::quant::set_num_threads`]): a search never uses more than
+    /// [`edgeai_core::quant::num_threads`] of them, whatever is set here, and small
+    /// galleries are scanned on the calling thread alone. Never fails (the `Result` is kept
+    /// for compatibility with the former private pool).
     pub fn set_threads(&mut self, threads: usize) -> Result<()> {
-        let threads = threads.max(1);
-        if threads == self.threads {
-            return Ok(());
-        }
-        self.pool = if threads == 1 {
-            None
-        } else {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .thread_name(|i| format!("edgeai-gallery-{i}"))
-                .build()
-                .map_err(|e| {
-                    Error::InvalidArgument(format!("cannot start {threads} search threads: {e}"))
-                })?;
-            Some(Arc::new(pool))
-        };
-        self.threads = threads;
+        self.threads = threads.max(1);
         Ok(())
     }
 
-    /// Search threads.
+    /// The most threads a search uses (see [`EmbeddingIndex::set_threads`]).
     pub fn threads(&self) -> usize {
         self.threads
     }
@@ -252,15 +239,10 @@ impl EmbeddingIndex {
     where
         F: Fn((usize, &mut [f32])) + Send + Sync,
     {
-        match &self.pool {
-            Some(pool) if scores.len() > CHUNK_ROWS => pool.install(|| {
-                scores
-                    .par_chunks_mut(CHUNK_ROWS)
-                    .enumerate()
-                    .for_each(&work)
-            }),
-            _ => scores.chunks_mut(CHUNK_ROWS).enumerate().for_each(work),
-        }
+        let work_size = scores.len().saturating_mul(self.dim);
+        par_chunks_mut_at_most(scores, CHUNK_ROWS, work_size, self.threads, |c, out| {
+            work((c, out))
+        });
     }
 
     /// Keeps the `shortlist` best rows, re-scored exactly; every other row gets -inf.
