@@ -790,8 +790,14 @@ fn dot_i8_rows_extremes() {
     let rows = vec![-128i8; dim * nrows];
     for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
         let mut out = vec![0i32; nrows];
-        assert_eq!(int8::dot_i8_rows_with(p, &rows, dim, &rows[..dim], &mut out).unwrap(), nrows);
+        assert_eq!(
+            int8::dot_i8_rows_with(p, &rows, dim, &rows[..dim], &mut out).unwrap(),
+            nrows
+        );
         assert!(out.iter().all(|&v| v == 1000 * 128 * 128), "{p} {out:?}");
-        assert_eq!(int8::dot_i8_rows_with(p, &rows, 0, &rows, &mut out).unwrap(), 0);
+        assert_eq!(
+            int8::dot_i8_rows_with(p, &rows, 0, &rows, &mut out).unwrap(),
+            0
+        );
     }
 }

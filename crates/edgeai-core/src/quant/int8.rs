@@ -62,13 +62,7 @@ pub fn dot_i8_rows_with(
     Ok(i8_rows_on(dispatch::kernels(path)?, rows, dim, q, out))
 }
 
-fn i8_rows_on(
-    k: &dispatch::Kernels,
-    rows: &[i8],
-    dim: usize,
-    q: &[i8],
-    out: &mut [i32],
-) -> usize {
+fn i8_rows_on(k: &dispatch::Kernels, rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) -> usize {
     if dim == 0 {
         return 0;
     }
