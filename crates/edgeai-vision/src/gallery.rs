@@ -507,6 +507,25 @@ impl Gallery {
         })
     }
 
+    /// [`Gallery::identify`] for several embeddings (the faces of one photo, a batch of
+    /// frames): the same answers, in order, from one pass over the gallery per 32 embeddings
+    /// ([`EmbeddingIndex::search_batch`]).
+    pub fn identify_batch<E: AsRef<[f32]>>(
+        &self,
+        embeddings: &[E],
+        k: usize,
+    ) -> Result<Vec<Identification>> {
+        Ok(self
+            .index
+            .search_batch(embeddings, k, self.config.precision)?
+            .into_iter()
+            .map(|candidates| Identification {
+                candidates,
+                threshold: self.config.threshold,
+            })
+            .collect())
+    }
+
     /// Whether two embeddings are the same person under this gallery's threshold.
     pub fn verify(&self, a: &[f32], b: &[f32]) -> Result<Verification> {
         verify(a, b, self.config.threshold)
@@ -558,6 +577,8 @@ mod tests {
             assert_eq!(id.candidates.len(), 2);
             let unknown = g.identify(&e(6), 3).unwrap();
             assert!(unknown.is_unknown(), "{unknown:?}");
+            let both = g.identify_batch(&[e(1), e(6)], 2).unwrap();
+            assert_eq!(both, vec![id.clone(), g.identify(&e(6), 2).unwrap()]);
             assert!(g.verify(&e(0), &e(0)).unwrap().same_person);
             assert!(!g.verify(&e(0), &e(1)).unwrap().same_person);
             assert!(g.remove("carol").unwrap());

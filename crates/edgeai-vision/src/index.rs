@@ -46,6 +46,10 @@ pub const BLOCK_ROWS: usize = 64;
 /// The fewest rows per parallel chunk: smaller galleries are scanned on one thread.
 const MIN_CHUNK_ROWS: usize = 1024;
 
+/// Queries scored per pass over the rows in [`EmbeddingIndex::search_batch`] (bigger
+/// batches take several passes, keeping the shortlists of one pass in cache).
+pub const BATCH_QUERIES: usize = 32;
+
 /// The longest shortlist kept per chunk of rows; longer ones (large `k`) scan densely.
 pub const MAX_SHORTLIST: usize = 256;
 
@@ -446,9 +450,9 @@ impl EmbeddingIndex {
     }
 
     /// The top `k` of each query; every query is validated first.
-    fn search_all(
+    fn search_all<Q: AsRef<[f32]>>(
         &self,
-        queries: &[&[f32]],
+        queries: &[Q],
         k: usize,
         precision: SearchPrecision,
     ) -> Result<Vec<Vec<Match>>> {
@@ -458,7 +462,7 @@ impl EmbeddingIndex {
         let queries = queries
             .iter()
             .map(|v| {
-                let f = self.normalized(v)?;
+                let f = self.normalized(v.as_ref())?;
                 let mut q8 = vec![0i8; self.dim];
                 let scale = quantize_row(&f, &mut q8);
                 Ok(Query { f, q8, scale })
@@ -474,8 +478,11 @@ impl EmbeddingIndex {
             SearchPrecision::Int8Rerank => (true, k.saturating_mul(8).max(64)),
         };
         let m = m.min(ids);
-        let lists = if m <= MAX_SHORTLIST {
-            self.shortlists(&queries, int8, m)
+        let lists: Vec<Vec<Cand>> = if m <= MAX_SHORTLIST {
+            queries
+                .chunks(BATCH_QUERIES)
+                .flat_map(|group| self.shortlists(group, int8, m))
+                .collect()
         } else {
             queries
                 .iter()
@@ -516,6 +523,19 @@ impl EmbeddingIndex {
             .search_all(&[query], k, precision)?
             .pop()
             .unwrap_or_default())
+    }
+
+    /// [`EmbeddingIndex::search`] for many queries at once (`&[Vec<f32>]` or `&[&[f32]]`):
+    /// the same answers, in query order, but every block of rows is scored for up to
+    /// [`BATCH_QUERIES`] queries while it is in cache, so the gallery is read once per 32
+    /// queries rather than once per query. All queries are checked before any is searched.
+    pub fn search_batch<Q: AsRef<[f32]>>(
+        &self,
+        queries: &[Q],
+        k: usize,
+        precision: SearchPrecision,
+    ) -> Result<Vec<Vec<Match>>> {
+        self.search_all(queries, k, precision)
     }
 }
 
@@ -683,6 +703,42 @@ mod tests {
             }
         }
         edgeai_core::quant::set_num_threads(0);
+    }
+
+    #[test]
+    fn batch_search_equals_one_search_per_query() {
+        edgeai_core::quant::set_num_threads(4);
+        let mut idx = random_gallery(2500, 16, 23);
+        idx.set_threads(4).unwrap();
+        let mut rng = Rng(9);
+        // 70 queries: three passes of up to 32, one query repeated, one an enrolled row.
+        let mut queries: Vec<Vec<f32>> = (0..68).map(|_| rng.vec(16)).collect();
+        queries.push(queries[3].clone());
+        queries.push(idx.row(10).to_vec());
+        for p in [
+            SearchPrecision::F32,
+            SearchPrecision::Int8,
+            SearchPrecision::Int8Rerank,
+        ] {
+            for k in [1, 10, 300] {
+                let batch = idx.search_batch(&queries, k, p).unwrap();
+                assert_eq!(batch.len(), queries.len());
+                for (q, got) in queries.iter().zip(&batch) {
+                    assert_eq!(got, &idx.search(q, k, p).unwrap(), "{p:?} k {k}");
+                }
+                let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+                assert_eq!(idx.search_batch(&refs, k, p).unwrap(), batch);
+            }
+        }
+        edgeai_core::quant::set_num_threads(0);
+        let none: &[Vec<f32>] = &[];
+        assert!(idx.search_batch(none, 3, SearchPrecision::F32).unwrap().is_empty());
+        let bad = [queries[0].clone(), vec![1.0; 3]];
+        assert!(idx.search_batch(&bad, 3, SearchPrecision::F32).is_err());
+        assert!(idx.search_batch(&queries, 0, SearchPrecision::F32).is_err());
+        let empty = EmbeddingIndex::new(16).unwrap();
+        let r = empty.search_batch(&queries[..2], 3, SearchPrecision::Int8).unwrap();
+        assert_eq!(r, vec![Vec::new(), Vec::new()]);
     }
 
     #[test]
