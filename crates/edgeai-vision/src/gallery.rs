@@ -490,7 +490,10 @@ impl Gallery {
         Ok(n > 0)
     }
 
-    /// `(name, embedding count)` per identity, in enrolment order.
+    /// `(name, embedding count)` per identity: in enrolment order as stored, except that a
+    /// [`Gallery::remove`] in this session moves the most recently enrolled identity into
+    /// the removed one's place ([`EmbeddingIndex::identities`]); a reopened gallery lists
+    /// in enrolment order again.
     pub fn list(&self) -> Vec<(String, usize)> {
         self.index
             .identities()

@@ -145,7 +145,8 @@ pub struct EmbeddingIndex {
     dim: usize,
     names: Vec<String>,
     by_name: HashMap<String, usize>,
-    counts: Vec<usize>,
+    /// The rows of each identity (any order).
+    rows_of: Vec<Vec<u32>>,
     owners: Vec<u32>,
     f32_rows: Vec<f32>,
     i8_rows: Vec<i8>,
@@ -174,7 +175,7 @@ impl EmbeddingIndex {
             dim,
             names: Vec::new(),
             by_name: HashMap::new(),
-            counts: Vec::new(),
+            rows_of: Vec::new(),
             owners: Vec::new(),
             f32_rows: Vec::new(),
             i8_rows: Vec::new(),
@@ -220,12 +221,14 @@ impl EmbeddingIndex {
         self.owners.len()
     }
 
-    /// `(name, embedding count)` per identity, in enrolment order.
+    /// `(name, embedding count)` per identity: in enrolment order until a
+    /// [`EmbeddingIndex::remove`], which moves the last identity into the removed one's
+    /// place (a swap-remove; search results rank equal scores by this order too).
     pub fn identities(&self) -> impl Iterator<Item = (&str, usize)> {
         self.names
             .iter()
             .map(String::as_str)
-            .zip(self.counts.iter().copied())
+            .zip(self.rows_of.iter().map(Vec::len))
     }
 
     /// Whether identity `name` is enrolled.
@@ -282,44 +285,71 @@ impl EmbeddingIndex {
                 }
                 self.by_name.insert(name.to_string(), self.names.len());
                 self.names.push(name.to_string());
-                self.counts.push(0);
+                self.rows_of.push(Vec::new());
                 self.names.len() - 1
             }
         };
         for e in normed {
+            self.rows_of[id].push(self.owners.len() as u32);
             self.push_row(&e, id as u32);
-            self.counts[id] += 1;
         }
         Ok(())
     }
 
     /// Removes identity `name` and its embeddings; returns how many embeddings it had (0 if
     /// it was not there).
+    ///
+    /// No rebuild: each of its rows is filled by the current last row (a swap-remove), and
+    /// the last identity takes its place (see [`EmbeddingIndex::identities`]), so the cost
+    /// is about its embedding count times the photos of the identities moved.
     pub fn remove(&mut self, name: &str) -> Result<usize> {
-        let Some(&id) = self.by_name.get(name) else {
+        let Some(id) = self.by_name.remove(name) else {
             return Ok(0);
         };
-        let removed = self.counts[id];
-        let old = std::mem::replace(self, EmbeddingIndex::new(self.dim)?);
-        self.threads = old.threads;
-        for (row, &o) in old.f32_rows.chunks_exact(old.dim).zip(&old.owners) {
-            let o = o as usize;
-            if o == id {
-                continue;
-            }
-            self.push_row(row, if o > id { o as u32 - 1 } else { o as u32 });
+        let mut rows = std::mem::take(&mut self.rows_of[id]);
+        // Highest first: the last row is then never one of `id`'s (those above are gone).
+        rows.sort_unstable_by(|a, b| b.cmp(a));
+        for &r in &rows {
+            self.swap_remove_row(r as usize);
         }
-        self.names = old.names;
-        self.counts = old.counts;
-        self.names.remove(id);
-        self.counts.remove(id);
-        self.by_name = self
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i))
-            .collect();
-        Ok(removed)
+        self.names.swap_remove(id);
+        self.rows_of.swap_remove(id);
+        if let Some(moved) = self.names.get(id) {
+            if let Some(slot) = self.by_name.get_mut(moved) {
+                *slot = id;
+            }
+            for &r in &self.rows_of[id] {
+                self.owners[r as usize] = id as u32;
+            }
+        }
+        Ok(rows.len())
+    }
+
+    /// Moves the last row into row `r` (updating its identity's row list) and drops it.
+    fn swap_remove_row(&mut self, r: usize) {
+        let Some(last) = self.owners.len().checked_sub(1) else {
+            return;
+        };
+        let dim = self.dim;
+        if r < last {
+            self.f32_rows
+                .copy_within(last * dim..(last + 1) * dim, r * dim);
+            self.i8_rows
+                .copy_within(last * dim..(last + 1) * dim, r * dim);
+            self.i8_scales[r] = self.i8_scales[last];
+            let o = self.owners[last];
+            self.owners[r] = o;
+            if let Some(x) = self.rows_of[o as usize]
+                .iter_mut()
+                .find(|x| **x == last as u32)
+            {
+                *x = r as u32;
+            }
+        }
+        self.f32_rows.truncate(last * dim);
+        self.i8_rows.truncate(last * dim);
+        self.i8_scales.truncate(last);
+        self.owners.truncate(last);
     }
 
     /// Row `r`'s `f32` values.
@@ -589,10 +619,69 @@ mod tests {
             .search(&[0.0, 2.0, 0.0, 0.0], 1, SearchPrecision::Int8)
             .unwrap();
         assert_eq!(m[0].name, "c");
+        // "c", the last identity, took the place of the removed "a"
         assert_eq!(
             idx.identities().collect::<Vec<_>>(),
-            vec![("b", 1), ("c", 1)]
+            vec![("c", 1), ("b", 1)]
         );
+    }
+
+    #[test]
+    fn swap_remove_keeps_every_row_with_its_identity() {
+        let dim = 8;
+        let mut rng = Rng(3);
+        let mut idx = EmbeddingIndex::new(dim).unwrap();
+        let mut model: HashMap<String, Vec<Vec<f32>>> = HashMap::new();
+        for step in 0..800 {
+            let name = format!("p{}", ((rng.next_f32() + 1.0) * 20.0) as usize % 40);
+            if step % 3 == 2 {
+                let want = model.remove(&name).map_or(0, |v| v.len());
+                assert_eq!(idx.remove(&name).unwrap(), want, "step {step}");
+            } else {
+                let es: Vec<Vec<f32>> = (0..1 + step % 4).map(|_| rng.vec(dim)).collect();
+                idx.add(&name, &es).unwrap();
+                let normed = es.iter().map(|e| idx.normalized(e).unwrap());
+                model.entry(name).or_default().extend(normed);
+            }
+            assert_eq!(idx.len(), model.len());
+            assert_eq!(
+                idx.embeddings(),
+                model.values().map(Vec::len).sum::<usize>()
+            );
+            for (i, (name, count)) in idx.identities().enumerate() {
+                assert_eq!(model[name].len(), count, "step {step} {name}");
+                assert_eq!(idx.by_name[name], i);
+                for &r in &idx.rows_of[i] {
+                    assert_eq!(idx.owners[r as usize] as usize, i);
+                }
+            }
+            for r in 0..idx.embeddings() {
+                let name = &idx.names[idx.owners[r] as usize];
+                assert!(model[name].iter().any(|e| e.as_slice() == idx.row(r)));
+                let mut q8 = vec![0i8; dim];
+                assert_eq!(quantize_row(idx.row(r), &mut q8), idx.i8_scales[r]);
+                assert_eq!(q8, idx.i8_rows[r * dim..(r + 1) * dim]);
+            }
+        }
+        assert!(idx.len() > 5);
+        for _ in 0..5 {
+            let q = rng.vec(dim);
+            for p in [
+                SearchPrecision::F32,
+                SearchPrecision::Int8,
+                SearchPrecision::Int8Rerank,
+            ] {
+                assert_eq!(idx.search(&q, 4, p).unwrap(), reference(&idx, &q, 4, p));
+            }
+        }
+        for name in model.keys() {
+            idx.remove(name).unwrap();
+        }
+        assert!(idx.is_empty() && idx.embeddings() == 0);
+        assert!(idx
+            .search(&[1.0; 8], 3, SearchPrecision::F32)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -732,12 +821,17 @@ mod tests {
         }
         edgeai_core::quant::set_num_threads(0);
         let none: &[Vec<f32>] = &[];
-        assert!(idx.search_batch(none, 3, SearchPrecision::F32).unwrap().is_empty());
+        assert!(idx
+            .search_batch(none, 3, SearchPrecision::F32)
+            .unwrap()
+            .is_empty());
         let bad = [queries[0].clone(), vec![1.0; 3]];
         assert!(idx.search_batch(&bad, 3, SearchPrecision::F32).is_err());
         assert!(idx.search_batch(&queries, 0, SearchPrecision::F32).is_err());
         let empty = EmbeddingIndex::new(16).unwrap();
-        let r = empty.search_batch(&queries[..2], 3, SearchPrecision::Int8).unwrap();
+        let r = empty
+            .search_batch(&queries[..2], 3, SearchPrecision::Int8)
+            .unwrap();
         assert_eq!(r, vec![Vec::new(), Vec::new()]);
     }
 
