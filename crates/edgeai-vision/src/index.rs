@@ -590,7 +590,9 @@ impl EmbeddingIndex {
     /// [`EmbeddingIndex::search`] for many queries at once (`&[Vec<f32>]` or `&[&[f32]]`):
     /// the same answers, in query order, but every block of rows is scored for up to
     /// [`BATCH_QUERIES`] queries while it is in cache, so the gallery is read once per 32
-    /// queries rather than once per query. All queries are checked before any is searched.
+    /// queries rather than once per query (for a `k` whose shortlist exceeds
+    /// [`MAX_SHORTLIST`], once per query as [`EmbeddingIndex::search`] does). All queries
+    /// are checked before any is searched.
     pub fn search_batch<Q: AsRef<[f32]>>(
         &self,
         queries: &[Q],
