@@ -184,8 +184,9 @@ fn identify(a: &Args, photo: &Path, out: Option<&Path>) -> Result<()> {
     }
     let mut labels = Vec::new();
     let mut docs = Vec::new();
-    for (i, f) in faces.iter().enumerate() {
-        let id = g.identify(&f.embedding, 3)?;
+    let embeddings: Vec<&[f32]> = faces.iter().map(|f| f.embedding.as_slice()).collect();
+    let ids = g.identify_batch(&embeddings, 3)?;
+    for (i, (f, id)) in faces.iter().zip(ids).enumerate() {
         let b = &f.face.bbox;
         let label = id.to_string();
         if a.json {

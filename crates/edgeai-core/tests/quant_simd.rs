@@ -798,3 +798,51 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `dot_i8_rows` on every path equals its scalar twin and `dot_i8` row by row, exactly:
+    /// any row length (the 16-wide loop's tails), 0-10 rows (the 4-row kernel's leftovers),
+    /// a query shorter or longer than a row, an `out` longer than the rows (left untouched).
+    #[test]
+    fn dot_i8_rows_exact(
+        (dim, nrows, rows, q, extra) in (1usize..300, 0usize..11).prop_flat_map(|(dim, nrows)| (
+            Just(dim),
+            Just(nrows),
+            proptest::collection::vec(any::<i8>(), dim * nrows),
+            proptest::collection::vec(any::<i8>(), 0..dim + 20),
+            0usize..3,
+        ))
+    ) {
+        let mut want = vec![7i32; nrows + extra];
+        scalar::dot_i8_rows(&rows, dim, &q, &mut want);
+        for r in 0..nrows {
+            prop_assert_eq!(want[r], scalar::dot_i8(&rows[r * dim..(r + 1) * dim], &q));
+        }
+        prop_assert!(want[nrows..].iter().all(|&v| v == 7));
+        for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+            let mut got = vec![7i32; nrows + extra];
+            let n = int8::dot_i8_rows_with(p, &rows, dim, &q, &mut got).unwrap();
+            prop_assert_eq!(n, nrows);
+            prop_assert_eq!(&got, &want, "{}", p);
+        }
+    }
+}
+
+/// `dot_i8_rows` at the extremes (-128 everywhere: no i16 overflow) and `dim == 0`.
+#[test]
+fn dot_i8_rows_extremes() {
+    let (dim, nrows) = (1000, 6);
+    let rows = vec![-128i8; dim * nrows];
+    for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+        let mut out = vec![0i32; nrows];
+        assert_eq!(
+            int8::dot_i8_rows_with(p, &rows, dim, &rows[..dim], &mut out).unwrap(),
+            nrows
+        );
+        assert!(out.iter().all(|&v| v == 1000 * 128 * 128), "{p} {out:?}");
+        assert_eq!(
+            int8::dot_i8_rows_with(p, &rows, 0, &rows, &mut out).unwrap(),
+            0
+        );
+    }
+}

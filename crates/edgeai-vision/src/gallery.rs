@@ -490,7 +490,10 @@ impl Gallery {
         Ok(n > 0)
     }
 
-    /// `(name, embedding count)` per identity, in enrolment order.
+    /// `(name, embedding count)` per identity: in enrolment order as stored, except that a
+    /// [`Gallery::remove`] in this session moves the most recently enrolled identity into
+    /// the removed one's place ([`EmbeddingIndex::identities`]); a reopened gallery lists
+    /// in enrolment order again.
     pub fn list(&self) -> Vec<(String, usize)> {
         self.index
             .identities()
@@ -505,6 +508,25 @@ impl Gallery {
             candidates: self.index.search(embedding, k, self.config.precision)?,
             threshold: self.config.threshold,
         })
+    }
+
+    /// [`Gallery::identify`] for several embeddings (the faces of one photo, a batch of
+    /// frames): the same answers, in order, from one pass over the gallery per 32 embeddings
+    /// ([`EmbeddingIndex::search_batch`]).
+    pub fn identify_batch<E: AsRef<[f32]>>(
+        &self,
+        embeddings: &[E],
+        k: usize,
+    ) -> Result<Vec<Identification>> {
+        Ok(self
+            .index
+            .search_batch(embeddings, k, self.config.precision)?
+            .into_iter()
+            .map(|candidates| Identification {
+                candidates,
+                threshold: self.config.threshold,
+            })
+            .collect())
     }
 
     /// Whether two embeddings are the same person under this gallery's threshold.
@@ -558,6 +580,8 @@ mod tests {
             assert_eq!(id.candidates.len(), 2);
             let unknown = g.identify(&e(6), 3).unwrap();
             assert!(unknown.is_unknown(), "{unknown:?}");
+            let both = g.identify_batch(&[e(1), e(6)], 2).unwrap();
+            assert_eq!(both, vec![id.clone(), g.identify(&e(6), 2).unwrap()]);
             assert!(g.verify(&e(0), &e(0)).unwrap().same_person);
             assert!(!g.verify(&e(0), &e(1)).unwrap().same_person);
             assert!(g.remove("carol").unwrap());

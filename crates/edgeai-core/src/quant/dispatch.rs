@@ -117,6 +117,9 @@ pub(crate) struct Kernels {
     pub f16: fn(&[u8], &[f32]) -> f32,
     pub bf16: fn(&[u8], &[f32]) -> f32,
     pub i8: fn(&[i8], &[i8]) -> i32,
+    /// `i8` over many contiguous rows (`out[r] = i8(row r, q)`, bit-identical to calling
+    /// `i8` per row); `None`: call `i8` per row.
+    pub i8_rows: Option<I8Rows>,
     /// Activation quantizers (bit-identical to the scalar ones on every path).
     pub quant_q8_0: QuantQ8_0,
     pub quant_q8k: fn(&[f32], &mut [BlockQ8K]),
@@ -128,6 +131,9 @@ pub(crate) struct Kernels {
     /// The `f32` kernels of attention, softmax and the gated activations (`vector.rs`).
     pub vector: &'static VectorKernels,
 }
+
+/// Int8 dot products of contiguous rows (`rows`, row length `dim`) with one vector, into `out`.
+pub(crate) type I8Rows = fn(&[i8], usize, &[i8], &mut [i32]);
 
 /// Activations to Q8_0 blocks, their `block_q8_1` sums and their integer quant sums.
 pub(crate) type QuantQ8_0 = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut [i32]);
@@ -150,6 +156,7 @@ static SCALAR: Kernels = Kernels {
     f16: scalar::vec_dot_f16_bytes,
     bf16: scalar::vec_dot_bf16_bytes,
     i8: scalar::dot_i8,
+    i8_rows: Some(scalar::dot_i8_rows),
     quant_q8_0: scalar::quantize_act_q8_0,
     quant_q8k: scalar::quantize_act_q8k,
     packed_q8: Some(super::packed::scalar_tiles_q8_family),
@@ -179,6 +186,7 @@ macro_rules! x86_table {
             f16: super::x86::common::vec_dot_f16_bytes,
             bf16: super::x86::common::vec_dot_bf16_bytes,
             i8: super::x86::common::dot_i8,
+            i8_rows: Some(super::x86::common::dot_i8_rows),
             quant_q8_0: $q8,
             quant_q8k: $q8k,
             packed_q8: Some($pq8),
@@ -244,6 +252,7 @@ macro_rules! neon_table {
             f16: scalar::vec_dot_f16_bytes,
             bf16: super::neon::common::vec_dot_bf16_bytes,
             i8: super::neon::$m::dot_i8,
+            i8_rows: None,
             quant_q8_0: super::neon::quant::quantize_act_q8_0,
             quant_q8k: super::neon::quant::quantize_act_q8k,
             packed_q8: $pq8,

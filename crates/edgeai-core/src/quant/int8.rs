@@ -33,6 +33,52 @@ pub fn dot_i8_with(path: KernelPath, a: &[i8], b: &[i8]) -> Result<i32> {
     Ok((dispatch::kernels(path)?.i8)(a, b))
 }
 
+/// Exact `i8` dot products of many contiguous rows with one vector in one call, on the
+/// current kernel path: `out[r] = dot_i8(&rows[r * dim..(r + 1) * dim], q)` for every
+/// `r < n = min(out.len(), rows.len() / dim)` (`n = 0` when `dim == 0`); returns `n` and
+/// leaves the rest of `out` as it was. Bit-identical to [`dot_i8`] per row, without a call
+/// per row (the SIMD paths also share each load of `q` between rows).
+///
+/// ```
+/// use edgeai_core::quant::int8::dot_i8_rows;
+/// let rows = [1i8, 2, 3, -4, 5, 6];
+/// let mut out = [0i32; 3];
+/// assert_eq!(dot_i8_rows(&rows, 2, &[10, 1], &mut out), 3);
+/// assert_eq!(out, [12, 26, 56]);
+/// ```
+pub fn dot_i8_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) -> usize {
+    i8_rows_on(dispatch::current(), rows, dim, q, out)
+}
+
+/// [`dot_i8_rows`] on an explicit kernel path (an error if unavailable); for tests and
+/// benches.
+pub fn dot_i8_rows_with(
+    path: KernelPath,
+    rows: &[i8],
+    dim: usize,
+    q: &[i8],
+    out: &mut [i32],
+) -> Result<usize> {
+    Ok(i8_rows_on(dispatch::kernels(path)?, rows, dim, q, out))
+}
+
+fn i8_rows_on(k: &dispatch::Kernels, rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) -> usize {
+    if dim == 0 {
+        return 0;
+    }
+    let n = out.len().min(rows.len() / dim);
+    let (rows, out) = (&rows[..n * dim], &mut out[..n]);
+    match k.i8_rows {
+        Some(f) => f(rows, dim, q, out),
+        None => {
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
+                *o = (k.i8)(row, q);
+            }
+        }
+    }
+    n
+}
+
 /// Cosine similarity of two int8 vectors (scales cancel); `0.0` if either is all zero.
 pub fn cosine_i8(a: &[i8], b: &[i8]) -> f32 {
     let ab = dot_i8(a, b) as f64;

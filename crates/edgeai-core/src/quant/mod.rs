@@ -57,7 +57,7 @@ pub use dispatch::{
     available_kernel_paths, force_kernel_path, force_kernel_path_by_name, kernel_path, KernelPath,
 };
 pub use packed::{packed_kernel_paths, packed_kernels_available, packed_simd_path, PackedMatrix};
-pub use threads::{num_threads, par_chunks_mut, set_num_threads};
+pub use threads::{num_threads, par_chunks_mut, par_chunks_mut_at_most, set_num_threads};
 
 use crate::{Error, Result};
 use blocks::as_blocks;

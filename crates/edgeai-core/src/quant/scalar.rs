@@ -226,6 +226,18 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         .fold(0i32, |s, (&p, &q)| s.wrapping_add(p as i32 * q as i32))
 }
 
+/// Exact `i8` dot products of contiguous rows with one vector: `out[r] = dot_i8(row r, q)`
+/// for `r < min(out.len(), rows.len() / dim)`, rows `dim` apart (nothing for `dim == 0`).
+/// The twin of the SIMD row kernels behind [`crate::quant::int8::dot_i8_rows`].
+pub fn dot_i8_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
+    if dim == 0 {
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(rows.chunks_exact(dim)) {
+        *o = dot_i8(row, q);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

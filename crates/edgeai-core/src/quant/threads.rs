@@ -180,9 +180,31 @@ pub fn par_chunks_mut<T: Send>(
     work: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
+    par_chunks_mut_at_most(data, chunk_len, work, 0, f)
+}
+
+/// [`par_chunks_mut`] on at most `max_threads` of the kernels' threads (this one included;
+/// `0` = all [`num_threads`] of them; never more than [`num_threads`]), for callers with a
+/// thread budget of their own such as the face gallery's search. Same pool, same chunks.
+///
+/// ```
+/// let mut v = vec![0u32; 10];
+/// edgeai_core::quant::par_chunks_mut_at_most(&mut v, 4, 1 << 20, 1, |i, c| c.fill(i as u32));
+/// assert_eq!(v, [0, 0, 0, 0, 1, 1, 1, 1, 2, 2]);
+/// ```
+pub fn par_chunks_mut_at_most<T: Send>(
+    data: &mut [T],
+    chunk_len: usize,
+    work: usize,
+    max_threads: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
     let chunk_len = chunk_len.max(1);
     let (len, count) = (data.len(), data.len().div_ceil(chunk_len));
-    let threads = num_threads();
+    let threads = match max_threads {
+        0 => num_threads(),
+        m => m.min(num_threads()),
+    };
     if threads <= 1 || work < super::PAR_MIN_WEIGHTS || count < 2 {
         data.chunks_mut(chunk_len)
             .enumerate()

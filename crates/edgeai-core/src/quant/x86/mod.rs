@@ -550,6 +550,51 @@ unsafe fn i8_dot(a: &[i8], b: &[i8]) -> i32 {
     hsum_i32(acc).wrapping_add(super::scalar::dot_i8(&a[i..n], &b[i..n]))
 }
 
+/// [`super::scalar::dot_i8_rows`] four rows at a time: each 16-wide slice of `q` is widened
+/// once for the four rows, and the four sums are reduced together. Integer adds wrap like
+/// the scalar twin's, so the results are identical.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8_dot_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
+    if dim == 0 {
+        return;
+    }
+    let n = dim.min(q.len());
+    let nrows = out.len().min(rows.len() / dim);
+    let (rp, qp) = (rows.as_ptr(), q.as_ptr());
+    let mut r = 0;
+    while r + 4 <= nrows {
+        let p = [0, 1, 2, 3].map(|j| rp.add((r + j) * dim));
+        let mut acc = [_mm256_setzero_si256(); 4];
+        let mut i = 0;
+        while i + 16 <= n {
+            // In bounds: i + 16 <= n <= q.len(), and row r + j spans (r + j) * dim ..
+            // (r + j + 1) * dim <= nrows * dim <= rows.len() with n <= dim.
+            let vq = _mm256_cvtepi8_epi16(_mm_loadu_si128(qp.add(i).cast()));
+            for (a, pj) in acc.iter_mut().zip(p) {
+                let va = _mm256_cvtepi8_epi16(_mm_loadu_si128(pj.add(i).cast()));
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(va, vq));
+            }
+            i += 16;
+        }
+        let s01 = _mm256_hadd_epi32(acc[0], acc[1]);
+        let s23 = _mm256_hadd_epi32(acc[2], acc[3]);
+        let s = _mm256_hadd_epi32(s01, s23);
+        let v = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let mut sums = [0i32; 4];
+        _mm_storeu_si128(sums.as_mut_ptr().cast(), v);
+        for (j, &sum) in sums.iter().enumerate() {
+            let row = (r + j) * dim;
+            let tail = super::scalar::dot_i8(&rows[row + i..row + n], &q[i..n]);
+            out[r + j] = sum.wrapping_add(tail);
+        }
+        r += 4;
+    }
+    while r < nrows {
+        out[r] = i8_dot(&rows[r * dim..(r + 1) * dim], q);
+        r += 1;
+    }
+}
+
 /// Safe wrappers for the AVX2 kernels shared by all x86 paths.
 pub(crate) mod common {
     use super::*;
@@ -581,6 +626,10 @@ pub(crate) mod common {
     pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
         // SAFETY: as above.
         unsafe { i8_dot(a, b) }
+    }
+    pub(crate) fn dot_i8_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
+        // SAFETY: as above (and the kernel bounds every access by the slices' lengths).
+        unsafe { i8_dot_rows(rows, dim, q, out) }
     }
 }
 
