@@ -777,7 +777,7 @@ pub enum KvCacheType {
     /// ggml's q8_0 (llama.cpp's `-ctk q8_0 -ctv q8_0`): blocks of 32 values as bytes and one
     /// f16 scale, 34 bytes per 32 values (0.53x the f16 cache's memory). Needs a head width
     /// that is a multiple of 32 (every Llama and Gemma has one). Measured on SmolLM2-135M
-    /// and Gemma 3 270M against the f16 cache: see BENCHMARKS.md (KV cache types).
+    /// and Gemma 3 270M against the f16 cache: BENCHMARKS.md, session 14 (memory, top-1, logits).
     Q8_0,
 }
 
