@@ -90,10 +90,14 @@ pub(crate) type P2x4<W> = fn([&[W]; 2], [&[BlockQ8_0]; 4], [&[f32]; 4]) -> [[f32
 
 /// A unit of one or two packed tiles (`data`, `tile_bytes` each) of a Q8_0 / Q4_0 / Q4_1
 /// [`PackedMatrix`](super::PackedMatrix) against Q8_0 activations, their sums and integer sums.
+/// The last argument, `stream`, says this pass is the unit's last (its bytes are not read
+/// again this product, so they come from memory): a kernel may then prefetch ahead, past the
+/// unit, which must not change any output.
 pub(crate) type PackedQ8 =
-    fn(GgmlType, &[u8], usize, &[BlockQ8_0], &[f32], &[i32]) -> [[f32; TILE]; 2];
-/// A unit of one or two packed Q4_K (or Q6_K) tiles against Q8_K activations.
-pub(crate) type PackedQ8K = fn(&[u8], usize, &[BlockQ8K]) -> [[f32; TILE]; 2];
+    fn(GgmlType, &[u8], usize, &[BlockQ8_0], &[f32], &[i32], bool) -> [[f32; TILE]; 2];
+/// A unit of one or two packed Q4_K (or Q6_K) tiles against Q8_K activations (`stream` as
+/// for [`PackedQ8`]).
+pub(crate) type PackedQ8K = fn(&[u8], usize, &[BlockQ8K], bool) -> [[f32; TILE]; 2];
 
 /// One kernel per operation, for one path.
 pub(crate) struct Kernels {

@@ -668,6 +668,7 @@ pub(crate) mod packed {
                     act: &[BlockQ8_0],
                     sums: &[f32],
                     isum: &[i32],
+                    _stream: bool,
                 ) -> [[f32; TILE]; 2] {
                     crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
                         tile_q8_family(ty, data, k_u, k, act, sums, isum)
@@ -679,6 +680,7 @@ pub(crate) mod packed {
                     data: &[u8],
                     tile_bytes: usize,
                     act: &[BlockQ8K],
+                    _stream: bool,
                 ) -> [[f32; TILE]; 2] {
                     crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
                         tile_q4k(data, k_u, k, act)
@@ -690,6 +692,7 @@ pub(crate) mod packed {
                     data: &[u8],
                     tile_bytes: usize,
                     act: &[BlockQ8K],
+                    _stream: bool,
                 ) -> [[f32; TILE]; 2] {
                     crate::quant::packed::per_tile(data.len(), tile_bytes, |k_u, k| {
                         tile_q6k(data, k_u, k, act)

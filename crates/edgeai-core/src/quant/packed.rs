@@ -469,7 +469,7 @@ impl PackedMatrix {
                 };
                 let nb = cols / QK_K;
                 for t in 0..n {
-                    emit(t, kernel(tiles, tb, &act[t * nb..(t + 1) * nb]));
+                    emit(t, kernel(tiles, tb, &act[t * nb..(t + 1) * nb], t + 1 == n));
                 }
             }
             Act::Q8 { act, sums, isum } => {
@@ -477,7 +477,8 @@ impl PackedMatrix {
                 let (ty, nb) = (layout(self.ty), cols / QK);
                 for t in 0..n {
                     let r = t * nb..(t + 1) * nb;
-                    let v = tiles_q8(ty, tiles, tb, &act[r.clone()], &sums[r.clone()], &isum[r]);
+                    let (a, s, i) = (&act[r.clone()], &sums[r.clone()], &isum[r]);
+                    let v = tiles_q8(ty, tiles, tb, a, s, i, t + 1 == n);
                     emit(t, v);
                 }
             }
@@ -608,6 +609,7 @@ pub(crate) fn scalar_tiles_q8_family(
     act: &[BlockQ8_0],
     sums: &[f32],
     isum: &[i32],
+    _stream: bool,
 ) -> [[f32; TILE]; 2] {
     per_tile(data.len(), tb, |k_u, k| {
         scalar_tile_q8_family(ty, data, k_u, k, act, sums, isum)
@@ -615,12 +617,22 @@ pub(crate) fn scalar_tiles_q8_family(
 }
 
 /// The scalar twin for one or two tiles of a Q4_K matrix.
-pub(crate) fn scalar_tiles_q4k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+pub(crate) fn scalar_tiles_q4k(
+    data: &[u8],
+    tb: usize,
+    act: &[BlockQ8K],
+    _stream: bool,
+) -> [[f32; TILE]; 2] {
     per_tile(data.len(), tb, |k_u, k| scalar_tile_q4k(data, k_u, k, act))
 }
 
 /// The scalar twin for one or two tiles of a Q6_K matrix.
-pub(crate) fn scalar_tiles_q6k(data: &[u8], tb: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+pub(crate) fn scalar_tiles_q6k(
+    data: &[u8],
+    tb: usize,
+    act: &[BlockQ8K],
+    _stream: bool,
+) -> [[f32; TILE]; 2] {
     per_tile(data.len(), tb, |k_u, k| scalar_tile_q6k(data, k_u, k, act))
 }
 

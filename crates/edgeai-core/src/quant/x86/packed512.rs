@@ -279,6 +279,7 @@ pub(crate) fn tiles_q8_family(
     act: &[BlockQ8_0],
     sums: &[f32],
     isum: &[i32],
+    _stream: bool,
 ) -> [[f32; TILE]; 2] {
     // SAFETY: installed only in the AVX-512 VNNI kernel table, which exists only after
     // run-time detection of AVX-512 F, BW, VL and VNNI; the kernel bounds every pointer
@@ -294,7 +295,12 @@ pub(crate) fn tiles_q8_family(
 }
 
 /// One or two tiles of a Q4_K matrix.
-pub(crate) fn tiles_q4k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+pub(crate) fn tiles_q4k(
+    data: &[u8],
+    tile_bytes: usize,
+    act: &[BlockQ8K],
+    _stream: bool,
+) -> [[f32; TILE]; 2] {
     // SAFETY: as above.
     unsafe {
         if data.len() >= 2 * tile_bytes {
@@ -307,7 +313,12 @@ pub(crate) fn tiles_q4k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f
 }
 
 /// One or two tiles of a Q6_K matrix.
-pub(crate) fn tiles_q6k(data: &[u8], tile_bytes: usize, act: &[BlockQ8K]) -> [[f32; TILE]; 2] {
+pub(crate) fn tiles_q6k(
+    data: &[u8],
+    tile_bytes: usize,
+    act: &[BlockQ8K],
+    _stream: bool,
+) -> [[f32; TILE]; 2] {
     // SAFETY: as above.
     unsafe {
         if data.len() >= 2 * tile_bytes {
