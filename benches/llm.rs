@@ -10,11 +10,16 @@
 //!
 //! Decode is timed per token at positions 64..192 (the prompt that fills the first 64 is
 //! untimed). Criterion's throughput line reads as tokens per second.
+//!
+//! `EDGEAI_KERNEL=avx2|...` forces a kernel path; `EDGEAI_KV_CACHE=f16|q8_0|f32` picks the
+//! native engine's KV cache (default f16, as llama.cpp's `-ctk/-ctv`).
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgeai::llm::{DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing};
+use edgeai::llm::{
+    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, Packing,
+};
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 const GEMMA3: &str = "llm/gemma-3-270m-Q4_K_M.gguf";
@@ -43,6 +48,7 @@ fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageMo
     let opts = EngineOptions {
         context_length: CTX,
         batch: 64,
+        kv_cache: kv_cache(),
         ..Default::default()
     };
     let native = |pack: Packing| -> Box<dyn LanguageModel> {
@@ -63,15 +69,24 @@ fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageMo
     v
 }
 
+/// The KV cache type from `EDGEAI_KV_CACHE` (default: the engine's default, f16).
+fn kv_cache() -> KvCacheType {
+    match std::env::var("EDGEAI_KV_CACHE") {
+        Ok(v) => KvCacheType::from_name(&v).expect("EDGEAI_KV_CACHE: f16, q8_0 or f32"),
+        Err(_) => KvCacheType::default(),
+    }
+}
+
 fn bench(c: &mut Criterion) {
     // `EDGEAI_KERNEL=avx2|...` forces a kernel path (e.g. AVX2 on an AVX-512 host).
     if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
         edgeai::core::quant::force_kernel_path_by_name(&v).expect("EDGEAI_KERNEL");
     }
     eprintln!(
-        "kernel path {}, packed kernels {}",
+        "kernel path {}, packed kernels {}, KV cache {}",
         edgeai::core::quant::kernel_path(),
-        edgeai::core::quant::packed_kernels_available()
+        edgeai::core::quant::packed_kernels_available(),
+        kv_cache().name()
     );
     for (model, prefix) in [(MODEL, "llm"), (GEMMA3, "gemma3")] {
         if edgeai_testutil::model_path(model).is_none() {
