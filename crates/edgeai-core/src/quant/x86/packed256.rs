@@ -436,8 +436,12 @@ macro_rules! packed256_kernels {
                     match (data.len() >= 2 * tile_bytes, stream) {
                         (true, true) => q8_family::<2, true>(ty, data, act, sums, isum),
                         (true, false) => q8_family::<2, false>(ty, data, act, sums, isum),
-                        (false, _) => {
+                        (false, true) => {
                             let [one] = q8_family::<1, true>(ty, data, act, sums, isum);
+                            [one, [0.0; TILE]]
+                        }
+                        (false, false) => {
+                            let [one] = q8_family::<1, false>(ty, data, act, sums, isum);
                             [one, [0.0; TILE]]
                         }
                     }
@@ -456,8 +460,12 @@ macro_rules! packed256_kernels {
                     match (data.len() >= 2 * tile_bytes, stream) {
                         (true, true) => q4k::<2, true>(data, act),
                         (true, false) => q4k::<2, false>(data, act),
-                        (false, _) => {
+                        (false, true) => {
                             let [one] = q4k::<1, true>(data, act);
+                            [one, [0.0; TILE]]
+                        }
+                        (false, false) => {
+                            let [one] = q4k::<1, false>(data, act);
                             [one, [0.0; TILE]]
                         }
                     }
@@ -476,8 +484,12 @@ macro_rules! packed256_kernels {
                     match (data.len() >= 2 * tile_bytes, stream) {
                         (true, true) => q6k::<2, true>(data, act),
                         (true, false) => q6k::<2, false>(data, act),
-                        (false, _) => {
+                        (false, true) => {
                             let [one] = q6k::<1, true>(data, act);
+                            [one, [0.0; TILE]]
+                        }
+                        (false, false) => {
+                            let [one] = q6k::<1, false>(data, act);
                             [one, [0.0; TILE]]
                         }
                     }
