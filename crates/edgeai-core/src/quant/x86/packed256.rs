@@ -204,12 +204,13 @@ macro_rules! packed256_kernels {
 
             /// `data` holds a unit of `T` tiles, their blocks side by side.
             #[target_feature(enable = $feat)]
-            unsafe fn q8_family<const T: usize, const STREAM: bool>(
+            unsafe fn q8_family<const T: usize>(
                 ty: GgmlType,
                 data: &[u8],
                 act: &[BlockQ8_0],
                 sums: &[f32],
                 isum: &[i32],
+                stream: bool,
             ) -> [[f32; TILE]; T] {
                 let tbb = tile_block_len(ty);
                 let nb = (data.len() / (T * tbb))
@@ -222,7 +223,7 @@ macro_rules! packed256_kernels {
                     // In bounds: (b * T + t) * tbb + (offset < tbb) <= nb * T * tbb <= data.len().
                     let blk: [*const u8; T] =
                         std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
-                    if STREAM {
+                    if stream {
                         prefetch(data.as_ptr(), b * T * tbb + PREFETCH_DISTANCE, T * tbb);
                     }
                     let a = &act[b];
@@ -277,9 +278,10 @@ macro_rules! packed256_kernels {
 
             /// `data` holds a unit of `T` tiles, their blocks side by side.
             #[target_feature(enable = $feat)]
-            unsafe fn q4k<const T: usize, const STREAM: bool>(
+            unsafe fn q4k<const T: usize>(
                 data: &[u8],
                 act: &[BlockQ8K],
+                stream: bool,
             ) -> [[f32; TILE]; T] {
                 let tbb = tile_block_len(GgmlType::Q4K);
                 let nb = (data.len() / (T * tbb)).min(act.len());
@@ -289,7 +291,7 @@ macro_rules! packed256_kernels {
                     // In bounds: as in `q8_family`.
                     let blk: [*const u8; T] =
                         std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
-                    if STREAM {
+                    if stream {
                         // The next block (several KiB: more than PREFETCH_DISTANCE).
                         prefetch(data.as_ptr(), (b + 1) * T * tbb, T * tbb);
                     }
@@ -343,9 +345,10 @@ macro_rules! packed256_kernels {
 
             /// `data` holds a unit of `T` Q6_K tiles, their blocks side by side.
             #[target_feature(enable = $feat)]
-            unsafe fn q6k<const T: usize, const STREAM: bool>(
+            unsafe fn q6k<const T: usize>(
                 data: &[u8],
                 act: &[BlockQ8K],
+                stream: bool,
             ) -> [[f32; TILE]; T] {
                 const SC: usize = 32;
                 const LOW: usize = SC + 256;
@@ -357,7 +360,7 @@ macro_rules! packed256_kernels {
                     // In bounds: as in `q8_family`.
                     let blk: [*const u8; T] =
                         std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
-                    if STREAM {
+                    if stream {
                         // The next block (several KiB: more than PREFETCH_DISTANCE).
                         prefetch(data.as_ptr(), (b + 1) * T * tbb, T * tbb);
                     }
@@ -433,17 +436,11 @@ macro_rules! packed256_kernels {
                 // after run-time detection of its features; the kernel bounds every pointer
                 // offset by the slice lengths it is given.
                 unsafe {
-                    match (data.len() >= 2 * tile_bytes, stream) {
-                        (true, true) => q8_family::<2, true>(ty, data, act, sums, isum),
-                        (true, false) => q8_family::<2, false>(ty, data, act, sums, isum),
-                        (false, true) => {
-                            let [one] = q8_family::<1, true>(ty, data, act, sums, isum);
-                            [one, [0.0; TILE]]
-                        }
-                        (false, false) => {
-                            let [one] = q8_family::<1, false>(ty, data, act, sums, isum);
-                            [one, [0.0; TILE]]
-                        }
+                    if data.len() >= 2 * tile_bytes {
+                        q8_family::<2>(ty, data, act, sums, isum, stream)
+                    } else {
+                        let [one] = q8_family::<1>(ty, data, act, sums, isum, stream);
+                        [one, [0.0; TILE]]
                     }
                 }
             }
@@ -457,17 +454,11 @@ macro_rules! packed256_kernels {
             ) -> [[f32; TILE]; 2] {
                 // SAFETY: as above.
                 unsafe {
-                    match (data.len() >= 2 * tile_bytes, stream) {
-                        (true, true) => q4k::<2, true>(data, act),
-                        (true, false) => q4k::<2, false>(data, act),
-                        (false, true) => {
-                            let [one] = q4k::<1, true>(data, act);
-                            [one, [0.0; TILE]]
-                        }
-                        (false, false) => {
-                            let [one] = q4k::<1, false>(data, act);
-                            [one, [0.0; TILE]]
-                        }
+                    if data.len() >= 2 * tile_bytes {
+                        q4k::<2>(data, act, stream)
+                    } else {
+                        let [one] = q4k::<1>(data, act, stream);
+                        [one, [0.0; TILE]]
                     }
                 }
             }
@@ -481,17 +472,11 @@ macro_rules! packed256_kernels {
             ) -> [[f32; TILE]; 2] {
                 // SAFETY: as above.
                 unsafe {
-                    match (data.len() >= 2 * tile_bytes, stream) {
-                        (true, true) => q6k::<2, true>(data, act),
-                        (true, false) => q6k::<2, false>(data, act),
-                        (false, true) => {
-                            let [one] = q6k::<1, true>(data, act);
-                            [one, [0.0; TILE]]
-                        }
-                        (false, false) => {
-                            let [one] = q6k::<1, false>(data, act);
-                            [one, [0.0; TILE]]
-                        }
+                    if data.len() >= 2 * tile_bytes {
+                        q6k::<2>(data, act, stream)
+                    } else {
+                        let [one] = q6k::<1>(data, act, stream);
+                        [one, [0.0; TILE]]
                     }
                 }
             }
