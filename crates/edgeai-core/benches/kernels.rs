@@ -1,8 +1,8 @@
 //! Quantized GEMV/GEMM kernels: edgeai (best path and scalar) vs candle-core on the same
-//! weights and thread count, plus copy/triad memory-bandwidth references.
+//! weights and thread count, plus copy/triad/read memory-bandwidth references (`-- bandwidth`).
 //!
 //! Run: `cargo bench -p edgeai-core --bench kernels` (filter e.g. `-- gemv/Q4_1`). Throughput is reported as
-//! weight bytes per second for the matrix kernels and bytes moved for copy/triad.
+//! weight bytes per second for the matrix kernels and bytes moved for copy/triad/read.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -202,8 +202,47 @@ fn bench_bandwidth(c: &mut Criterion) {
             })
         })
     });
+    // Read-only streaming, what a decode step does with the weights: a wrapping u64 sum
+    // (vectorises without fast-math) over 256 MiB, well past any L3 here.
+    let words = 32 << 20;
+    let r = vec![1u64; words];
+    let rchunk = words / threads;
+    g.throughput(Throughput::Bytes((words * 8) as u64));
+    g.bench_function("read/1-thread", |bch| {
+        bch.iter(|| sum_words(black_box(&r)))
+    });
+    g.bench_function(format!("read/{threads}-threads"), |bch| {
+        bch.iter(|| {
+            pool.install(|| {
+                black_box(&r)
+                    .par_chunks(rchunk)
+                    .map(sum_words)
+                    .reduce(|| 0, u64::wrapping_add)
+            })
+        })
+    });
     g.finish();
     black_box(&d);
+}
+
+/// Wrapping sum of `w`: the read-bandwidth probe. Compiled for AVX2 where the CPU has it, so
+/// the loads are as wide as the AVX2 kernels' (the default x86-64 target only has SSE2).
+fn sum_words(w: &[u64]) -> u64 {
+    fn sum(w: &[u64]) -> u64 {
+        w.iter().fold(0u64, |s, &v| s.wrapping_add(v))
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        unsafe fn sum_avx2(w: &[u64]) -> u64 {
+            w.iter().fold(0u64, |s, &v| s.wrapping_add(v))
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked on the line above).
+            return unsafe { sum_avx2(w) };
+        }
+    }
+    sum(w)
 }
 
 /// Activation quantization (part of every GEMV): the scalar reference vs the current path's
