@@ -208,9 +208,7 @@ fn bench_bandwidth(c: &mut Criterion) {
     let r = vec![1u64; words];
     let rchunk = words / threads;
     g.throughput(Throughput::Bytes((words * 8) as u64));
-    g.bench_function("read/1-thread", |bch| {
-        bch.iter(|| sum_words(black_box(&r)))
-    });
+    g.bench_function("read/1-thread", |bch| bch.iter(|| sum_words(black_box(&r))));
     g.bench_function(format!("read/{threads}-threads"), |bch| {
         bch.iter(|| {
             pool.install(|| {
