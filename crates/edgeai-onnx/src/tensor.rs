@@ -88,7 +88,7 @@ pub fn read_tensor(path: impl AsRef<Path>) -> Result<Tensor> {
 }
 
 fn le<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Option<Vec<T>> {
-    if raw.len() % N != 0 {
+    if !raw.len().is_multiple_of(N) {
         return None;
     }
     Some(
