@@ -123,7 +123,9 @@ fn parse_args() -> Result<Args, String> {
             "--test" => a.test = Some(value()?),
             "--timeout" => {
                 let v = value()?;
-                let s: f64 = v.parse().map_err(|_| format!("--timeout {v}: not a number"))?;
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--timeout {v}: not a number"))?;
                 a.timeout = Duration::from_secs_f64(s);
             }
             "--dir" => a.dir = Some(value()?.into()),
@@ -182,7 +184,11 @@ fn run() -> Result<ExitCode, String> {
     let cases: Vec<Case> = cases
         .into_iter()
         .filter(|c| args.ops.is_empty() || args.ops.contains(&c.op.to_ascii_lowercase()))
-        .filter(|c| args.test.as_ref().is_none_or(|t| c.name.contains(t.as_str())))
+        .filter(|c| {
+            args.test
+                .as_ref()
+                .is_none_or(|t| c.name.contains(t.as_str()))
+        })
         .collect();
     let filtered = !args.ops.is_empty() || args.test.is_some();
     println!(
@@ -193,10 +199,11 @@ fn run() -> Result<ExitCode, String> {
     );
 
     // A backend's panic is caught and reported as that test's error; keep the default
-    // hook's message for panics anywhere else.
+    // hook's message for panics on the main thread only.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if std::thread::current().name() != Some("conformance-test") {
+        // Backends run tests on their own worker threads too (rayon, candle-onnx's).
+        if std::thread::current().name() == Some("main") {
             default_hook(info);
         }
     }));
@@ -238,7 +245,14 @@ fn run() -> Result<ExitCode, String> {
     for (name, outcomes, _) in &reports {
         let mut tsv = String::new();
         for (c, o) in cases.iter().zip(outcomes) {
-            let _ = writeln!(tsv, "{}\t{}\t{}\t{}", c.name, c.op, o.status.name(), o.detail);
+            let _ = writeln!(
+                tsv,
+                "{}\t{}\t{}\t{}",
+                c.name,
+                c.op,
+                o.status.name(),
+                o.detail
+            );
         }
         write(&args.out.join(format!("results-{name}.tsv")), &tsv)?;
     }
@@ -250,7 +264,12 @@ fn run() -> Result<ExitCode, String> {
     }
     let passes: Vec<(String, usize)> = reports
         .iter()
-        .map(|(n, o, _)| (n.clone(), o.iter().filter(|o| o.status == Status::Pass).count()))
+        .map(|(n, o, _)| {
+            (
+                n.clone(),
+                o.iter().filter(|o| o.status == Status::Pass).count(),
+            )
+        })
         .collect();
     if args.write_baseline {
         let mut base = read_baseline(&args.baseline).unwrap_or_default();
@@ -463,31 +482,32 @@ fn execute(
     inputs: &[String],
     outputs: &[String],
 ) -> Outcome {
+    // Details name the test's files relative to its folder (the table names the test).
+    let folder = format!("{}/", dir.display());
     let error = |stage: &str, e: &dyn std::fmt::Display| Outcome {
         status: Status::Error,
-        detail: format!("{stage}: {}", first_line(&e.to_string())),
-    };
-    let model = match backend.load(
-        dir.join("model.onnx").into(),
-        &LoadOptions::new().with_threads(1),
-    ) {
-        Ok(m) => m,
-        Err(e) => return error("load", &e),
+        detail: format!(
+            "{stage}: {}",
+            first_line(&e.to_string()).replace(&folder, "")
+        ),
     };
     let sets = data_sets(dir);
     if sets.is_empty() {
         return error("harness", &"no test_data_set_* folder");
     }
-    for set in sets {
-        let read = |prefix: &str, n: usize| -> Result<Vec<Tensor>, Outcome> {
+    // Every value is read before the model loads: a value edgeai cannot hold is `refused`
+    // on every backend alike, whatever the backend would have said about the model.
+    let mut data = Vec::with_capacity(sets.len());
+    for set in &sets {
+        let read = |kind: &str, n: usize| -> Result<Vec<Tensor>, Outcome> {
             (0..n)
                 .map(|i| {
-                    edgeai::onnx::read_tensor(set.join(format!("{prefix}_{i}.pb"))).map_err(|e| {
+                    edgeai::onnx::read_tensor(set.join(format!("{kind}_{i}.pb"))).map_err(|e| {
                         let msg = e.to_string();
                         if msg.contains("unsupported dtype") {
                             Outcome {
                                 status: Status::Refused,
-                                detail: first_line(&msg),
+                                detail: first_line(&msg).replace(&folder, ""),
                             }
                         } else {
                             error("harness", &e)
@@ -504,6 +524,16 @@ fn execute(
             Ok(v) => v,
             Err(o) => return o,
         };
+        data.push((given, expected));
+    }
+    let model = match backend.load(
+        dir.join("model.onnx").into(),
+        &LoadOptions::new().with_threads(1),
+    ) {
+        Ok(m) => m,
+        Err(e) => return error("load", &e),
+    };
+    for (given, expected) in data {
         let named = inputs.iter().cloned().zip(given).collect();
         let got = match model.run_named(named) {
             Ok(v) => v,
@@ -545,7 +575,11 @@ fn close(a: f64, e: f64) -> bool {
 /// needs its arm in `floats`).
 fn compare(have: &Tensor, want: &Tensor) -> Result<(), String> {
     if have.dtype() != want.dtype() {
-        return Err(format!("dtype {} != expected {}", have.dtype(), want.dtype()));
+        return Err(format!(
+            "dtype {} != expected {}",
+            have.dtype(),
+            want.dtype()
+        ));
     }
     if have.shape() != want.shape() {
         return Err(format!(
@@ -584,7 +618,11 @@ fn floats(d: &TensorData) -> Option<Vec<f64>> {
     }
 }
 
-fn markdown(cases: &[Case], reports: &[(String, Vec<Outcome>, Duration)], filtered: bool) -> String {
+fn markdown(
+    cases: &[Case],
+    reports: &[(String, Vec<Outcome>, Duration)],
+    filtered: bool,
+) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
