@@ -11,6 +11,9 @@
 //!   [`Error::InvalidModel`] that names it, never a panic.
 //! - [`OnnxInfo`]: the summary `edgeai inspect` prints (IR version, producer, opsets, inputs
 //!   and outputs with symbolic dimensions, an operator histogram over all subgraphs).
+//! - [`tensor_from_proto`] / [`read_tensor`]: a `TensorProto` (an initializer, a test's
+//!   `input_0.pb`) to an edgeai [`edgeai_core::Tensor`]; a data type edgeai has no
+//!   [`edgeai_core::DType`] for is an error that names it.
 //! - [`build`]: small constructors for values, nodes, attributes, initializers and models.
 //!
 //! ```
@@ -31,12 +34,14 @@
 pub mod build;
 pub mod proto;
 mod summary;
+mod tensor;
 
 use std::path::Path;
 
 pub use edgeai_core::{Error, Result};
 use prost::Message;
 pub use summary::{elem_type_dtype, elem_type_name, OnnxInfo, ValueInfo};
+pub use tensor::{decode_tensor, read_tensor, tensor_from_proto};
 
 /// Decodes an ONNX model from its bytes. `origin` names the bytes in errors (a path, or
 /// `<N bytes>`). An empty buffer, a protobuf that does not decode or a model without a graph
