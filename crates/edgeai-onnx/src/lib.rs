@@ -36,7 +36,7 @@ use std::path::Path;
 
 pub use edgeai_core::{Error, Result};
 use prost::Message;
-pub use summary::{elem_type_dtype, elem_type_name, OnnxInfo, ValueInfo};
+pub use summary::{dtype_elem_type, elem_type_dtype, elem_type_name, OnnxInfo, ValueInfo};
 
 /// Decodes an ONNX model from its bytes. `origin` names the bytes in errors (a path, or
 /// `<N bytes>`). An empty buffer, a protobuf that does not decode or a model without a graph
