@@ -152,7 +152,10 @@ fn wrong_new_dtype_input_is_an_input_dtype_error() {
             continue;
         }
         let m = b
-            .load(ModelSource::Bytes(identity(DType::U64)), &LoadOptions::new())
+            .load(
+                ModelSource::Bytes(identity(DType::U64)),
+                &LoadOptions::new(),
+            )
             .unwrap();
         let e = m.run(vec![sample(DType::U32)]).unwrap_err();
         assert!(
@@ -167,7 +170,10 @@ fn wrong_new_dtype_input_is_an_input_dtype_error() {
 fn burn_refuses_u64_beyond_i64() {
     for b in backends() {
         let m = b
-            .load(ModelSource::Bytes(identity(DType::U64)), &LoadOptions::new())
+            .load(
+                ModelSource::Bytes(identity(DType::U64)),
+                &LoadOptions::new(),
+            )
             .ok();
         let Some(m) = m else { continue };
         let big = Tensor::from_vec(vec![2, 2], vec![0u64, 1, u64::MAX, 5]).unwrap();
