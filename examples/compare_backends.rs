@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use edgeai::bench::{self, BenchConfig, BenchReport, InputMaker};
-use edgeai::core::{Dim, Tensor, TensorData, TensorSpec};
+use edgeai::core::{Dim, Tensor, TensorSpec};
 
 struct Args {
     model: PathBuf,
@@ -271,15 +271,7 @@ fn make_inputs(args: &Args, names: &[&str]) -> Result<Vec<Tensor>, String> {
 }
 
 fn as_f64(t: &Tensor) -> Vec<f64> {
-    match t.data() {
-        TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        TensorData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
-        TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
-        TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
-    }
+    t.data().to_f64_vec()
 }
 
 /// Largest |a - b| over all outputs; `None` when the outputs differ in count or shape

@@ -614,6 +614,7 @@ fn floats(d: &TensorData) -> Option<Vec<f64>> {
         TensorData::F32(v) => Some(v.iter().map(|&x| x as f64).collect()),
         TensorData::F16(v) => Some(v.iter().map(|&x: &f16| x.to_f64()).collect()),
         TensorData::BF16(v) => Some(v.iter().map(|&x: &bf16| x.to_f64()).collect()),
+        TensorData::F64(v) => Some(v.clone()),
         _ => None,
     }
 }

@@ -275,6 +275,26 @@ fn random_tensor(spec: &TensorSpec, rng: &mut SplitMix64, sym: usize) -> Result<
             Tensor::from_vec(shape, (0..n).map(|_| small(rng) as i32).collect::<Vec<_>>())
         }
         DType::I64 => Tensor::from_vec(shape, (0..n).map(|_| small(rng)).collect::<Vec<_>>()),
+        DType::Bool => Tensor::from_vec(
+            shape,
+            (0..n).map(|_| rng.next() & 1 == 1).collect::<Vec<_>>(),
+        ),
+        DType::F64 => Tensor::from_vec(
+            shape,
+            (0..n).map(|_| f64::from(unit(rng))).collect::<Vec<_>>(),
+        ),
+        DType::I16 => {
+            Tensor::from_vec(shape, (0..n).map(|_| small(rng) as i16).collect::<Vec<_>>())
+        }
+        DType::U16 => {
+            Tensor::from_vec(shape, (0..n).map(|_| small(rng) as u16).collect::<Vec<_>>())
+        }
+        DType::U32 => {
+            Tensor::from_vec(shape, (0..n).map(|_| small(rng) as u32).collect::<Vec<_>>())
+        }
+        DType::U64 => {
+            Tensor::from_vec(shape, (0..n).map(|_| small(rng) as u64).collect::<Vec<_>>())
+        }
     }
 }
 

@@ -220,17 +220,24 @@ pub(crate) struct Node {
     pub attrs: Attrs,
 }
 
-/// Element type codes of the tensors a graph takes and returns.
+/// Element type codes of the tensors a graph takes and returns. Integers and bools travel as
+/// i64 (exactly; a u64 input above `i64::MAX` is a run error), floats as f32, so `double`
+/// graph inputs and outputs are refused rather than narrowed.
 fn dtype_of(elem: i32) -> Option<edgeai_core::DType> {
     use edgeai_core::DType;
     Some(match elem {
-        dt::FLOAT | dt::DOUBLE => DType::F32,
+        dt::FLOAT => DType::F32,
         dt::FLOAT16 => DType::F16,
         dt::BFLOAT16 => DType::BF16,
         dt::INT8 => DType::I8,
-        dt::UINT8 | dt::BOOL => DType::U8,
+        dt::UINT8 => DType::U8,
+        dt::BOOL => DType::Bool,
+        dt::INT16 => DType::I16,
+        dt::UINT16 => DType::U16,
         dt::INT32 => DType::I32,
+        dt::UINT32 => DType::U32,
         dt::INT64 => DType::I64,
+        dt::UINT64 => DType::U64,
         _ => return None,
     })
 }
@@ -242,8 +249,11 @@ fn spec_of(v: &proto::ValueInfoProto) -> ops::R<TensorSpec> {
     let dtype = match tt {
         Some(t) => dtype_of(t.elem_type).ok_or_else(|| {
             E::DType(format!(
-                "graph input/output `{}` has ONNX data type {}, which is not supported",
-                v.name, t.elem_type
+                "graph input/output `{}` has ONNX data type {} ({}), which backend `burn` \
+                 does not support",
+                v.name,
+                t.elem_type,
+                edgeai_onnx::elem_type_name(t.elem_type)
             ))
         })?,
         None => DType::F32,

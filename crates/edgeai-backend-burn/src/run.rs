@@ -53,7 +53,7 @@ pub(crate) fn load_on<B: Backend>(
 }
 
 impl<B: Backend> BurnModel<B> {
-    fn val_of(&self, t: Tensor) -> Val<B> {
+    fn val_of(&self, t: Tensor) -> Result<Val<B>> {
         let (shape, data) = t.into_parts();
         let ints = |v: Vec<i64>| HostData::I64(v);
         let data = match data {
@@ -64,8 +64,27 @@ impl<B: Backend> BurnModel<B> {
             TensorData::U8(v) => ints(v.iter().map(|&x| x as i64).collect()),
             TensorData::I32(v) => ints(v.iter().map(|&x| x as i64).collect()),
             TensorData::I64(v) => ints(v),
+            TensorData::Bool(v) => ints(v.iter().map(|&x| i64::from(x)).collect()),
+            TensorData::I16(v) => ints(v.iter().map(|&x| x as i64).collect()),
+            TensorData::U16(v) => ints(v.iter().map(|&x| x as i64).collect()),
+            TensorData::U32(v) => ints(v.iter().map(|&x| x as i64).collect()),
+            TensorData::U64(v) => ints(
+                v.iter()
+                    .map(|&x| {
+                        i64::try_from(x).map_err(|_| {
+                            run_error(format!(
+                                "u64 input value {x} exceeds i64::MAX, the largest integer \
+                                 backend `burn` holds"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            TensorData::F64(_) => {
+                return Err(run_error("backend `burn` does not support f64 tensors"));
+            }
         };
-        ops::settle::<B>(Host { shape, data }, &self.device)
+        Ok(ops::settle::<B>(Host { shape, data }, &self.device))
     }
 
     fn tensor_of(&self, v: Val<B>, spec: &TensorSpec) -> Result<Tensor> {
@@ -85,7 +104,24 @@ impl<B: Backend> BurnModel<B> {
             }
             Val::I(h) => {
                 let v = h.to_i64();
+                fn narrow<T: TryFrom<i64>>(v: &[i64], name: &str) -> Result<Vec<T>> {
+                    v.iter()
+                        .map(|&x| {
+                            T::try_from(x).map_err(|_| {
+                                run_error(format!(
+                                    "output `{name}`: value {x} does not fit its dtype {}",
+                                    std::any::type_name::<T>()
+                                ))
+                            })
+                        })
+                        .collect()
+                }
                 let data = match spec.dtype {
+                    DType::Bool => TensorData::Bool(v.iter().map(|&x| x != 0).collect()),
+                    DType::I16 => TensorData::I16(narrow(&v, &spec.name)?),
+                    DType::U16 => TensorData::U16(narrow(&v, &spec.name)?),
+                    DType::U32 => TensorData::U32(narrow(&v, &spec.name)?),
+                    DType::U64 => TensorData::U64(narrow(&v, &spec.name)?),
                     DType::I32 => TensorData::I32(v.iter().map(|&x| x as i32).collect()),
                     DType::I8 => TensorData::I8(v.iter().map(|&x| x as i8).collect()),
                     DType::U8 => TensorData::U8(v.iter().map(|&x| x as u8).collect()),
@@ -102,7 +138,7 @@ impl<B: Backend> BurnModel<B> {
         let plan = &self.plan;
         let mut slots = plan.constants.clone();
         for (&s, t) in plan.input_slots.iter().zip(inputs) {
-            slots[s] = Some(self.val_of(t));
+            slots[s] = Some(self.val_of(t)?);
         }
         for step in &plan.steps {
             let node = &step.node;

@@ -344,8 +344,9 @@ fn tensor_type_mut(v: &mut ValueInfoProto) -> Option<&mut type_proto::Tensor> {
 }
 
 /// The edgeai spec of a graph input or output. Inputs are limited to the element types
-/// candle-onnx accepts as graph inputs (f32, f16, u8/bool, i64); outputs are converted to
-/// their declared type after a run (f64 reported as f32, u32 as i64, i16 as i32).
+/// candle-onnx accepts as graph inputs (f32, f16, u8, bool, i64); outputs are converted to
+/// their declared type after a run. Bool travels through candle as u8 (0/1). Element types
+/// candle has no dtype for (u16, u64) are refused by name at load.
 fn spec(v: &ValueInfoProto, input: bool) -> std::result::Result<TensorSpec, String> {
     let kind = if input { "input" } else { "output" };
     let name = &v.name;
@@ -354,12 +355,14 @@ fn spec(v: &ValueInfoProto, input: bool) -> std::result::Result<TensorSpec, Stri
     let dtype = match (dt, input) {
         (DataType::Float, _) => DType::F32,
         (DataType::Float16, _) => DType::F16,
-        (DataType::Uint8 | DataType::Bool, _) => DType::U8,
+        (DataType::Uint8, _) => DType::U8,
+        (DataType::Bool, _) => DType::Bool,
         (DataType::Int64, _) => DType::I64,
         (DataType::Bfloat16, false) => DType::BF16,
-        (DataType::Int32 | DataType::Int16, false) => DType::I32,
-        (DataType::Uint32, false) => DType::I64,
-        (DataType::Double, false) => DType::F32,
+        (DataType::Int32, false) => DType::I32,
+        (DataType::Int16, false) => DType::I16,
+        (DataType::Uint32, false) => DType::U32,
+        (DataType::Double, false) => DType::F64,
         (DataType::Int8, false) => DType::I8,
         (dt, _) => {
             return Err(format!(
@@ -398,7 +401,11 @@ fn candle_dtype(dt: DType) -> Option<CDType> {
         DType::U8 => CDType::U8,
         DType::I32 => CDType::I32,
         DType::I64 => CDType::I64,
-        DType::I8 => return None,
+        DType::Bool => CDType::U8,
+        DType::F64 => CDType::F64,
+        DType::I16 => CDType::I16,
+        DType::U32 => CDType::U32,
+        DType::I8 | DType::U16 | DType::U64 => return None,
     })
 }
 
@@ -415,6 +422,19 @@ fn to_candle(t: Tensor) -> Result<CTensor> {
         TensorData::I8(v) => {
             let v: Vec<i32> = v.into_iter().map(i32::from).collect();
             CTensor::from_vec(v, shape, dev)
+        }
+        TensorData::Bool(v) => {
+            let v: Vec<u8> = v.into_iter().map(u8::from).collect();
+            CTensor::from_vec(v, shape, dev)
+        }
+        TensorData::F64(v) => CTensor::from_vec(v, shape, dev),
+        TensorData::I16(v) => CTensor::from_vec(v, shape, dev),
+        TensorData::U32(v) => CTensor::from_vec(v, shape, dev),
+        d @ (TensorData::U16(_) | TensorData::U64(_)) => {
+            return Err(Error::Tensor(format!(
+                "backend `candle` has no {} dtype",
+                d.dtype()
+            )))
         }
     };
     r.map_err(|e| Error::Tensor(e.to_string()))
@@ -433,7 +453,17 @@ fn from_candle(t: CTensor, want: DType) -> Result<Tensor> {
         CDType::F32 => TensorData::F32(flat.to_vec1().map_err(err)?),
         CDType::F16 => TensorData::F16(flat.to_vec1().map_err(err)?),
         CDType::BF16 => TensorData::BF16(flat.to_vec1().map_err(err)?),
+        CDType::U8 if want == DType::Bool => TensorData::Bool(
+            flat.to_vec1::<u8>()
+                .map_err(err)?
+                .into_iter()
+                .map(|x| x != 0)
+                .collect(),
+        ),
         CDType::U8 => TensorData::U8(flat.to_vec1().map_err(err)?),
+        CDType::F64 => TensorData::F64(flat.to_vec1().map_err(err)?),
+        CDType::I16 => TensorData::I16(flat.to_vec1().map_err(err)?),
+        CDType::U32 => TensorData::U32(flat.to_vec1().map_err(err)?),
         CDType::I32 => TensorData::I32(flat.to_vec1().map_err(err)?),
         CDType::I64 if want == DType::I8 => TensorData::I8(
             flat.to_vec1::<i64>()

@@ -277,6 +277,12 @@ fn dtype_of(t: TensorElementType) -> Option<DType> {
         TensorElementType::Uint8 => DType::U8,
         TensorElementType::Int32 => DType::I32,
         TensorElementType::Int64 => DType::I64,
+        TensorElementType::Bool => DType::Bool,
+        TensorElementType::Float64 => DType::F64,
+        TensorElementType::Int16 => DType::I16,
+        TensorElementType::Uint16 => DType::U16,
+        TensorElementType::Uint32 => DType::U32,
+        TensorElementType::Uint64 => DType::U64,
         _ => return None,
     })
 }
@@ -308,6 +314,12 @@ fn to_value(t: Tensor) -> Result<DynValue> {
         TensorData::U8(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
         TensorData::I32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
         TensorData::I64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::Bool(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::F64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::I16(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::U16(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::U32(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
+        TensorData::U64(v) => ort::value::Tensor::from_array((shape, v)).map(|t| t.into_dyn()),
     };
     v.map_err(run_err)
 }
@@ -329,11 +341,12 @@ fn from_value(v: &DynValue) -> Result<Tensor> {
             TensorElementType::Uint8 => take::<u8>(v),
             TensorElementType::Int32 => take::<i32>(v),
             TensorElementType::Int64 => take::<i64>(v),
-            TensorElementType::Bool => {
-                let (shape, data) = v.try_extract_tensor::<bool>().map_err(run_err)?;
-                let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-                Tensor::from_vec(shape, data.iter().map(|&b| b as u8).collect::<Vec<u8>>())
-            }
+            TensorElementType::Bool => take::<bool>(v),
+            TensorElementType::Float64 => take::<f64>(v),
+            TensorElementType::Int16 => take::<i16>(v),
+            TensorElementType::Uint16 => take::<u16>(v),
+            TensorElementType::Uint32 => take::<u32>(v),
+            TensorElementType::Uint64 => take::<u64>(v),
             other => Err(run_err(format!(
                 "output element type {other:?} is not supported by edgeai"
             ))),

@@ -288,6 +288,12 @@ fn dtype_of(dt: DatumType) -> Option<DType> {
         DatumType::U8 => DType::U8,
         DatumType::I32 => DType::I32,
         DatumType::I64 => DType::I64,
+        DatumType::Bool => DType::Bool,
+        DatumType::F64 => DType::F64,
+        DatumType::I16 => DType::I16,
+        DatumType::U16 => DType::U16,
+        DatumType::U32 => DType::U32,
+        DatumType::U64 => DType::U64,
         _ => return None,
     })
 }
@@ -341,6 +347,12 @@ fn to_tract(t: Tensor) -> Result<tract_onnx::prelude::Tensor> {
         TensorData::U8(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
         TensorData::I32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
         TensorData::I64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::Bool(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::F64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::I16(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::U16(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::U32(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
+        TensorData::U64(v) => tract_onnx::prelude::Tensor::from_shape(&shape, &v).map_err(err)?,
     })
 }
 
@@ -359,7 +371,12 @@ fn from_tract(t: tract_onnx::prelude::Tensor) -> Result<Tensor> {
         DatumType::U8 => TensorData::U8(plain::<u8>(&t)?.to_vec()),
         DatumType::I32 => TensorData::I32(plain::<i32>(&t)?.to_vec()),
         DatumType::I64 => TensorData::I64(plain::<i64>(&t)?.to_vec()),
-        DatumType::Bool => TensorData::U8(plain::<bool>(&t)?.iter().map(|&b| b as u8).collect()),
+        DatumType::Bool => TensorData::Bool(plain::<bool>(&t)?.to_vec()),
+        DatumType::F64 => TensorData::F64(plain::<f64>(&t)?.to_vec()),
+        DatumType::I16 => TensorData::I16(plain::<i16>(&t)?.to_vec()),
+        DatumType::U16 => TensorData::U16(plain::<u16>(&t)?.to_vec()),
+        DatumType::U32 => TensorData::U32(plain::<u32>(&t)?.to_vec()),
+        DatumType::U64 => TensorData::U64(plain::<u64>(&t)?.to_vec()),
         other => {
             return Err(Error::Run {
                 backend: NAME.into(),

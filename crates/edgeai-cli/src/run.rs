@@ -237,16 +237,7 @@ pub fn stats(t: &Tensor) -> String {
         }
         format!("min {lo:.4} mean {:.4} max {hi:.4}", sum / n as f64)
     }
-    use edgeai::core::TensorData as D;
-    match t.data() {
-        D::F32(v) => fmt(v.iter().map(|&x| f64::from(x))),
-        D::F16(v) => fmt(v.iter().map(|x| f64::from(x.to_f32()))),
-        D::BF16(v) => fmt(v.iter().map(|x| f64::from(x.to_f32()))),
-        D::I8(v) => fmt(v.iter().map(|&x| f64::from(x))),
-        D::U8(v) => fmt(v.iter().map(|&x| f64::from(x))),
-        D::I32(v) => fmt(v.iter().map(|&x| f64::from(x))),
-        D::I64(v) => fmt(v.iter().map(|&x| x as f64)),
-    }
+    fmt(t.data().to_f64_vec().into_iter())
 }
 
 pub fn main(a: Args) -> Result<()> {

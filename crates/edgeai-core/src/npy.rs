@@ -11,10 +11,15 @@
 //! | `|u1`                 | U8        |
 //! | `<i4`                 | I32       |
 //! | `<i8`                 | I64       |
+//! | `|b1`                 | Bool      |
+//! | `<f8`                 | F64       |
+//! | `<i2`                 | I16       |
+//! | `<u2`                 | U16       |
+//! | `<u4`                 | U32       |
+//! | `<u8`                 | U64       |
 //!
-//! Anything else is an error that names the type: `float64` and `bool` arrays are refused
-//! rather than silently converted (save them with `.astype(np.float32)` / `.astype(np.uint8)`),
-//! big-endian data (`>f4`) and `fortran_order: True` arrays are refused, and a
+//! Anything else is an error that names the type (complex, strings, datetimes...), as are
+//! big-endian data (`>f4`), `fortran_order: True` arrays, a bool byte other than 0 or 1, and a
 //! [`DType::BF16`] tensor cannot be written (NumPy has no bfloat16).
 //!
 //! Malformed input is an error, never a panic: a bad magic string, an unparsable header, a
@@ -74,6 +79,12 @@ pub fn descr(dtype: DType) -> Option<&'static str> {
         DType::U8 => "|u1",
         DType::I32 => "<i4",
         DType::I64 => "<i8",
+        DType::Bool => "|b1",
+        DType::F64 => "<f8",
+        DType::I16 => "<i2",
+        DType::U16 => "<u2",
+        DType::U32 => "<u4",
+        DType::U64 => "<u8",
         DType::BF16 => return None,
     })
 }
@@ -150,6 +161,22 @@ fn write_data(out: &mut Vec<u8>, data: &TensorData) {
         TensorData::I64(v) => v
             .iter()
             .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Bool(v) => v.iter().for_each(|&x| out.push(u8::from(x))),
+        TensorData::F64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::I16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::U64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
     }
 }
 
@@ -211,11 +238,11 @@ fn parse(bytes: &[u8]) -> std::result::Result<Tensor, String> {
             data.len()
         ));
     }
-    let td = decode(dtype, data);
+    let td = decode(dtype, data)?;
     Tensor::from_data(h.shape, td).map_err(|e| e.to_string())
 }
 
-fn decode(dtype: DType, data: &[u8]) -> TensorData {
+fn decode(dtype: DType, data: &[u8]) -> std::result::Result<TensorData, String> {
     fn le<const N: usize, T>(data: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
         data.chunks_exact(N)
             .map(|c| {
@@ -225,7 +252,7 @@ fn decode(dtype: DType, data: &[u8]) -> TensorData {
             })
             .collect()
     }
-    match dtype {
+    Ok(match dtype {
         DType::F32 => TensorData::F32(le(data, f32::from_le_bytes)),
         DType::F16 => TensorData::F16(le(data, |b| f16::from_bits(u16::from_le_bytes(b)))),
         DType::BF16 => TensorData::BF16(le(data, |b| half::bf16::from_bits(u16::from_le_bytes(b)))),
@@ -233,14 +260,32 @@ fn decode(dtype: DType, data: &[u8]) -> TensorData {
         DType::U8 => TensorData::U8(data.to_vec()),
         DType::I32 => TensorData::I32(le(data, i32::from_le_bytes)),
         DType::I64 => TensorData::I64(le(data, i64::from_le_bytes)),
-    }
+        DType::Bool => TensorData::Bool(
+            data.iter()
+                .enumerate()
+                .map(|(i, &b)| match b {
+                    0 => Ok(false),
+                    1 => Ok(true),
+                    _ => Err(format!(
+                        "bool element {i} is byte {b:#04x}; NumPy bools are 0 or 1"
+                    )),
+                })
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        DType::F64 => TensorData::F64(le(data, f64::from_le_bytes)),
+        DType::I16 => TensorData::I16(le(data, i16::from_le_bytes)),
+        DType::U16 => TensorData::U16(le(data, u16::from_le_bytes)),
+        DType::U32 => TensorData::U32(le(data, u32::from_le_bytes)),
+        DType::U64 => TensorData::U64(le(data, u64::from_le_bytes)),
+    })
 }
 
 fn dtype_of(descr: &str) -> std::result::Result<DType, String> {
     let unsupported = |what: &str| {
         Err(format!(
             "dtype '{descr}' ({what}) is not supported; supported: float32 '<f4', float16 '<f2', \
-             int8 '|i1', uint8 '|u1', int32 '<i4', int64 '<i8'"
+             float64 '<f8', int8 '|i1', uint8 '|u1', int16 '<i2', uint16 '<u2', int32 '<i4', \
+             uint32 '<u4', int64 '<i8', uint64 '<u8', bool '|b1'"
         ))
     };
     let mut chars = descr.chars();
@@ -263,9 +308,14 @@ fn dtype_of(descr: &str) -> std::result::Result<DType, String> {
         "u1" | "B" => Ok(DType::U8),
         "i4" => Ok(DType::I32),
         "i8" => Ok(DType::I64),
-        "f8" => unsupported("float64"),
-        "b1" | "?" => unsupported("bool"),
-        "u2" | "u4" | "u8" | "i2" => unsupported("integer width"),
+        "f8" | "d" => Ok(DType::F64),
+        "b1" | "?" => Ok(DType::Bool),
+        "i2" | "h" => Ok(DType::I16),
+        "u2" | "H" => Ok(DType::U16),
+        "u4" => Ok(DType::U32),
+        "u8" => Ok(DType::U64),
+        "c8" | "c16" => unsupported("complex"),
+        "f16" | "g" => unsupported("long double"),
         _ => unsupported("unknown"),
     }
 }
@@ -445,6 +495,13 @@ mod tests {
         roundtrip(Tensor::from_vec(vec![1, 2], vec![i32::MIN, i32::MAX]).unwrap());
         roundtrip(Tensor::from_vec(vec![2], vec![i64::MIN, 42]).unwrap());
         roundtrip(Tensor::from_vec(vec![0, 3], Vec::<f32>::new()).unwrap());
+        roundtrip(Tensor::from_vec(vec![2, 2], vec![true, false, false, true]).unwrap());
+        roundtrip(Tensor::from_vec(vec![3], vec![f64::MIN, -0.0, 1e-300]).unwrap());
+        roundtrip(Tensor::from_vec(vec![3], vec![i16::MIN, -1, i16::MAX]).unwrap());
+        roundtrip(Tensor::from_vec(vec![3], vec![0u16, 1, u16::MAX]).unwrap());
+        roundtrip(Tensor::from_vec(vec![3], vec![0u32, 1, u32::MAX]).unwrap());
+        roundtrip(Tensor::from_vec(vec![3], vec![0u64, i64::MAX as u64 + 1, u64::MAX]).unwrap());
+        roundtrip(Tensor::scalar(true));
         roundtrip(Tensor::scalar(3.5f32));
     }
 
@@ -458,6 +515,67 @@ mod tests {
         assert!(h.starts_with("{'descr': '<i8', 'fortran_order': False, 'shape': (3,), }"));
         assert!(h.ends_with('\n'));
         assert_eq!(b.len(), 10 + len + 24);
+    }
+
+    #[test]
+    fn new_dtypes_have_numpy_descrs() {
+        for (dt, d) in [
+            (DType::Bool, "|b1"),
+            (DType::F64, "<f8"),
+            (DType::I16, "<i2"),
+            (DType::U16, "<u2"),
+            (DType::U32, "<u4"),
+            (DType::U64, "<u8"),
+        ] {
+            assert_eq!(descr(dt), Some(d));
+            assert_eq!(dtype_of(d), Ok(dt));
+            let b = to_bytes(&Tensor::zeros(dt, vec![1]).unwrap()).unwrap();
+            let h = String::from_utf8_lossy(&b[10..]).to_string();
+            assert!(h.starts_with(&format!("{{'descr': '{d}'")), "{h}");
+        }
+        for dt in DType::ALL {
+            assert_eq!(descr(dt).is_none(), dt == DType::BF16, "{dt}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn u64_and_bool_roundtrip(v in proptest::collection::vec(proptest::num::u64::ANY, 0..40),
+                                  b in proptest::collection::vec(proptest::bool::ANY, 0..40)) {
+            let t = Tensor::from_vec(vec![v.len()], v).unwrap();
+            proptest::prop_assert_eq!(from_bytes(&to_bytes(&t).unwrap()).unwrap(), t);
+            let t = Tensor::from_vec(vec![b.len()], b).unwrap();
+            proptest::prop_assert_eq!(from_bytes(&to_bytes(&t).unwrap()).unwrap(), t);
+        }
+
+        #[test]
+        fn f64_i16_u16_u32_roundtrip(f in proptest::collection::vec(proptest::num::f64::ANY, 0..20),
+                                     i in proptest::collection::vec(proptest::num::i16::ANY, 0..20),
+                                     u in proptest::collection::vec(proptest::num::u16::ANY, 0..20),
+                                     w in proptest::collection::vec(proptest::num::u32::ANY, 0..20)) {
+            let t = Tensor::from_vec(vec![f.len()], f.clone()).unwrap();
+            let back = from_bytes(&to_bytes(&t).unwrap()).unwrap().into_vec::<f64>().unwrap();
+            // Bitwise, so NaN payloads count too.
+            proptest::prop_assert_eq!(
+                back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                f.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+            );
+            for t in [
+                Tensor::from_vec(vec![i.len()], i).unwrap(),
+                Tensor::from_vec(vec![u.len()], u).unwrap(),
+                Tensor::from_vec(vec![w.len()], w).unwrap(),
+            ] {
+                proptest::prop_assert_eq!(from_bytes(&to_bytes(&t).unwrap()).unwrap(), t);
+            }
+        }
+    }
+
+    #[test]
+    fn bool_bytes_other_than_0_or_1_are_errors() {
+        let h = "{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }";
+        assert!(from_bytes(&npy(1, h, &[0, 1, 1])).is_ok());
+        let e = err(&npy(1, h, &[0, 2, 1]));
+        assert!(e.contains("bool element 1") && e.contains("0x02"), "{e}");
     }
 
     #[test]
@@ -523,16 +641,22 @@ mod tests {
         assert!(err(&npy(1, &f4("(99999999999999999999999,)"), &[])).contains("bad header"));
         assert!(err(&npy(
             1,
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }",
             &[0; 8]
         ))
-        .contains("float64"));
+        .contains("complex"));
         assert!(err(&npy(
             1,
-            "{'descr': '|b1', 'fortran_order': False, 'shape': (1,), }",
-            &[1]
+            "{'descr': '<U3', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 12]
         ))
-        .contains("bool"));
+        .contains("'<U3'"));
+        assert!(err(&npy(
+            1,
+            "{'descr': '>u8', 'fortran_order': False, 'shape': (1,), }",
+            &[0; 8]
+        ))
+        .contains("big-endian"));
         assert!(err(&npy(
             1,
             "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
@@ -639,7 +763,13 @@ np.save(d + '/i8.npy', np.array([[-128, 127], [0, -1]], dtype=np.int8))
 np.save(d + '/u8.npy', np.arange(256, dtype=np.uint8))
 np.save(d + '/i32.npy', np.array([-(2**31), 2**31 - 1], dtype=np.int32))
 np.save(d + '/i64.npy', np.array(7, dtype=np.int64))
-np.save(d + '/f64.npy', np.zeros(3))
+np.save(d + '/f64.npy', np.array([0.1, -2.5, 1e300]))
+np.save(d + '/bool.npy', np.array([[True, False], [False, True]]))
+np.save(d + '/i16.npy', np.array([-(2**15), 2**15 - 1], dtype=np.int16))
+np.save(d + '/u16.npy', np.array([0, 2**16 - 1], dtype=np.uint16))
+np.save(d + '/u32.npy', np.array([0, 2**32 - 1], dtype=np.uint32))
+np.save(d + '/u64.npy', np.array([0, 2**64 - 1], dtype=np.uint64))
+np.save(d + '/c64.npy', np.zeros(3, dtype=np.complex64))
 np.save(d + '/fortran.npy', np.asfortranarray(np.ones((2, 3), dtype=np.float32)))
 np.save(d + '/big.npy', np.ones(3, dtype='>f4'))
 np.lib.format.write_array(open(d + '/v2.npy', 'wb'), np.ones((2, 2), dtype=np.float32), version=(2, 0))
@@ -682,8 +812,33 @@ np.lib.format.write_array(open(d + '/v3.npy', 'wb'), np.ones((1,), dtype=np.int3
             read(dir.join("v3.npy")).unwrap().as_slice::<i32>().unwrap(),
             &[1]
         );
+        assert_eq!(
+            read(dir.join("f64.npy")).unwrap(),
+            Tensor::from_vec(vec![3], vec![0.1f64, -2.5, 1e300]).unwrap()
+        );
+        assert_eq!(
+            read(dir.join("bool.npy")).unwrap(),
+            Tensor::from_vec(vec![2, 2], vec![true, false, false, true]).unwrap()
+        );
+        assert_eq!(
+            read(dir.join("i16.npy")).unwrap(),
+            Tensor::from_vec(vec![2], vec![i16::MIN, i16::MAX]).unwrap()
+        );
+        assert_eq!(
+            read(dir.join("u16.npy")).unwrap(),
+            Tensor::from_vec(vec![2], vec![0u16, u16::MAX]).unwrap()
+        );
+        assert_eq!(
+            read(dir.join("u32.npy")).unwrap(),
+            Tensor::from_vec(vec![2], vec![0u32, u32::MAX]).unwrap()
+        );
+        let u64s = read(dir.join("u64.npy")).unwrap();
+        assert_eq!(
+            u64s,
+            Tensor::from_vec(vec![2], vec![0u64, u64::MAX]).unwrap()
+        );
         for (f, what) in [
-            ("f64", "float64"),
+            ("c64", "complex"),
             ("fortran", "fortran_order"),
             ("big", "big-endian"),
         ] {
@@ -699,6 +854,24 @@ np.lib.format.write_array(open(d + '/v3.npy', 'wb'), np.ones((1,), dtype=np.int3
         )
         .unwrap();
         write(dir.join("ours_f16.npy"), &f16s).unwrap();
+        write(dir.join("ours_u64.npy"), &u64s).unwrap();
+        write(
+            dir.join("ours_bool.npy"),
+            &Tensor::from_vec(vec![3], vec![true, false, true]).unwrap(),
+        )
+        .unwrap();
+        write(
+            dir.join("ours_f64.npy"),
+            &Tensor::from_vec(vec![2], vec![0.1f64, -1e300]).unwrap(),
+        )
+        .unwrap();
+        write(
+            dir.join("ours_i16.npy"),
+            &Tensor::from_vec(vec![2], vec![i16::MIN, 7]).unwrap(),
+        )
+        .unwrap();
+        write(dir.join("ours_u16.npy"), &Tensor::scalar(u16::MAX)).unwrap();
+        write(dir.join("ours_u32.npy"), &Tensor::scalar(u32::MAX)).unwrap();
         let check = r#"
 import sys, numpy as np
 d = sys.argv[1]
@@ -709,6 +882,18 @@ b = np.load(d + '/ours_i64.npy')
 assert b.dtype == np.int64 and b.tolist() == [1, -2, 3]
 c = np.load(d + '/ours_f16.npy')
 assert c.dtype == np.float16 and c.tolist() == [0.5, -2.0, 65504.0]
+u = np.load(d + '/ours_u64.npy')
+assert u.dtype == np.uint64 and u.tolist() == [0, 2**64 - 1], (u.dtype, u)
+t = np.load(d + '/ours_bool.npy')
+assert t.dtype == np.bool_ and t.tolist() == [True, False, True]
+f = np.load(d + '/ours_f64.npy')
+assert f.dtype == np.float64 and f.tolist() == [0.1, -1e300]
+i = np.load(d + '/ours_i16.npy')
+assert i.dtype == np.int16 and i.tolist() == [-(2**15), 7]
+h = np.load(d + '/ours_u16.npy')
+assert h.dtype == np.uint16 and h.shape == () and int(h) == 2**16 - 1
+w = np.load(d + '/ours_u32.npy')
+assert w.dtype == np.uint32 and int(w) == 2**32 - 1
 "#;
         let st = std::process::Command::new(&py)
             .args(["-c", check])

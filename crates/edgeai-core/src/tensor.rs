@@ -22,17 +22,56 @@ pub enum DType {
     I32,
     /// Signed 64-bit integer.
     I64,
+    /// Boolean, one byte per element (ONNX `BOOL`, NumPy `|b1`).
+    Bool,
+    /// 64-bit float.
+    F64,
+    /// Signed 16-bit integer.
+    I16,
+    /// Unsigned 16-bit integer.
+    U16,
+    /// Unsigned 32-bit integer.
+    U32,
+    /// Unsigned 64-bit integer.
+    U64,
 }
 
 impl DType {
+    /// Every dtype, in declaration order.
+    pub const ALL: [DType; 13] = [
+        DType::F32,
+        DType::F16,
+        DType::BF16,
+        DType::I8,
+        DType::U8,
+        DType::I32,
+        DType::I64,
+        DType::Bool,
+        DType::F64,
+        DType::I16,
+        DType::U16,
+        DType::U32,
+        DType::U64,
+    ];
+
     /// Size of one element in bytes.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 | DType::I32 => 4,
-            DType::F16 | DType::BF16 => 2,
-            DType::I8 | DType::U8 => 1,
-            DType::I64 => 8,
+            DType::I8 | DType::U8 | DType::Bool => 1,
+            DType::F16 | DType::BF16 | DType::I16 | DType::U16 => 2,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::F64 | DType::I64 | DType::U64 => 8,
         }
+    }
+
+    /// True for the floating-point types (f16, bf16, f32, f64).
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
+    }
+
+    /// Parses a name as [`DType::name`] writes it (`f32`, `bool`, `u64`...).
+    pub fn from_name(name: &str) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.name() == name)
     }
 
     /// Lower-case name as used in error messages and the CLI (`f32`, `i64`...).
@@ -45,6 +84,12 @@ impl DType {
             DType::U8 => "u8",
             DType::I32 => "i32",
             DType::I64 => "i64",
+            DType::Bool => "bool",
+            DType::F64 => "f64",
+            DType::I16 => "i16",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+            DType::U64 => "u64",
         }
     }
 }
@@ -66,6 +111,33 @@ pub enum TensorData {
     U8(Vec<u8>),
     I32(Vec<i32>),
     I64(Vec<i64>),
+    Bool(Vec<bool>),
+    F64(Vec<f64>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    U32(Vec<u32>),
+    U64(Vec<u64>),
+}
+
+/// Runs `$body` with `$v` bound to the vector inside any [`TensorData`] variant.
+macro_rules! each_data {
+    ($data:expr, $v:ident => $body:expr) => {
+        match $data {
+            TensorData::F32($v) => $body,
+            TensorData::F16($v) => $body,
+            TensorData::BF16($v) => $body,
+            TensorData::I8($v) => $body,
+            TensorData::U8($v) => $body,
+            TensorData::I32($v) => $body,
+            TensorData::I64($v) => $body,
+            TensorData::Bool($v) => $body,
+            TensorData::F64($v) => $body,
+            TensorData::I16($v) => $body,
+            TensorData::U16($v) => $body,
+            TensorData::U32($v) => $body,
+            TensorData::U64($v) => $body,
+        }
+    };
 }
 
 impl TensorData {
@@ -79,31 +151,76 @@ impl TensorData {
             TensorData::U8(_) => DType::U8,
             TensorData::I32(_) => DType::I32,
             TensorData::I64(_) => DType::I64,
+            TensorData::Bool(_) => DType::Bool,
+            TensorData::F64(_) => DType::F64,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::U32(_) => DType::U32,
+            TensorData::U64(_) => DType::U64,
         }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::F16(v) => v.len(),
-            TensorData::BF16(v) => v.len(),
-            TensorData::I8(v) => v.len(),
-            TensorData::U8(v) => v.len(),
-            TensorData::I32(v) => v.len(),
-            TensorData::I64(v) => v.len(),
-        }
+        each_data!(self, v => v.len())
     }
 
     /// True when there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// A vector of `n` zeros (`false` for [`DType::Bool`]) of `dtype`.
+    pub fn zeros(dtype: DType, n: usize) -> TensorData {
+        match dtype {
+            DType::F32 => TensorData::F32(vec![0.0; n]),
+            DType::F16 => TensorData::F16(vec![f16::ZERO; n]),
+            DType::BF16 => TensorData::BF16(vec![bf16::ZERO; n]),
+            DType::I8 => TensorData::I8(vec![0; n]),
+            DType::U8 => TensorData::U8(vec![0; n]),
+            DType::I32 => TensorData::I32(vec![0; n]),
+            DType::I64 => TensorData::I64(vec![0; n]),
+            DType::Bool => TensorData::Bool(vec![false; n]),
+            DType::F64 => TensorData::F64(vec![0.0; n]),
+            DType::I16 => TensorData::I16(vec![0; n]),
+            DType::U16 => TensorData::U16(vec![0; n]),
+            DType::U32 => TensorData::U32(vec![0; n]),
+            DType::U64 => TensorData::U64(vec![0; n]),
+        }
+    }
+
+    /// Every element as `f64`, for printing and comparison (`true` is 1, `false` 0).
+    ///
+    /// Exact for every dtype except `i64` / `u64` values beyond 2^53, which round.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match self {
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::F16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            TensorData::BF16(v) => v.iter().map(|x| x.to_f64()).collect(),
+            TensorData::I8(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::I64(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::Bool(v) => v.iter().map(|&x| u8::from(x) as f64).collect(),
+            TensorData::F64(v) => v.clone(),
+            TensorData::I16(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U16(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U32(v) => v.iter().map(|&x| x as f64).collect(),
+            TensorData::U64(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+
+    /// The element at flat index `i` written as text (`1.5`, `-3`, `true`), or `None` when
+    /// `i` is out of range.
+    pub fn format_element(&self, i: usize) -> Option<String> {
+        each_data!(self, v => v.get(i).map(|x| x.to_string()))
+    }
 }
 
 /// A Rust element type that a [`Tensor`] can hold.
 ///
-/// Implemented for `f32`, `f16`, `bf16`, `i8`, `u8`, `i32` and `i64`.
+/// Implemented for `f32`, `f16`, `bf16`, `f64`, `i8`, `u8`, `i16`, `u16`, `i32`, `u32`, `i64`,
+/// `u64` and `bool`.
 pub trait Element: Copy + Send + Sync + fmt::Debug + 'static {
     /// The matching [`DType`].
     const DTYPE: DType;
@@ -153,6 +270,12 @@ element!(i8, I8);
 element!(u8, U8);
 element!(i32, I32);
 element!(i64, I64);
+element!(bool, Bool);
+element!(f64, F64);
+element!(i16, I16);
+element!(u16, U16);
+element!(u32, U32);
+element!(u64, U64);
 
 /// A host tensor: a shape, a [`DType`] and contiguous row-major storage.
 ///
@@ -202,15 +325,7 @@ impl Tensor {
     pub fn zeros(dtype: DType, shape: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = shape.into();
         let n = checked_numel(&shape)?;
-        let data = match dtype {
-            DType::F32 => TensorData::F32(vec![0.0; n]),
-            DType::F16 => TensorData::F16(vec![f16::ZERO; n]),
-            DType::BF16 => TensorData::BF16(vec![bf16::ZERO; n]),
-            DType::I8 => TensorData::I8(vec![0; n]),
-            DType::U8 => TensorData::U8(vec![0; n]),
-            DType::I32 => TensorData::I32(vec![0; n]),
-            DType::I64 => TensorData::I64(vec![0; n]),
-        };
+        let data = TensorData::zeros(dtype, n);
         Ok(Tensor { shape, data })
     }
 
@@ -381,18 +496,37 @@ mod tests {
 
     #[test]
     fn every_dtype_zeros() {
-        for dt in [
-            DType::F32,
-            DType::F16,
-            DType::BF16,
-            DType::I8,
-            DType::U8,
-            DType::I32,
-            DType::I64,
-        ] {
+        for dt in DType::ALL {
             let t = Tensor::zeros(dt, vec![2, 0, 3]).unwrap();
             assert_eq!(t.dtype(), dt);
             assert!(t.is_empty());
+            let t = Tensor::zeros(dt, vec![2]).unwrap();
+            assert_eq!(t.data().to_f64_vec(), vec![0.0, 0.0]);
+            assert_eq!(DType::from_name(dt.name()), Some(dt));
         }
+        assert_eq!(DType::from_name("float"), None);
+    }
+
+    #[test]
+    fn new_dtypes_are_typed_end_to_end() {
+        let b = Tensor::from_vec(vec![3], vec![true, false, true]).unwrap();
+        assert_eq!(b.dtype(), DType::Bool);
+        assert_eq!(b.as_slice::<bool>().unwrap(), &[true, false, true]);
+        assert!(b.as_slice::<u8>().is_err(), "bool must not read as u8");
+        assert_eq!(b.data().format_element(1).as_deref(), Some("false"));
+        assert_eq!(b.data().to_f64_vec(), vec![1.0, 0.0, 1.0]);
+        let u = Tensor::from_vec(vec![2], vec![u64::MAX, 0]).unwrap();
+        assert_eq!(u.data().format_element(0).unwrap(), u64::MAX.to_string());
+        assert!(u.as_slice::<i64>().unwrap_err().to_string().contains("u64"));
+        let a = Tensor::from_vec(vec![2, 1], vec![-3i16, 4])
+            .unwrap()
+            .view::<i16>()
+            .unwrap()[[1, 0]];
+        assert_eq!(a, 4);
+        assert_eq!(Tensor::scalar(2.5f64).into_vec::<f64>().unwrap(), vec![2.5]);
+        assert_eq!(Tensor::scalar(7u16).dtype().size(), 2);
+        assert_eq!(Tensor::scalar(7u32).dtype().size(), 4);
+        assert_eq!(DType::U64.size(), 8);
+        assert_eq!(DType::Bool.size(), 1);
     }
 }

@@ -40,7 +40,7 @@ use std::path::Path;
 
 pub use edgeai_core::{Error, Result};
 use prost::Message;
-pub use summary::{elem_type_dtype, elem_type_name, OnnxInfo, ValueInfo};
+pub use summary::{dtype_elem_type, elem_type_dtype, elem_type_name, OnnxInfo, ValueInfo};
 pub use tensor::{decode_tensor, read_tensor, tensor_from_proto};
 
 /// Decodes an ONNX model from its bytes. `origin` names the bytes in errors (a path, or

@@ -115,8 +115,33 @@ pub fn elem_type_dtype(code: i32) -> Option<DType> {
         7 => DType::I64,
         10 => DType::F16,
         16 => DType::BF16,
+        9 => DType::Bool,
+        11 => DType::F64,
+        5 => DType::I16,
+        4 => DType::U16,
+        12 => DType::U32,
+        13 => DType::U64,
         _ => return None,
     })
+}
+
+/// The `TensorProto.DataType` code for a [`DType`] (the inverse of [`elem_type_dtype`]).
+pub fn dtype_elem_type(dtype: DType) -> i32 {
+    match dtype {
+        DType::F32 => 1,
+        DType::U8 => 2,
+        DType::I8 => 3,
+        DType::U16 => 4,
+        DType::I16 => 5,
+        DType::I32 => 6,
+        DType::I64 => 7,
+        DType::Bool => 9,
+        DType::F16 => 10,
+        DType::F64 => 11,
+        DType::U32 => 12,
+        DType::U64 => 13,
+        DType::BF16 => 16,
+    }
 }
 
 impl OnnxInfo {

@@ -111,6 +111,12 @@ fn raw(raw: &[u8], dtype: DType) -> Option<TensorData> {
         DType::U8 => TensorData::U8(raw.to_vec()),
         DType::I32 => TensorData::I32(le(raw, i32::from_le_bytes)?),
         DType::I64 => TensorData::I64(le(raw, i64::from_le_bytes)?),
+        DType::Bool => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
+        DType::F64 => TensorData::F64(le(raw, f64::from_le_bytes)?),
+        DType::I16 => TensorData::I16(le(raw, i16::from_le_bytes)?),
+        DType::U16 => TensorData::U16(le(raw, u16::from_le_bytes)?),
+        DType::U32 => TensorData::U32(le(raw, u32::from_le_bytes)?),
+        DType::U64 => TensorData::U64(le(raw, u64::from_le_bytes)?),
     })
 }
 
@@ -126,6 +132,13 @@ fn typed(t: &TensorProto, dtype: DType) -> TensorData {
         DType::U8 => TensorData::U8(ints.iter().map(|&x| x as u8).collect()),
         DType::I32 => TensorData::I32(ints.clone()),
         DType::I64 => TensorData::I64(t.int64_data.clone()),
+        DType::Bool => TensorData::Bool(ints.iter().map(|&x| x != 0).collect()),
+        DType::I16 => TensorData::I16(ints.iter().map(|&x| x as i16).collect()),
+        DType::U16 => TensorData::U16(ints.iter().map(|&x| x as u16).collect()),
+        // The schema keeps uint32 and uint64 in uint64_data, double in double_data.
+        DType::F64 => TensorData::F64(t.double_data.clone()),
+        DType::U32 => TensorData::U32(t.uint64_data.iter().map(|&x| x as u32).collect()),
+        DType::U64 => TensorData::U64(t.uint64_data.clone()),
     }
 }
 
