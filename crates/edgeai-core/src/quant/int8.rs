@@ -121,7 +121,7 @@ fn i8_tile_on(
     dim: usize,
     out: &mut [i32],
 ) -> Result<()> {
-    if dim == 0 || rows.len() % dim != 0 || queries.len() % dim != 0 {
+    if dim == 0 || !rows.len().is_multiple_of(dim) || !queries.len().is_multiple_of(dim) {
         return Err(Error::Kernel(format!(
             "dot_i8_tile: {} row values and {} query values are not whole {dim}-long vectors",
             rows.len(),
