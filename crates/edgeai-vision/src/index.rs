@@ -988,11 +988,11 @@ impl Fetched {
 pub use edgeai_core::quant::dot_f32;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// xorshift* for reproducible random vectors without a dependency.
-    pub(crate) struct Rng(u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
         pub(crate) fn next_f32(&mut self) -> f32 {
             self.0 ^= self.0 >> 12;
