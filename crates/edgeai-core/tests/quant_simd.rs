@@ -828,6 +828,65 @@ proptest! {
     }
 }
 
+proptest! {
+    /// `dot_i8_tile` on every path equals its scalar twin and `dot_i8` pair by pair, bit for
+    /// bit: any row length (the 16-wide loops' tails), 0-9 queries and 0-10 rows (the 4-query
+    /// and 2- / 4-row tiles' remainders), values biased to the -128 / 127 extremes.
+    #[test]
+    fn dot_i8_tile_exact(
+        (dim, nq, nr, rows, queries) in (1usize..200, 0usize..10, 0usize..11).prop_flat_map(
+            |(dim, nq, nr)| {
+                let v = prop_oneof![
+                    3 => any::<i8>(),
+                    1 => Just(-128i8),
+                    1 => Just(127i8),
+                ];
+                (
+                    Just(dim),
+                    Just(nq),
+                    Just(nr),
+                    proptest::collection::vec(v.clone(), dim * nr),
+                    proptest::collection::vec(v, dim * nq),
+                )
+            }
+        )
+    ) {
+        let mut want = vec![7i32; nq * nr];
+        scalar::dot_i8_tile(&rows, &queries, dim, &mut want);
+        for j in 0..nq {
+            for r in 0..nr {
+                let d = scalar::dot_i8(&rows[r * dim..(r + 1) * dim], &queries[j * dim..(j + 1) * dim]);
+                prop_assert_eq!(want[j * nr + r], d);
+            }
+        }
+        for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+            let mut got = vec![7i32; nq * nr];
+            int8::dot_i8_tile_with(p, &rows, &queries, dim, &mut got).unwrap();
+            prop_assert_eq!(&got, &want, "{}", p);
+        }
+    }
+}
+
+/// `dot_i8_tile` at the extremes (-128 everywhere: no i16 overflow, 1000 x 128 x 128), and
+/// its argument checks.
+#[test]
+fn dot_i8_tile_extremes_and_errors() {
+    let (dim, nq, nr) = (1000, 5, 7);
+    let rows = vec![-128i8; dim * nr];
+    let queries = vec![-128i8; dim * nq];
+    for p in std::iter::once(KernelPath::Scalar).chain(simd_paths()) {
+        let mut out = vec![0i32; nq * nr];
+        int8::dot_i8_tile_with(p, &rows, &queries, dim, &mut out).unwrap();
+        assert!(out.iter().all(|&v| v == 1000 * 128 * 128), "{p} {out:?}");
+        let mut short = vec![0i32; nq * nr - 1];
+        assert!(int8::dot_i8_tile_with(p, &rows, &queries, dim, &mut short).is_err());
+        assert!(int8::dot_i8_tile_with(p, &rows[1..], &queries, dim, &mut out).is_err());
+        assert!(int8::dot_i8_tile_with(p, &rows, &queries, 0, &mut out).is_err());
+        let mut none: [i32; 0] = [];
+        int8::dot_i8_tile_with(p, &[], &queries, dim, &mut none).unwrap();
+    }
+}
+
 /// `dot_i8_rows` at the extremes (-128 everywhere: no i16 overflow) and `dim == 0`.
 #[test]
 fn dot_i8_rows_extremes() {

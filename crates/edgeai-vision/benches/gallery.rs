@@ -1,7 +1,9 @@
 //! Gallery search throughput without any model or backend: 1k to 1M identities of 128-d and
 //! 512-d random unit vectors (the hard case for int8: the top-10 scores lie ~2e-3 apart), one
-//! embedding per identity, top-10; `f32`, `int8` (scan + f32 re-score of k + 16) and
-//! `int8_rerank` (scan + f32 re-score of max(8k, 64)); 1 and 2 threads (at most; the kernels'
+//! embedding per identity, top-10; `f32`, `int8` (scan + f32 re-score of k + 16),
+//! `int8_rerank` (scan + f32 re-score of max(8k, 64)) and `int8_scan` (the bare scan), and
+//! the same int8 precisions on a `RowStorage::Int8Only` index (`int8only_*`: the f32 rows
+//! of the re-score fetched from an in-memory `RowSource`); 1 and 2 threads (at most; the kernels'
 //! pool); one query per call (`single`) and 32 queries per `search_batch` call (`batch32`,
 //! throughput counted per query). Before timing each gallery it prints recall@10 of `int8`
 //! and `int8_rerank` against exact `f32` over the 64 bench queries, and the bytes one query's
@@ -21,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use edgeai_vision::{EmbeddingIndex, SearchPrecision};
+use edgeai_vision::{EmbeddingIndex, RowStorage, SearchPrecision};
 
 /// xorshift* values in -1..1.
 struct Rng(u64);
@@ -50,10 +52,19 @@ fn list(var: &str, default: &[usize]) -> Vec<usize> {
     }
 }
 
-const PRECISIONS: [(&str, SearchPrecision); 3] = [
+const PRECISIONS: [(&str, SearchPrecision); 4] = [
     ("f32", SearchPrecision::F32),
     ("int8", SearchPrecision::Int8),
     ("int8_rerank", SearchPrecision::Int8Rerank),
+    ("int8_scan", SearchPrecision::Int8Scan),
+];
+
+/// The precisions timed on the `RowStorage::Int8Only` index (re-scores fetch the f32 rows
+/// from an in-memory `RowSource`, the cost of the lookup without SQLite's).
+const LEAN_PRECISIONS: [(&str, SearchPrecision); 3] = [
+    ("int8only_int8", SearchPrecision::Int8),
+    ("int8only_int8_rerank", SearchPrecision::Int8Rerank),
+    ("int8only_int8_scan", SearchPrecision::Int8Scan),
 ];
 
 fn gallery_search(c: &mut Criterion) {
@@ -69,10 +80,24 @@ fn gallery_search(c: &mut Criterion) {
         let batches: Vec<&[Vec<f32>]> = queries.chunks(32).collect();
         for &n in &sizes {
             let mut idx = EmbeddingIndex::new(dim).expect("index");
+            let mut lean = EmbeddingIndex::with_storage(dim, RowStorage::Int8Only).expect("index");
+            idx.reserve(n, n);
+            lean.reserve(n, n);
+            // the f32 rows an Int8Only index fetches, by key (= row number here)
+            let mut store: Vec<f32> = Vec::with_capacity(n * dim);
             let mut rng = Rng(n as u64 * 31 + dim as u64);
             for i in 0..n {
-                idx.add(&format!("id{i}"), &[rng.vec(dim)]).expect("add");
+                let v = rng.vec(dim);
+                let name = format!("id{i}");
+                idx.add_keyed(&name, &[(i as u64, &v)]).expect("add");
+                lean.add_keyed(&name, &[(i as u64, &v)]).expect("add");
+                store.extend_from_slice(&idx.normalized(&v).expect("normalise"));
             }
+            let source = |key: u64, out: &mut [f32]| -> edgeai_vision::Result<bool> {
+                let r = key as usize;
+                out.copy_from_slice(&store[r * dim..(r + 1) * dim]);
+                Ok(true)
+            };
             idx.set_threads(2).expect("threads");
             let exact = idx
                 .search_batch(&queries, 10, SearchPrecision::F32)
@@ -91,15 +116,48 @@ fn gallery_search(c: &mut Criterion) {
                 hits as f64 / (10 * queries.len()) as f64
             };
             eprintln!(
-                "gallery {n} x {dim}: recall@10 vs f32 int8 {:.4} int8_rerank {:.4}; one query \
-                 scans {} bytes (int8), {} bytes (f32)",
+                "gallery {n} x {dim}: recall@10 vs f32 int8 {:.4} int8_rerank {:.4} int8_scan \
+                 {:.4}; one query scans {} bytes (int8), {} bytes (f32); index heap {} bytes \
+                 (F32AndInt8), {} bytes (Int8Only)",
                 recall(SearchPrecision::Int8),
                 recall(SearchPrecision::Int8Rerank),
+                recall(SearchPrecision::Int8Scan),
                 n * dim,
-                n * dim * 4
+                n * dim * 4,
+                idx.heap_bytes(),
+                lean.heap_bytes()
             );
             for threads in [1usize, 2] {
                 idx.set_threads(threads).expect("threads");
+                lean.set_threads(threads).expect("threads");
+                for (label, p) in LEAN_PRECISIONS {
+                    g.throughput(Throughput::Elements(1));
+                    let mut qi = 0;
+                    let id = BenchmarkId::new(
+                        format!("{label}_single_t{threads}"),
+                        format!("{n}x{dim}"),
+                    );
+                    g.bench_function(id, |b| {
+                        b.iter(|| {
+                            qi = (qi + 1) % queries.len();
+                            lean.search_with(black_box(&queries[qi]), 10, p, &source)
+                                .expect("search")
+                        })
+                    });
+                    g.throughput(Throughput::Elements(32));
+                    let mut bi = 0;
+                    let id = BenchmarkId::new(
+                        format!("{label}_batch32_t{threads}"),
+                        format!("{n}x{dim}"),
+                    );
+                    g.bench_function(id, |b| {
+                        b.iter(|| {
+                            bi = (bi + 1) % batches.len();
+                            lean.search_batch_with(black_box(batches[bi]), 10, p, &source)
+                                .expect("search_batch")
+                        })
+                    });
+                }
                 for (label, p) in PRECISIONS {
                     g.throughput(Throughput::Elements(1));
                     let mut qi = 0;

@@ -89,6 +89,21 @@ pub enum Error {
     /// A SQLite error while reading or writing the gallery.
     #[error("gallery database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A search needs `f32` rows that the index does not keep in memory
+    /// ([`crate::index::RowStorage::Int8Only`]) and was given no
+    /// [`crate::index::RowSource`] for them (or cannot use one: an `f32` scan).
+    #[error("no f32 rows in memory: {0}")]
+    NoF32Rows(String),
+    /// The `f32` rows an index re-scores from (its [`crate::index::RowSource`], e.g. the
+    /// gallery's SQLite file) no longer hold a row the in-memory index does, or hold a
+    /// different one: the file was changed behind this process. Reopen the gallery.
+    #[error("stale gallery: row {key} {reason}; the stored rows changed behind the in-memory index (reopen the gallery)")]
+    StaleGallery {
+        /// The row's key (a gallery's embedding row id).
+        key: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// No face was found where one was needed (e.g. a photo to enrol).
     #[error("no face found in {0}")]
     NoFace(String),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tracing::{debug, info};
 
-use crate::embed::{cosine, SFACE_COSINE_THRESHOLD};
-use crate::index::{EmbeddingIndex, Match, SearchPrecision};
+use crate::embed::{cosine, l2_normalize, SFACE_COSINE_THRESHOLD};
+use crate::index::{EmbeddingIndex, Match, RowSource, RowStorage, SearchPrecision};
 use crate::{Error, Result};
 
 /// The schema version this build writes and the newest it reads.
@@ -30,10 +30,19 @@ pub struct GalleryConfig {
     pub threads: usize,
     /// How long to wait for another process's write lock before failing.
     pub busy_timeout: Duration,
+    /// Whether the in-memory index keeps an `f32` copy of every embedding
+    /// ([`RowStorage::F32AndInt8`], `5 dim + 4` bytes per embedding) or int8 only
+    /// ([`RowStorage::Int8Only`], `dim + 4`: about 0.6 kB instead of 2.7 kB per identity at
+    /// 512-d, so a million faces fit a 4 GB Raspberry Pi). Without it, `Int8` and
+    /// `Int8Rerank` re-score their shortlist (a few dozen rows per query) with the `f32`
+    /// embeddings read back from the SQLite file, and [`SearchPrecision::F32`] (a scan of
+    /// every `f32` row) is refused; [`SearchPrecision::Int8Scan`] reads nothing from the file.
+    pub f32_in_memory: bool,
 }
 
 impl Default for GalleryConfig {
-    /// SFace: 128-d, the OpenCV zoo cosine threshold 0.363, f32, one thread, 5 s.
+    /// SFace: 128-d, the OpenCV zoo cosine threshold 0.363, f32, one thread, 5 s, `f32`
+    /// rows in memory.
     fn default() -> Self {
         GalleryConfig {
             dim: 128,
@@ -41,7 +50,57 @@ impl Default for GalleryConfig {
             precision: SearchPrecision::F32,
             threads: 1,
             busy_timeout: Duration::from_secs(5),
+            f32_in_memory: true,
         }
+    }
+}
+
+impl GalleryConfig {
+    /// The index storage this configuration asks for.
+    fn storage(&self) -> RowStorage {
+        if self.f32_in_memory {
+            RowStorage::F32AndInt8
+        } else {
+            RowStorage::Int8Only
+        }
+    }
+
+    /// Refuses a precision the storage cannot serve.
+    fn check(&self) -> Result<()> {
+        if !self.f32_in_memory && self.precision == SearchPrecision::F32 {
+            return Err(Error::InvalidArgument(
+                "SearchPrecision::F32 scans every f32 embedding in memory: with \
+                 f32_in_memory = false search Int8, Int8Rerank or Int8Scan"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The `f32` embeddings of a gallery's SQLite file, by embedding row id: where an
+/// int8-only index re-scores its shortlist from.
+struct StoredRows<'a> {
+    conn: &'a Connection,
+}
+
+impl RowSource for StoredRows<'_> {
+    fn fetch_row(&self, key: u64, out: &mut [f32]) -> Result<bool> {
+        let Ok(id) = i64::try_from(key) else {
+            return Ok(false);
+        };
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .prepare_cached("SELECT vector FROM embeddings WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(v) = blob.and_then(|b| decode(&b, out.len())) else {
+            return Ok(false);
+        };
+        out.copy_from_slice(&v);
+        // As loaded into the index (which normalises what it is given): the same values.
+        l2_normalize(out)?;
+        Ok(true)
     }
 }
 
@@ -266,6 +325,7 @@ impl Gallery {
     }
 
     fn init(mut conn: Connection, path: Option<PathBuf>, config: GalleryConfig) -> Result<Self> {
+        config.check()?;
         let shown = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
         conn.busy_timeout(config.busy_timeout)?;
         let map_nadb = |e: rusqlite::Error| {
@@ -340,27 +400,7 @@ impl Gallery {
             .optional()?
             .and_then(|s| s.parse().ok())
             .ok_or_else(|| not_gallery(&shown, "no embedding dimension recorded"))?;
-        let mut index = EmbeddingIndex::new(dim)?;
-        index.set_threads(config.threads)?;
-        {
-            let mut st = conn.prepare(
-                "SELECT i.name, e.vector FROM embeddings e JOIN identities i ON i.id = e.identity_id
-                 ORDER BY i.id, e.id",
-            )?;
-            let mut rows = st.query([])?;
-            while let Some(row) = rows.next()? {
-                let name: String = row.get(0)?;
-                let blob: Vec<u8> = row.get(1)?;
-                let v = decode(&blob, dim).ok_or_else(|| {
-                    Error::InvalidEmbedding(format!(
-                        "stored embedding of `{name}` has {} bytes, expected {}",
-                        blob.len(),
-                        dim * 4
-                    ))
-                })?;
-                index.add(&name, &[v])?;
-            }
-        }
+        let index = Self::load_index(&conn, dim, &config)?;
         info!(
             path = %shown.display(),
             identities = index.len(),
@@ -373,6 +413,40 @@ impl Gallery {
             index,
             config,
         })
+    }
+
+    /// Reads every stored embedding into a new index (keyed by embedding row id), sized
+    /// exactly for them first.
+    fn load_index(conn: &Connection, dim: usize, config: &GalleryConfig) -> Result<EmbeddingIndex> {
+        let mut index = EmbeddingIndex::with_storage(dim, config.storage())?;
+        index.set_threads(config.threads)?;
+        let count = |sql: &str| -> Result<usize> {
+            let n: i64 = conn.query_row(sql, [], |r| r.get(0))?;
+            Ok(usize::try_from(n).unwrap_or(0))
+        };
+        index.reserve(
+            count("SELECT count(*) FROM identities")?,
+            count("SELECT count(*) FROM embeddings")?,
+        );
+        let mut st = conn.prepare(
+            "SELECT i.name, e.id, e.vector FROM embeddings e JOIN identities i ON i.id = e.identity_id
+             ORDER BY i.id, e.id",
+        )?;
+        let mut rows = st.query([])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            let key: i64 = row.get(1)?;
+            let blob: Vec<u8> = row.get(2)?;
+            let v = decode(&blob, dim).ok_or_else(|| {
+                Error::InvalidEmbedding(format!(
+                    "stored embedding of `{name}` has {} bytes, expected {}",
+                    blob.len(),
+                    dim * 4
+                ))
+            })?;
+            index.add_keyed(&name, &[(key as u64, v)])?;
+        }
+        Ok(index)
     }
 
     fn create_schema(conn: &mut Connection, config: &GalleryConfig) -> Result<()> {
@@ -412,8 +486,14 @@ impl Gallery {
         &self.config
     }
 
-    /// Changes threshold, precision and threads (the dimension is fixed by the file).
+    /// Changes threshold, precision, threads and `f32_in_memory` (the dimension is fixed by
+    /// the file). A change of `f32_in_memory` reloads the index from the file (as
+    /// [`Gallery::open`] does); an `f32` precision without `f32` rows in memory is refused.
     pub fn set_config(&mut self, config: GalleryConfig) -> Result<()> {
+        config.check()?;
+        if config.f32_in_memory != self.config.f32_in_memory {
+            self.index = Self::load_index(&self.conn, self.index.dim(), &config)?;
+        }
         self.index.set_threads(config.threads)?;
         self.conn.busy_timeout(config.busy_timeout)?;
         self.config = GalleryConfig {
@@ -468,16 +548,18 @@ impl Gallery {
         let id: i64 = tx.query_row("SELECT id FROM identities WHERE name = ?1", [name], |r| {
             r.get(0)
         })?;
+        let mut keyed = Vec::with_capacity(normed.len());
         {
             let mut st =
                 tx.prepare_cached("INSERT INTO embeddings (identity_id, vector) VALUES (?1, ?2)")?;
-            for v in &normed {
-                st.execute(params![id, encode(v)])?;
+            for v in normed {
+                st.execute(params![id, encode(&v)])?;
+                keyed.push((tx.last_insert_rowid() as u64, v));
             }
         }
         tx.commit()?;
-        self.index.add(name, &normed)?;
-        debug!(name, embeddings = normed.len(), "enrolled");
+        self.index.add_keyed(name, &keyed)?;
+        debug!(name, embeddings = keyed.len(), "enrolled");
         Ok(())
     }
 
@@ -503,9 +585,18 @@ impl Gallery {
 
     /// The `k` best identities for `embedding`; [`Identification::best`] applies the
     /// threshold.
+    ///
+    /// With `f32_in_memory = false` the shortlist's `f32` embeddings are read from the file;
+    /// one that another process removed or replaced since this gallery was opened is an
+    /// [`Error::StaleGallery`] (reopen the gallery to see the file as it is now).
     pub fn identify(&self, embedding: &[f32], k: usize) -> Result<Identification> {
         Ok(Identification {
-            candidates: self.index.search(embedding, k, self.config.precision)?,
+            candidates: self.index.search_with(
+                embedding,
+                k,
+                self.config.precision,
+                &self.stored_rows(),
+            )?,
             threshold: self.config.threshold,
         })
     }
@@ -520,13 +611,18 @@ impl Gallery {
     ) -> Result<Vec<Identification>> {
         Ok(self
             .index
-            .search_batch(embeddings, k, self.config.precision)?
+            .search_batch_with(embeddings, k, self.config.precision, &self.stored_rows())?
             .into_iter()
             .map(|candidates| Identification {
                 candidates,
                 threshold: self.config.threshold,
             })
             .collect())
+    }
+
+    /// The file's embeddings as a [`RowSource`] (used only by an int8-only index).
+    fn stored_rows(&self) -> StoredRows<'_> {
+        StoredRows { conn: &self.conn }
     }
 
     /// Whether two embeddings are the same person under this gallery's threshold.
@@ -678,6 +774,147 @@ mod tests {
         }
         let g = Gallery::open(&p, cfg()).unwrap();
         assert_eq!(g.list(), vec![("alice".to_string(), 1)]);
+    }
+
+    /// A gallery without its f32 rows in memory gives the identities (and, re-scored from
+    /// the file, the scores) of one with them, reopened too; `F32` is refused.
+    #[test]
+    fn int8_only_gallery_gives_the_same_identities() {
+        let p = temp_path("lean");
+        let dim = 32;
+        let mut rng = crate::index::tests::Rng(12);
+        let faces: Vec<Vec<Vec<f32>>> = (0..300)
+            .map(|i| (0..1 + i % 2).map(|_| rng.vec(dim)).collect())
+            .collect();
+        let queries: Vec<Vec<f32>> = (0..20).map(|_| rng.vec(dim)).collect();
+        let full_cfg = GalleryConfig {
+            dim,
+            precision: SearchPrecision::Int8,
+            ..cfg()
+        };
+        let lean_cfg = GalleryConfig {
+            f32_in_memory: false,
+            ..full_cfg
+        };
+        {
+            let mut g = Gallery::open(&p, lean_cfg).unwrap();
+            for (i, f) in faces.iter().enumerate() {
+                g.enroll(&format!("p{i}"), f).unwrap();
+            }
+            assert!(g.remove("p7").unwrap());
+            assert_eq!(g.index().storage(), RowStorage::Int8Only);
+        }
+        let mut full = Gallery::open(&p, full_cfg).unwrap();
+        let mut lean = Gallery::open(&p, lean_cfg).unwrap();
+        assert!(lean.index().heap_bytes() * 3 < full.index().heap_bytes() * 2);
+        for precision in [
+            SearchPrecision::Int8,
+            SearchPrecision::Int8Rerank,
+            SearchPrecision::Int8Scan,
+        ] {
+            full.set_config(GalleryConfig {
+                precision,
+                ..full_cfg
+            })
+            .unwrap();
+            lean.set_config(GalleryConfig {
+                precision,
+                ..lean_cfg
+            })
+            .unwrap();
+            for k in [1, 5] {
+                let want = full.identify_batch(&queries, k).unwrap();
+                assert_eq!(
+                    lean.identify_batch(&queries, k).unwrap(),
+                    want,
+                    "{precision:?}"
+                );
+                assert_eq!(lean.identify(&queries[3], k).unwrap(), want[3]);
+            }
+            // an enrolled face finds its identity
+            let id = lean.identify(&faces[10][0], 1).unwrap();
+            assert_eq!(id.best().unwrap().name, "p10");
+        }
+        let err = lean
+            .set_config(GalleryConfig {
+                precision: SearchPrecision::F32,
+                ..lean_cfg
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("f32_in_memory"), "{err}");
+        let err = Gallery::open(
+            &p,
+            GalleryConfig {
+                precision: SearchPrecision::F32,
+                ..lean_cfg
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        // switching storage reloads the index
+        lean.set_config(GalleryConfig {
+            f32_in_memory: true,
+            ..full_cfg
+        })
+        .unwrap();
+        assert_eq!(lean.index().storage(), RowStorage::F32AndInt8);
+        full.set_config(full_cfg).unwrap();
+        assert_eq!(
+            lean.identify_batch(&queries, 3).unwrap(),
+            full.identify_batch(&queries, 3).unwrap()
+        );
+        lean.set_config(lean_cfg).unwrap();
+        assert_eq!(lean.index().storage(), RowStorage::Int8Only);
+        // enrolling into an open int8-only gallery
+        lean.enroll("new", &faces[0]).unwrap();
+        assert_eq!(lean.identify(&faces[0][0], 2).unwrap().candidates.len(), 2);
+    }
+
+    /// An int8-only gallery whose rows another connection removed or replaced says so
+    /// (`StaleGallery`) instead of answering from rows that no longer exist.
+    #[test]
+    fn int8_only_gallery_detects_rows_changed_behind_it() {
+        let p = temp_path("stale");
+        let lean_cfg = GalleryConfig {
+            precision: SearchPrecision::Int8Rerank,
+            f32_in_memory: false,
+            ..cfg()
+        };
+        let mut writer = Gallery::open(&p, lean_cfg).unwrap();
+        for i in 0..6 {
+            writer.enroll(&format!("p{i}"), &[e(i)]).unwrap();
+        }
+        let reader = Gallery::open(&p, lean_cfg).unwrap();
+        assert_eq!(
+            reader.identify(&e(5), 1).unwrap().best().unwrap().name,
+            "p5"
+        );
+        // the highest row id is reused by the next insert (no AUTOINCREMENT)
+        assert!(writer.remove("p5").unwrap());
+        writer.enroll("other", &[e(2)]).unwrap();
+        let err = reader.identify(&e(5), 3).unwrap_err();
+        assert!(matches!(err, Error::StaleGallery { .. }), "{err}");
+        assert!(writer.remove("other").unwrap());
+        let err = reader.identify_batch(&[e(5), e(1)], 3).unwrap_err();
+        assert!(matches!(err, Error::StaleGallery { .. }), "{err}");
+        assert!(err.to_string().contains("reopen"), "{err}");
+        // the bare int8 scan reads nothing from the file
+        let scan = GalleryConfig {
+            precision: SearchPrecision::Int8Scan,
+            ..lean_cfg
+        };
+        let mut reader = reader;
+        reader.set_config(scan).unwrap();
+        assert_eq!(
+            reader.identify(&e(5), 1).unwrap().best().unwrap().name,
+            "p5"
+        );
+        let reopened = Gallery::open(&p, lean_cfg).unwrap();
+        let id = reopened.identify(&e(5), 10).unwrap();
+        assert!(
+            id.is_unknown() && id.candidates.iter().all(|m| m.name != "p5"),
+            "{id:?}"
+        );
     }
 
     #[test]

@@ -31,5 +31,5 @@ pub use detect::{nms, BBox, Face, FaceDetector, YuNet, YuNetConfig};
 pub use embed::{cosine, FaceEmbedder, SFace, SFACE_COSINE_THRESHOLD};
 pub use error::{Error, Result};
 pub use gallery::{verify, Gallery, GalleryConfig, Identification, Verification};
-pub use index::{EmbeddingIndex, Match, SearchPrecision};
+pub use index::{EmbeddingIndex, Match, RowSource, RowStorage, SearchPrecision};
 pub use pipeline::{FaceRecognizer, RecognizedFace};

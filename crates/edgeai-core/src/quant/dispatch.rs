@@ -124,6 +124,9 @@ pub(crate) struct Kernels {
     /// `i8` over many contiguous rows (`out[r] = i8(row r, q)`, bit-identical to calling
     /// `i8` per row); `None`: call `i8` per row.
     pub i8_rows: Option<I8Rows>,
+    /// `i8` of several queries times several rows per call (`out[j * nr + r] = i8(row r,
+    /// query j)`, bit-identical to `i8`): the multi-query tile kernel.
+    pub i8_tile: I8Tile,
     /// Activation quantizers (bit-identical to the scalar ones on every path).
     pub quant_q8_0: QuantQ8_0,
     pub quant_q8k: fn(&[f32], &mut [BlockQ8K]),
@@ -138,6 +141,10 @@ pub(crate) struct Kernels {
 
 /// Int8 dot products of contiguous rows (`rows`, row length `dim`) with one vector, into `out`.
 pub(crate) type I8Rows = fn(&[i8], usize, &[i8], &mut [i32]);
+
+/// Int8 dot products of `queries.len() / dim` queries with `rows.len() / dim` rows (both
+/// exact multiples of `dim > 0`) into `out` (exactly `nq * nr` long, query-major).
+pub(crate) type I8Tile = fn(&[i8], &[i8], usize, &mut [i32]);
 
 /// Activations to Q8_0 blocks, their `block_q8_1` sums and their integer quant sums.
 pub(crate) type QuantQ8_0 = fn(&[f32], &mut [BlockQ8_0], &mut [f32], &mut [i32]);
@@ -161,6 +168,7 @@ static SCALAR: Kernels = Kernels {
     bf16: scalar::vec_dot_bf16_bytes,
     i8: scalar::dot_i8,
     i8_rows: Some(scalar::dot_i8_rows),
+    i8_tile: scalar::dot_i8_tile,
     quant_q8_0: scalar::quantize_act_q8_0,
     quant_q8k: scalar::quantize_act_q8k,
     packed_q8: Some(super::packed::scalar_tiles_q8_family),
@@ -191,6 +199,7 @@ macro_rules! x86_table {
             bf16: super::x86::common::vec_dot_bf16_bytes,
             i8: super::x86::common::dot_i8,
             i8_rows: Some(super::x86::common::dot_i8_rows),
+            i8_tile: super::x86::common::dot_i8_tile,
             quant_q8_0: $q8,
             quant_q8k: $q8k,
             packed_q8: Some($pq8),
@@ -257,6 +266,7 @@ macro_rules! neon_table {
             bf16: super::neon::common::vec_dot_bf16_bytes,
             i8: super::neon::$m::dot_i8,
             i8_rows: None,
+            i8_tile: super::neon::$m::dot_i8_tile,
             quant_q8_0: super::neon::quant::quantize_act_q8_0,
             quant_q8k: super::neon::quant::quantize_act_q8k,
             packed_q8: $pq8,

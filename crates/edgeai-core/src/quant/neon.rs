@@ -239,6 +239,99 @@ macro_rules! neon_kernels {
                 vaddvq_s32(acc).wrapping_add(crate::quant::scalar::dot_i8(&a[i..n], &b[i..n]))
             }
 
+            /// One tile of the multi-query kernel: `Q` queries times `R` rows (each slice
+            /// exactly `dim` long), `out[j][r] = dot_i8(rows[r], queries[j])` exactly (the
+            /// lanes' i32 adds wrap like the scalar twin's). Each 16-byte load of a row or
+            /// a query serves the whole tile: 4 x 4 keeps 16 accumulators and 8 inputs in
+            /// the 32 vector registers.
+            #[inline(always)]
+            unsafe fn i8_tile_block<const Q: usize, const R: usize>(
+                queries: [&[i8]; Q],
+                rows: [&[i8]; R],
+                dim: usize,
+            ) -> [[i32; R]; Q] {
+                let mut acc = [[vdupq_n_s32(0); R]; Q];
+                let mut i = 0;
+                while i + 16 <= dim {
+                    // In bounds: every slice is `dim` long and i + 16 <= dim.
+                    let mut vr = [vdupq_n_s8(0); R];
+                    for r in 0..R {
+                        vr[r] = vld1q_s8(rows[r].as_ptr().add(i));
+                    }
+                    for j in 0..Q {
+                        let vq = vld1q_s8(queries[j].as_ptr().add(i));
+                        for r in 0..R {
+                            acc[j][r] = $dot(acc[j][r], vr[r], vq);
+                        }
+                    }
+                    i += 16;
+                }
+                let mut sums = [[0i32; R]; Q];
+                for j in 0..Q {
+                    for r in 0..R {
+                        let tail =
+                            crate::quant::scalar::dot_i8(&rows[r][i..dim], &queries[j][i..dim]);
+                        sums[j][r] = vaddvq_s32(acc[j][r]).wrapping_add(tail);
+                    }
+                }
+                sums
+            }
+
+            /// `Q` queries (`qs`) against every row, four rows per tile, then the rest one
+            /// at a time; `out` holds this group's first query's outputs (stride `nr`).
+            #[inline(always)]
+            unsafe fn i8_tile_group<const Q: usize>(
+                rows: &[i8],
+                qs: &[i8],
+                dim: usize,
+                nr: usize,
+                out: &mut [i32],
+            ) {
+                let queries: [&[i8]; Q] = std::array::from_fn(|j| &qs[j * dim..(j + 1) * dim]);
+                let mut r = 0;
+                while r + 4 <= nr {
+                    let four: [&[i8]; 4] =
+                        std::array::from_fn(|t| &rows[(r + t) * dim..(r + t + 1) * dim]);
+                    let s = i8_tile_block::<Q, 4>(queries, four, dim);
+                    for j in 0..Q {
+                        out[j * nr + r..j * nr + r + 4].copy_from_slice(&s[j]);
+                    }
+                    r += 4;
+                }
+                while r < nr {
+                    let s = i8_tile_block::<Q, 1>(queries, [&rows[r * dim..(r + 1) * dim]], dim);
+                    for j in 0..Q {
+                        out[j * nr + r] = s[j][0];
+                    }
+                    r += 1;
+                }
+            }
+
+            /// The scalar `dot_i8_tile`, four queries times four rows per tile,
+            /// bit-identical to it.
+            #[target_feature(enable = $feat)]
+            unsafe fn i8_tile(rows: &[i8], queries: &[i8], dim: usize, out: &mut [i32]) {
+                if dim == 0 {
+                    return;
+                }
+                let (nr, nq) = (rows.len() / dim, queries.len() / dim);
+                if out.len() < nq * nr {
+                    return;
+                }
+                let mut j = 0;
+                while j < nq {
+                    let qs = &queries[j * dim..];
+                    let o = &mut out[j * nr..];
+                    match nq - j {
+                        1 => i8_tile_group::<1>(rows, qs, dim, nr, o),
+                        2 => i8_tile_group::<2>(rows, qs, dim, nr, o),
+                        3 => i8_tile_group::<3>(rows, qs, dim, nr, o),
+                        _ => i8_tile_group::<4>(rows, qs, dim, nr, o),
+                    }
+                    j += 4;
+                }
+            }
+
             pub(crate) fn vec_dot_q4_0_q8_0(x: &[BlockQ4_0], y: &[BlockQ8_0]) -> f32 {
                 // SAFETY: installed in the dispatch table only after runtime detection of
                 // this module's target features.
@@ -263,6 +356,12 @@ macro_rules! neon_kernels {
             pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
                 // SAFETY: as above.
                 unsafe { i8_dot(a, b) }
+            }
+            pub(crate) fn dot_i8_tile(rows: &[i8], queries: &[i8], dim: usize, out: &mut [i32]) {
+                // SAFETY: as above; every load is bounded by a `dim`-long subslice of
+                // `rows` or `queries` (bounds-checked slicing), `out` is written only
+                // through indexing.
+                unsafe { i8_tile(rows, queries, dim, out) }
             }
         }
     };

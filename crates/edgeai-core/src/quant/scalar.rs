@@ -238,6 +238,24 @@ pub fn dot_i8_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
     }
 }
 
+/// Exact `i8` dot products of `nq` queries with `nr` rows (both contiguous, `dim` apart):
+/// `out[j * nr + r] = dot_i8(row r, query j)`, for `nr = rows.len() / dim`,
+/// `nq = queries.len() / dim` and `nq * nr <= out.len()` (nothing for `dim == 0`). The
+/// twin of the SIMD multi-query tile kernels behind [`crate::quant::int8::dot_i8_tile`].
+pub fn dot_i8_tile(rows: &[i8], queries: &[i8], dim: usize, out: &mut [i32]) {
+    if dim == 0 {
+        return;
+    }
+    let nr = rows.len() / dim;
+    for (j, q) in queries.chunks_exact(dim).enumerate() {
+        for (r, row) in rows.chunks_exact(dim).enumerate() {
+            if let Some(o) = out.get_mut(j * nr + r) {
+                *o = dot_i8(row, q);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

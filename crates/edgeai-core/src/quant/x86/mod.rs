@@ -595,6 +595,126 @@ unsafe fn i8_dot_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
     }
 }
 
+/// Four vectors of 8 i32 to their four sums, in order (integer adds wrap, so the order of
+/// the additions cannot change a result).
+#[inline(always)]
+unsafe fn hsum4_i32(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> [i32; 4] {
+    let s = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    let v = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let mut sums = [0i32; 4];
+    // SAFETY (of the store): `sums` is 16 writable bytes; unaligned store.
+    _mm_storeu_si128(sums.as_mut_ptr().cast(), v);
+    sums
+}
+
+/// One tile of the multi-query kernel: `Q` queries times `R` rows (each slice exactly
+/// `dim` long), `out[j][r] = dot_i8(rows[r], queries[j])` exactly. Each 16-wide slice of a
+/// row is widened to i16 once for the `Q` queries and each query slice once for the `R`
+/// rows; `vpmaddwd` of two i16 vectors never overflows (|-128 * -128 * 2| < 2^31), and the
+/// i32 adds wrap like the scalar twin's. 4 x 2: 8 accumulators, 12 registers in all.
+#[inline(always)]
+unsafe fn i8_tile_block<const Q: usize, const R: usize>(
+    queries: [&[i8]; Q],
+    rows: [&[i8]; R],
+    dim: usize,
+) -> [[i32; R]; Q] {
+    let mut acc = [[_mm256_setzero_si256(); R]; Q];
+    let mut i = 0;
+    while i + 16 <= dim {
+        // In bounds: every slice is `dim` long and i + 16 <= dim.
+        let mut vr = [_mm256_setzero_si256(); R];
+        for r in 0..R {
+            vr[r] = _mm256_cvtepi8_epi16(_mm_loadu_si128(rows[r].as_ptr().add(i).cast()));
+        }
+        for j in 0..Q {
+            let vq = _mm256_cvtepi8_epi16(_mm_loadu_si128(queries[j].as_ptr().add(i).cast()));
+            for r in 0..R {
+                acc[j][r] = _mm256_add_epi32(acc[j][r], _mm256_madd_epi16(vq, vr[r]));
+            }
+        }
+        i += 16;
+    }
+    let mut sums = [[0i32; R]; Q];
+    let mut f = 0;
+    while f + 4 <= Q * R {
+        let v = hsum4_i32(
+            acc[f / R][f % R],
+            acc[(f + 1) / R][(f + 1) % R],
+            acc[(f + 2) / R][(f + 2) % R],
+            acc[(f + 3) / R][(f + 3) % R],
+        );
+        for (t, &x) in v.iter().enumerate() {
+            sums[(f + t) / R][(f + t) % R] = x;
+        }
+        f += 4;
+    }
+    while f < Q * R {
+        sums[f / R][f % R] = hsum_i32(acc[f / R][f % R]);
+        f += 1;
+    }
+    for j in 0..Q {
+        for r in 0..R {
+            let tail = super::scalar::dot_i8(&rows[r][i..dim], &queries[j][i..dim]);
+            sums[j][r] = sums[j][r].wrapping_add(tail);
+        }
+    }
+    sums
+}
+
+/// `Q` queries (`qs`, `Q * dim` values) against every row, two rows per tile, then the
+/// odd row alone; `out` holds this group's first query's outputs (stride `nr`).
+#[inline(always)]
+unsafe fn i8_tile_group<const Q: usize>(
+    rows: &[i8],
+    qs: &[i8],
+    dim: usize,
+    nr: usize,
+    out: &mut [i32],
+) {
+    let queries: [&[i8]; Q] = std::array::from_fn(|j| &qs[j * dim..(j + 1) * dim]);
+    let mut r = 0;
+    while r + 2 <= nr {
+        let pair = [0, 1].map(|t| &rows[(r + t) * dim..(r + t + 1) * dim]);
+        let s = i8_tile_block::<Q, 2>(queries, pair, dim);
+        for j in 0..Q {
+            out[j * nr + r] = s[j][0];
+            out[j * nr + r + 1] = s[j][1];
+        }
+        r += 2;
+    }
+    if r < nr {
+        let s = i8_tile_block::<Q, 1>(queries, [&rows[r * dim..(r + 1) * dim]], dim);
+        for j in 0..Q {
+            out[j * nr + r] = s[j][0];
+        }
+    }
+}
+
+/// [`super::scalar::dot_i8_tile`], four queries times two rows per tile (then the
+/// remainders: 1-3 queries, one row), bit-identical to it.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn i8_tile(rows: &[i8], queries: &[i8], dim: usize, out: &mut [i32]) {
+    if dim == 0 {
+        return;
+    }
+    let (nr, nq) = (rows.len() / dim, queries.len() / dim);
+    if out.len() < nq * nr {
+        return;
+    }
+    let mut j = 0;
+    while j < nq {
+        let qs = &queries[j * dim..];
+        let o = &mut out[j * nr..];
+        match nq - j {
+            1 => i8_tile_group::<1>(rows, qs, dim, nr, o),
+            2 => i8_tile_group::<2>(rows, qs, dim, nr, o),
+            3 => i8_tile_group::<3>(rows, qs, dim, nr, o),
+            _ => i8_tile_group::<4>(rows, qs, dim, nr, o),
+        }
+        j += 4;
+    }
+}
+
 /// Safe wrappers for the AVX2 kernels shared by all x86 paths.
 pub(crate) mod common {
     use super::*;
@@ -630,6 +750,11 @@ pub(crate) mod common {
     pub(crate) fn dot_i8_rows(rows: &[i8], dim: usize, q: &[i8], out: &mut [i32]) {
         // SAFETY: as above (and the kernel bounds every access by the slices' lengths).
         unsafe { i8_dot_rows(rows, dim, q, out) }
+    }
+    pub(crate) fn dot_i8_tile(rows: &[i8], queries: &[i8], dim: usize, out: &mut [i32]) {
+        // SAFETY: as above; every load is bounded by a `dim`-long subslice of `rows` or
+        // `queries` (bounds-checked slicing), and `out` is written only through indexing.
+        unsafe { i8_tile(rows, queries, dim, out) }
     }
 }
 
