@@ -1,5 +1,8 @@
-//! Face-recognition benchmarks: per-stage latency (decode, detect, align, embed) on every
-//! compiled-in backend. Gallery search throughput needs no model or backend and lives with
+//! Face-recognition benchmarks: per-stage latency (decode, detect, align, embed) and the whole
+//! pipeline per photo (`vision_e2e`: a portrait and a 6-face group photo, from the JPEG bytes
+//! and from decoded pixels) on every compiled-in backend, `EDGEAI_BENCH_THREADS` threads
+//! (default 2). `scripts/bench-faces-opencv` runs OpenCV's own pipeline on the same models and
+//! photos, the reference to run beside it. Gallery search throughput needs no model or backend and lives with
 //! the gallery: `cargo bench -p edgeai-vision --bench gallery`.
 //!
 //! `cargo bench --bench vision` (add `--features ort` for ONNX Runtime). Model stages are
@@ -72,5 +75,70 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages);
+fn threads() -> usize {
+    std::env::var("EDGEAI_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
+/// Detect, align and embed every face of a photo, as `FaceRecognizer::analyze` does for the
+/// CLI's `face identify`; OpenCV's `FaceDetectorYN` + `FaceRecognizerSF` do the same work in
+/// `scripts/bench-faces-opencv`.
+fn end_to_end(c: &mut Criterion) {
+    let (Some(det), Some(emb)) = (model_path("face/yunet.onnx"), model_path("face/sface.onnx"))
+    else {
+        eprintln!("skipping vision_e2e: face models not fetched (run scripts/fetch-models)");
+        return;
+    };
+    let limits = ImageLimits::default();
+    let photos: Vec<(&str, Vec<u8>)> = ["obama.jpg", "t1.jpg"]
+        .into_iter()
+        .filter_map(|p| {
+            let path = model_path(&format!("photos/{p}"))?;
+            Some((p.trim_end_matches(".jpg"), std::fs::read(path).ok()?))
+        })
+        .collect();
+    let threads = threads();
+    let mut g = c.benchmark_group("vision_e2e");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for name in edgeai::available_backends() {
+        let backend = edgeai::backend(name).expect("backend");
+        let rec = match FaceRecognizer::from_backend(
+            backend.as_ref(),
+            det.clone(),
+            emb.clone(),
+            &LoadOptions::new().with_threads(threads),
+            YuNetConfig::default(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("skipping backend {name}: {e}");
+                continue;
+            }
+        };
+        for (photo, bytes) in &photos {
+            let img = Image::decode(bytes, &limits).expect("decode");
+            let faces = rec.analyze(&img).expect("analyze").len();
+            eprintln!("vision_e2e {photo} on {name}: {faces} faces");
+            g.bench_function(
+                BenchmarkId::new(format!("{photo}/pixels"), format!("{name}/{threads}t")),
+                |b| b.iter(|| rec.analyze(black_box(&img)).expect("analyze")),
+            );
+            g.bench_function(
+                BenchmarkId::new(format!("{photo}/bytes"), format!("{name}/{threads}t")),
+                |b| {
+                    b.iter(|| {
+                        let img = Image::decode(black_box(bytes), &limits).expect("decode");
+                        rec.analyze(&img).expect("analyze")
+                    })
+                },
+            );
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, stages, end_to_end);
 criterion_main!(benches);
