@@ -96,7 +96,7 @@ fn end_to_end(c: &mut Criterion) {
     let photos: Vec<(&str, Vec<u8>)> = ["obama.jpg", "t1.jpg"]
         .into_iter()
         .filter_map(|p| {
-            let path = model_path(&format!("photos/{p}"))?;
+            let path = model_path(format!("photos/{p}"))?;
             Some((p.trim_end_matches(".jpg"), std::fs::read(path).ok()?))
         })
         .collect();
