@@ -732,12 +732,12 @@ fn npy_bad_headers() {
             &["color"],
         ),
         (
-            "float64",
+            "complex128",
             npy(
-                "{'descr': '<f8', 'fortran_order': False, 'shape': (1,), }",
-                &[0; 8],
+                "{'descr': '<c16', 'fortran_order': False, 'shape': (1,), }",
+                &[0; 16],
             ),
-            &["float64"],
+            &["complex"],
         ),
         (
             "structured dtype",

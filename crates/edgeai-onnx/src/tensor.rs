@@ -1,7 +1,7 @@
 //! [`TensorProto`] to edgeai [`Tensor`]: the values of initializers, `Constant` nodes and the
 //! `.pb` files of ONNX's backend test data (`test_data_set_N/input_M.pb`).
 //!
-//! A tensor whose ONNX data type has no [`DType`] (double, bool, string, uint16...) is an
+//! A tensor whose ONNX data type has no [`DType`] (string, complex, float8, int4...) is an
 //! [`Error::Tensor`] that names the tensor and the type, never a lossy conversion.
 
 use std::path::Path;
@@ -26,8 +26,8 @@ use crate::summary::{elem_type_dtype, elem_type_name};
 ///
 /// let t = tensor_from_proto(&build::tensor_f32("x", &[2], &[1.0, -2.5]))?;
 /// assert_eq!((t.shape(), t.as_slice::<f32>()?), (&[2usize][..], &[1.0f32, -2.5][..]));
-/// let e = tensor_from_proto(&build::tensor_raw("b", &[1], 9, vec![1])).unwrap_err();
-/// assert_eq!(e.to_string(), "tensor: tensor `b`: unsupported dtype bool (ONNX data type 9)");
+/// let e = tensor_from_proto(&build::tensor_raw("c", &[1], 14, vec![0; 8])).unwrap_err();
+/// assert_eq!(e.to_string(), "tensor: tensor `c`: unsupported dtype complex64 (ONNX data type 14)");
 /// # Ok::<(), edgeai_core::Error>(())
 /// ```
 pub fn tensor_from_proto(t: &TensorProto) -> Result<Tensor> {
@@ -180,9 +180,19 @@ mod tests {
     fn bad_tensors_are_errors() {
         let msg = |t: TensorProto| tensor_from_proto(&t).unwrap_err().to_string();
         assert_eq!(
-            msg(build::tensor_raw("d", &[1], dt::DOUBLE, vec![0; 8])),
-            "tensor: tensor `d`: unsupported dtype double (ONNX data type 11)"
+            msg(build::tensor_raw("d", &[1], 14, vec![0; 8])),
+            "tensor: tensor `d`: unsupported dtype complex64 (ONNX data type 14)"
         );
+        let b = tensor_from_proto(&build::tensor_raw("b", &[2], dt::BOOL, vec![1, 0])).unwrap();
+        assert_eq!(b.as_slice::<bool>().unwrap(), &[true, false]);
+        let f = tensor_from_proto(&build::tensor_raw(
+            "f",
+            &[1],
+            dt::DOUBLE,
+            2.5f64.to_le_bytes().to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(f.as_slice::<f64>().unwrap(), &[2.5]);
         assert!(msg(build::tensor_f32("n", &[3], &[1.0])).contains("do not match its 1 f32"));
         assert!(msg(build::tensor_f32("m", &[-1], &[1.0])).contains("dimension -1 is negative"));
         assert!(msg(build::tensor_raw("x", &[1], dt::FLOAT, vec![0; 3])).contains("3 bytes"));
