@@ -23,16 +23,8 @@ const MODELS: &[(&str, &str, &[usize])] = &[
     ),
 ];
 
-fn threads() -> usize {
-    std::env::var("EDGEAI_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2)
-}
-
 fn backends(c: &mut Criterion) {
-    let threads = threads();
+    let threads = edgeai_testutil::bench_threads();
     for &(group, file, shape) in MODELS {
         let Some(path) = model_path(file) else {
             eprintln!("skipping {group}: {file} not fetched (run scripts/fetch-models)");

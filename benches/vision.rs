@@ -75,14 +75,6 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-fn threads() -> usize {
-    std::env::var("EDGEAI_BENCH_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(2)
-}
-
 /// Detect, align and embed every face of a photo, as `FaceRecognizer::analyze` does for the
 /// CLI's `face identify`; OpenCV's `FaceDetectorYN` + `FaceRecognizerSF` do the same work in
 /// `scripts/bench-faces-opencv`.
@@ -100,7 +92,7 @@ fn end_to_end(c: &mut Criterion) {
             Some((p.trim_end_matches(".jpg"), std::fs::read(path).ok()?))
         })
         .collect();
-    let threads = threads();
+    let threads = edgeai_testutil::bench_threads();
     let mut g = c.benchmark_group("vision_e2e");
     g.sample_size(10).measurement_time(Duration::from_secs(5));
     for name in edgeai::available_backends() {

@@ -21,6 +21,16 @@ pub fn models_dir() -> Option<PathBuf> {
     edgeai_core::paths::models_dir(std::env::var_os(edgeai_core::paths::MODELS_ENV))
 }
 
+/// Threads per backend for the graph benches: `$EDGEAI_BENCH_THREADS` if it is a positive
+/// number, else 2.
+pub fn bench_threads() -> usize {
+    std::env::var("EDGEAI_BENCH_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(2)
+}
+
 /// The fetched file `models/<relative>` (under [`models_dir`]), if it is there.
 pub fn model_path(relative: impl AsRef<std::path::Path>) -> Option<PathBuf> {
     edgeai_core::paths::model_path(std::env::var_os(edgeai_core::paths::MODELS_ENV), relative)
