@@ -4,20 +4,20 @@
 //! cargo run --release --example chat                          # interactive
 //! cargo run --release --example chat -- --prompt "Hi there"   # one shot
 //! cargo run --release --features candle --example chat -- --engine candle --prompt "Hi"
+//! # an ONNX decoder (edgeai export-onnx model.gguf out/) on ONNX Runtime:
+//! cargo run --release --features ort --example chat -- --engine onnx:ort --model out --prompt "Hi"
 //! ```
 //!
 //! Options: `--model PATH --prompt TEXT --system TEXT --seed N --temperature T --top-k K
 //! --top-p P --min-p P --repeat-penalty R --max-tokens N --threads N --ctx N --engine
-//! edgeai|candle`. Interactive commands: `/reset` starts over, `/quit` (or EOF) exits.
+//! edgeai|candle|onnx:<backend>`. Interactive commands: `/reset` starts over, `/quit` (or EOF) exits.
 //! Prefill and decode speeds are printed to stderr at the end.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use edgeai::llm::generate::{Chat, GenerateOptions, Throughput};
-use edgeai::llm::{
-    DecoderEngine, DecoderModel, EngineOptions, LanguageModel, Packing, SamplerConfig, Tokenizer,
-};
+use edgeai::llm::{LanguageModel, LlmOptions, Packing, SamplerConfig};
 
 const DEFAULT_MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
 
@@ -34,7 +34,7 @@ struct Args {
 
 const USAGE: &str = "usage: chat [--model PATH] [--prompt TEXT] [--system TEXT] [--seed N] \
 [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--max-tokens N] \
-[--threads N] [--ctx N] [--engine edgeai|candle]";
+[--threads N] [--ctx N] [--engine edgeai|candle|onnx:<backend>]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -100,8 +100,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("{DEFAULT_MODEL} not found: run scripts/fetch-models or pass --model")
         })?,
     };
-    edgeai::core::quant::set_num_threads(args.threads);
-    let threads = edgeai::core::quant::num_threads();
     // The environment knobs the CLI has too (the library reads no environment variable).
     if let Ok(v) = std::env::var("EDGEAI_KERNEL") {
         edgeai::core::quant::force_kernel_path_by_name(&v)?;
@@ -110,45 +108,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(v) => v.parse::<Packing>()?,
         Err(_) => Packing::Auto,
     };
-
-    let model = DecoderModel::open_with(&path, packing)?;
-    let tokenizer = Tokenizer::from_gguf(model.gguf())?;
-    let template = edgeai::llm::ChatTemplate::for_gguf(model.gguf())?;
-    let mut engine: Box<dyn LanguageModel> = match args.engine.as_str() {
-        "edgeai" => Box::new(DecoderEngine::new(
-            model,
-            &EngineOptions {
-                context_length: args.ctx,
-                ..Default::default()
-            },
-        )?),
-        #[cfg(feature = "candle")]
-        "candle" => edgeai::backend_candle::open_llm(&path, args.ctx, threads)?,
-        other => {
-            return Err(format!(
-                "engine `{other}` is not available (edgeai{})",
-                if cfg!(feature = "candle") {
-                    ", candle"
-                } else {
-                    "; build with --features candle for candle"
-                }
-            )
-            .into())
-        }
-    };
+    let mut config = edgeai::BackendConfig::default();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        config = config.with_ort_library(p);
+    }
+    if let Some(d) = std::env::var_os(edgeai::core::paths::MODELS_ENV) {
+        config = config.with_models_dir(d);
+    }
+    // One path for every engine: the registry opens the model with its tokenizer and template.
+    let engine = edgeai::llm_engine_with(&args.engine, &config)?;
+    let mut llm = engine.open(
+        &path,
+        &LlmOptions {
+            context_length: args.ctx,
+            threads: args.threads,
+            packing,
+            ..Default::default()
+        },
+    )?;
     eprintln!(
-        "model {} | engine {} | {threads} thread(s) | context {} | kernels {}",
+        "model {} | engine {} | context {}",
         path.display(),
-        engine.name(),
-        engine.context_length(),
-        edgeai::core::quant::kernel_path().name()
+        llm.engine.describe(),
+        llm.engine.context_length(),
     );
     let opts = GenerateOptions {
         max_tokens: args.max_tokens,
         stop: Vec::new(),
         sampler: args.sampler.clone(),
     };
-    let mut chat = Chat::new(template, args.system.as_deref());
+    let mut chat = llm.chat(args.system.as_deref());
+    let (engine, tokenizer) = (llm.engine.as_mut(), &llm.tokenizer);
     let mut totals = Throughput::default();
     let turn = |chat: &mut Chat,
                 engine: &mut dyn LanguageModel,
@@ -156,7 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 totals: &mut Throughput|
      -> Result<(), Box<dyn std::error::Error>> {
         let mut out = std::io::stdout().lock();
-        let g = chat.send(engine, &tokenizer, text, &opts, &mut |piece| {
+        let g = chat.send(engine, tokenizer, text, &opts, &mut |piece| {
             let _ = out.write_all(piece.as_bytes());
             let _ = out.flush();
             true
@@ -168,7 +158,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     if let Some(p) = &args.prompt {
-        turn(&mut chat, engine.as_mut(), p, &mut totals)?;
+        turn(&mut chat, engine, p, &mut totals)?;
     } else {
         eprintln!("type a message (/reset to start over, /quit to exit)");
         let stdin = std::io::stdin();
@@ -189,7 +179,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 _ => {}
             }
-            if let Err(e) = turn(&mut chat, engine.as_mut(), line, &mut totals) {
+            if let Err(e) = turn(&mut chat, engine, line, &mut totals) {
                 eprintln!("error: {e}");
             }
         }

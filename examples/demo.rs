@@ -106,8 +106,8 @@ fn chat(
         .map_or("the model".into(), |n| n.to_string_lossy().into_owned());
     // A base model (no chat template in the file, e.g. the fetched Gemma 3 270M) continues
     // text instead of answering turns.
-    let base = llm
-        .engine
+    let native = llm.native().expect("Llm::open runs the native engine");
+    let base = native
         .model()
         .gguf()
         .get_str("tokenizer.chat_template")
@@ -115,7 +115,7 @@ fn chat(
     println!(
         "\n== {} {name} ({}) on edgeai kernels (loaded in {:.0} ms)",
         if base { "complete with" } else { "chat with" },
-        llm.engine.model().config().arch.name(),
+        native.model().config().arch.name(),
         t.elapsed().as_secs_f64() * 1e3
     );
     let opts = GenerateOptions {
@@ -128,18 +128,31 @@ fn chat(
         let _ = std::io::stdout().flush();
         true
     };
+    let packed = native.model().is_packed();
     let gen = if base {
         let prompt = "The capital of Germany is";
         print!("{prompt}");
         llm.engine.reset();
         let tokens = llm.tokenizer.encode(prompt)?;
-        edgeai::llm::generate::generate(&mut llm.engine, &llm.tokenizer, &tokens, &opts, &mut show)?
+        edgeai::llm::generate::generate(
+            llm.engine.as_mut(),
+            &llm.tokenizer,
+            &tokens,
+            &opts,
+            &mut show,
+        )?
     } else {
         let question = "What is the capital of Germany? Answer in one sentence.";
         let mut conversation = llm.chat(None);
         println!("user: {question}");
         print!("assistant: ");
-        conversation.send(&mut llm.engine, &llm.tokenizer, question, &opts, &mut show)?
+        conversation.send(
+            llm.engine.as_mut(),
+            &llm.tokenizer,
+            question,
+            &opts,
+            &mut show,
+        )?
     };
     println!(
         "\n[{} prompt tokens at {:.0} tok/s, {} generated at {:.1} tok/s, {} thread(s), kernels {}{}]",
@@ -149,7 +162,7 @@ fn chat(
         gen.decode_tok_s(),
         edgeai::core::quant::num_threads(),
         edgeai::core::quant::kernel_path(),
-        if llm.engine.model().is_packed() {
+        if packed {
             " (packed weights)"
         } else {
             ""

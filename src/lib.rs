@@ -151,3 +151,60 @@ pub fn default_backend_with(config: &BackendConfig) -> Result<Box<dyn Backend>> 
             })?;
     backend_with(name, config)
 }
+
+/// Names of the LLM engines compiled into this build: `edgeai` (the native kernels, GGUF),
+/// `candle` (with the `candle` feature, GGUF), and `onnx:<backend>` for every graph backend
+/// (decoder-only ONNX models, e.g. from `edgeai export-onnx`).
+///
+/// ```
+/// assert_eq!(edgeai::available_llm_engines()[0], "edgeai");
+/// ```
+pub fn available_llm_engines() -> Vec<String> {
+    let mut names = vec!["edgeai".to_string()];
+    if cfg!(feature = "candle") {
+        names.push("candle".to_string());
+    }
+    names.extend(available_backends().iter().map(|b| format!("onnx:{b}")));
+    names
+}
+
+/// The LLM engine called `name` (see [`available_llm_engines`]).
+///
+/// ```no_run
+/// use edgeai::llm::{GenerateOptions, LlmOptions};
+///
+/// let engine = edgeai::llm_engine("onnx:tract")?;
+/// let mut llm = engine.open("models/llm/smollm2-onnx".as_ref(), &LlmOptions::default())?;
+/// println!("{}", llm.complete("The capital of France is", &GenerateOptions::default())?.text);
+/// # Ok::<(), edgeai::llm::Error>(())
+/// ```
+pub fn llm_engine(name: &str) -> edgeai_llm::Result<Box<dyn edgeai_llm::LlmEngine>> {
+    llm_engine_with(name, &BackendConfig::default())
+}
+
+/// The LLM engine called `name`, its graph backend (for `onnx:<backend>`) configured by
+/// `config`.
+pub fn llm_engine_with(
+    name: &str,
+    config: &BackendConfig,
+) -> edgeai_llm::Result<Box<dyn edgeai_llm::LlmEngine>> {
+    if let Some(b) = name.strip_prefix("onnx:") {
+        return Ok(Box::new(edgeai_llm::OnnxEngine::new(backend_with(
+            b, config,
+        )?)));
+    }
+    match name {
+        "edgeai" => Ok(Box::new(edgeai_llm::NativeEngine)),
+        #[cfg(feature = "candle")]
+        "candle" => Ok(Box::new(edgeai_backend_candle::CandleEngine)),
+        _ => Err(edgeai_llm::Error::InvalidArgument(format!(
+            "unknown LLM engine `{name}` (compiled in: {}{})",
+            available_llm_engines().join(", "),
+            if name == "candle" {
+                "; build with the Cargo feature `candle`"
+            } else {
+                ""
+            }
+        ))),
+    }
+}

@@ -70,7 +70,10 @@ fn tokenizer_matches_llama_cpp_and_round_trips() {
 #[test]
 fn greedy_follows_llama_cpp_up_to_near_ties() {
     let Some(mut llm) = llm(256) else { return };
-    assert_eq!(llm.engine.model().config().arch, Architecture::Gemma3);
+    assert_eq!(
+        llm.native().unwrap().model().config().arch,
+        Architecture::Gemma3
+    );
     let v = llm.engine.vocab_size();
     let (mut agree, mut compared, mut worst_gap, mut identical) = (0, 0, 0f32, 0);
     for (p, (prompt, cont)) in prompts().iter().zip(LLAMA_CPP_GREEDY) {
@@ -176,12 +179,12 @@ fn a_prompt_longer_than_the_window_matches_token_by_token_decoding() {
     eprintln!("past the window: batched vs incremental max rel diff {worst}");
     assert!(worst < 0.02, "{worst}");
     // The sliding layers hold window + batch positions, the global ones the context.
-    let c = llm.engine.model().config().clone();
+    let c = llm.native().unwrap().model().config().clone();
     // Default options: an f16 cache.
     let elem = KvCacheType::default().bytes_for(1);
     assert_eq!(elem, 2);
     let full = 2 * c.n_layer * 1024 * c.kv_dim() * elem;
-    let bytes = llm.engine.kv_cache_bytes();
+    let bytes = llm.native().unwrap().kv_cache_bytes();
     eprintln!(
         "KV cache {} KiB (a full cache: {} KiB)",
         bytes >> 10,
@@ -215,9 +218,9 @@ fn peak_rss_is_the_file_plus_the_kv_cache() {
         }
         let peak = edgeai::bench::peak_rss_bytes().unwrap();
         let file = std::fs::metadata(&path).unwrap().len();
-        let (heap, replaced) = llm.engine.model().packed_bytes();
+        let (heap, replaced) = llm.native().unwrap().model().packed_bytes();
         let growth = heap.saturating_sub(replaced) as u64;
-        let kv = llm.engine.kv_cache_bytes() as u64;
+        let kv = llm.native().unwrap().kv_cache_bytes() as u64;
         let mib = |b: u64| b as f64 / (1 << 20) as f64;
         println!(
             "peak RSS {:.1} MiB = file {:.1} + packing {:.1} + {:.1} MiB (KV cache {:.1} MiB \

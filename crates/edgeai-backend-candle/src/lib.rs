@@ -112,6 +112,35 @@ pub fn open_llm(
     })
 }
 
+/// candle's LLM engine ([`open_llm`]) by name, for `edgeai::llm_engine("candle")`: opens a
+/// GGUF with its tokenizer and template. The cache is always f32.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CandleEngine;
+
+impl edgeai_llm::LlmEngine for CandleEngine {
+    fn name(&self) -> &str {
+        "candle"
+    }
+
+    fn source(&self) -> &'static str {
+        "a GGUF file (llama or gemma3)"
+    }
+
+    fn open(&self, path: &Path, opts: &edgeai_llm::LlmOptions) -> LlmResult<edgeai_llm::Llm> {
+        if let Some(kv) = opts.kv_cache {
+            if kv != edgeai_llm::KvCacheType::F32 {
+                return Err(LlmError::InvalidArgument(format!(
+                    "engine `candle` keeps an f32 cache, not {}",
+                    kv.name()
+                )));
+            }
+        }
+        let engine = open_llm(path, opts.context_length, opts.threads)?;
+        let gguf = edgeai_llm::gguf::GgufFile::open(path)?;
+        edgeai_llm::Llm::with_gguf_tokenizer(engine, &gguf)
+    }
+}
+
 /// candle-transformers' quantized llama (`ModelWeights::from_gguf`) as a [`LanguageModel`].
 ///
 /// Runs on the CPU inside its own rayon pool of the requested size, so thread counts are

@@ -6,17 +6,16 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use edgeai::llm::generate::{self, Chat, GenerateOptions, Throughput};
-use edgeai::llm::{
-    ChatTemplate, DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, Packing,
-    SamplerConfig, Tokenizer,
-};
+use edgeai::llm::{ChatTemplate, KvCacheType, LanguageModel, LlmOptions, Packing, SamplerConfig};
 
 use crate::fail::{Failure, Result};
 use crate::progress;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The GGUF model (architecture `llama` or `gemma3`).
+    /// The model: a GGUF (architecture `llama` or `gemma3`) for the `edgeai` and `candle`
+    /// engines; for `onnx:<backend>`, a decoder-only ONNX model (a directory with `model.onnx`
+    /// and `tokenizer.json`, as `edgeai export-onnx` writes).
     pub model: PathBuf,
     /// Answer this one message and exit (default: interactive; `/reset`, `/quit`).
     #[arg(long, short)]
@@ -55,96 +54,82 @@ pub struct Args {
     /// Context length (KV cache size) in tokens.
     #[arg(long, default_value_t = 2048)]
     pub ctx: usize,
-    /// Inference engine: `edgeai` (native kernels) or `candle` (with the `candle` feature).
+    /// Inference engine: `edgeai` (native kernels), `candle` (with the `candle` feature), or
+    /// `onnx:<backend>` (`onnx:tract`, `onnx:ort`...: an ONNX decoder on a graph backend).
     #[arg(long, default_value = "edgeai")]
     pub engine: String,
     /// KV cache element type of the `edgeai` engine: `f16` (default, half the memory),
     /// `q8_0` (a quarter of f32's memory, as llama.cpp's `-ctk q8_0 -ctv q8_0`) or `f32`.
-    /// candle's engine always keeps an f32 cache.
+    /// candle's engine always keeps an f32 cache; an ONNX decoder keeps its model's type.
     #[arg(long)]
     pub kv_cache: Option<String>,
 }
 
 pub fn main(a: Args) -> Result<()> {
-    if !matches!(a.engine.as_str(), "edgeai" | "candle") {
+    let engines = edgeai::available_llm_engines();
+    if !engines.contains(&a.engine) {
         return Err(Failure::usage(format!(
-            "unknown engine `{}` (edgeai, candle)",
-            a.engine
+            "unknown engine `{}` (compiled in: {}{})",
+            a.engine,
+            engines.join(", "),
+            if a.engine == "candle" {
+                "; build with `--features candle`"
+            } else {
+                ""
+            }
         )));
     }
     if !(a.temperature.is_finite() && a.temperature >= 0.0) {
         return Err(Failure::usage("--temperature must be a number >= 0"));
     }
     let kv_cache = match a.kv_cache.as_deref() {
-        None => KvCacheType::default(),
-        Some(s) => KvCacheType::from_name(s).ok_or_else(|| {
+        None => None,
+        Some(s) => Some(KvCacheType::from_name(s).ok_or_else(|| {
             Failure::usage(format!("--kv-cache `{s}`: expected f16, q8_0 or f32"))
-        })?,
+        })?),
     };
-    if a.engine == "candle" && kv_cache != KvCacheType::F32 && a.kv_cache.is_some() {
-        return Err(Failure::usage(
-            "--kv-cache: candle's engine keeps an f32 cache (pass f32 or drop the flag)",
-        ));
+    if a.raw && a.system.is_some() {
+        return Err(Failure::usage("--system needs a chat template: drop --raw"));
     }
     std::fs::metadata(&a.model).map_err(|e| edgeai::core::Error::io(&a.model, e))?;
-    edgeai::core::quant::set_num_threads(a.threads);
-    let threads = edgeai::core::quant::num_threads();
-    // `EDGEAI_PACK=0|1|auto`: whether the weights are repacked at load (default: where the
-    // kernel path has packed kernels).
+    // `EDGEAI_PACK=0|1|auto`: whether the native engine repacks the weights at load (default:
+    // where the kernel path has packed kernels).
     let packing = match std::env::var("EDGEAI_PACK") {
         Ok(v) => v
             .parse::<Packing>()
             .map_err(|e| Failure::usage(format!("EDGEAI_PACK: {e}")))?,
         Err(_) => Packing::Auto,
     };
-    let model = progress::with_spinner(format!("loading {}", a.model.display()), || {
-        DecoderModel::open_with(&a.model, packing)
-    })?;
-    let packed = model.is_packed() && a.engine != "candle";
-    let tokenizer = Tokenizer::from_gguf(model.gguf())?;
+    let engine = edgeai::llm_engine_with(&a.engine, &crate::run::backend_config())?;
+    let opts = LlmOptions {
+        context_length: a.ctx,
+        threads: a.threads,
+        kv_cache,
+        packing,
+    };
+    let mut llm = progress::with_spinner(
+        format!("loading {} on {}", a.model.display(), engine.name()),
+        || engine.open(&a.model, &opts),
+    )?;
     let template = if a.raw {
         None
     } else {
-        Some(ChatTemplate::for_gguf(model.gguf())?)
+        Some(llm.template.clone().ok_or_else(|| {
+            Failure::usage(
+                "the model's chat template is not one edgeai can apply: pass --raw to continue \
+                 text without one",
+            )
+        })?)
     };
-    if a.raw && a.system.is_some() {
-        return Err(Failure::usage("--system needs a chat template: drop --raw"));
-    }
-    let mut engine: Box<dyn LanguageModel> = match a.engine.as_str() {
-        #[cfg(feature = "candle")]
-        "candle" => {
-            drop(model);
-            progress::with_spinner("loading the candle engine", || {
-                edgeai::backend_candle::open_llm(&a.model, a.ctx, threads)
-            })?
-        }
-        #[cfg(not(feature = "candle"))]
-        "candle" => {
-            return Err(Failure::usage(
-                "engine `candle` is not compiled in: build with `--features candle`",
-            ))
-        }
-        _ => Box::new(DecoderEngine::new(
-            model,
-            &EngineOptions {
-                context_length: a.ctx,
-                kv_cache,
-                ..Default::default()
-            },
-        )?),
-    };
-    let kv_name = if a.engine == "candle" {
-        "f32"
-    } else {
-        kv_cache.name()
+    let threads = match a.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
     eprintln!(
-        "model {} | engine {} | {threads} thread(s) | context {} ({kv_name} KV) | kernels {}{} | {}",
+        "model {} | engine {} | {threads} thread(s) | context {} | {}",
         a.model.display(),
-        engine.name(),
-        engine.context_length(),
-        edgeai::core::quant::kernel_path().name(),
-        if packed { " (packed)" } else { "" },
+        llm.engine.describe(),
+        llm.engine.context_length(),
         match &template {
             None => "raw completion".to_string(),
             Some(ChatTemplate::Gemma) => "Gemma turns".to_string(),
@@ -170,6 +155,7 @@ pub fn main(a: Args) -> Result<()> {
         a.system.as_deref(),
     );
     let mut totals = Throughput::default();
+    let (engine, tokenizer) = (llm.engine.as_mut(), &llm.tokenizer);
     let mut turn = |chat: &mut Chat, engine: &mut dyn LanguageModel, text: &str| -> Result<()> {
         let mut out = std::io::stdout().lock();
         // A closed stdout (e.g. `| head`) stops generation instead of failing.
@@ -178,9 +164,9 @@ pub fn main(a: Args) -> Result<()> {
         let g = if raw {
             engine.reset();
             let tokens = tokenizer.encode(text)?;
-            generate::generate(engine, &tokenizer, &tokens, &opts, &mut on_piece)?
+            generate::generate(engine, tokenizer, &tokens, &opts, &mut on_piece)?
         } else {
-            chat.send(engine, &tokenizer, text, &opts, &mut on_piece)?
+            chat.send(engine, tokenizer, text, &opts, &mut on_piece)?
         };
         let _ = writeln!(out);
         totals.add(&g);
@@ -188,7 +174,7 @@ pub fn main(a: Args) -> Result<()> {
         Ok(())
     };
     if let Some(p) = &a.prompt {
-        turn(&mut chat, engine.as_mut(), p)?;
+        turn(&mut chat, engine, p)?;
     } else {
         eprintln!("type a message (/reset to start over, /quit to exit)");
         let stdin = std::io::stdin();
@@ -207,7 +193,7 @@ pub fn main(a: Args) -> Result<()> {
                     continue;
                 }
                 text => {
-                    if let Err(e) = turn(&mut chat, engine.as_mut(), text) {
+                    if let Err(e) = turn(&mut chat, engine, text) {
                         eprintln!("edgeai: error: {}", e.message);
                     }
                 }

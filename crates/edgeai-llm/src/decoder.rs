@@ -1460,6 +1460,28 @@ impl LanguageModel for DecoderEngine {
         "edgeai"
     }
 
+    fn describe(&self) -> String {
+        let kv = match self.cache {
+            KvStore::F32(..) => "f32",
+            KvStore::F16(..) => "f16",
+            KvStore::Q8_0(..) => "q8_0",
+        };
+        format!(
+            "edgeai ({}, kernels {}{}, {kv} KV)",
+            self.model.cfg.arch.name(),
+            edgeai_core::quant::kernel_path().name(),
+            if self.model.is_packed() {
+                " packed"
+            } else {
+                ""
+            }
+        )
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn vocab_size(&self) -> usize {
         self.model.cfg.vocab
     }

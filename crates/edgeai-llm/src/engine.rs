@@ -1,6 +1,8 @@
 //! The engine trait every LLM runtime implements (the native decoder here, candle's in
 //! `edgeai-backend-candle`).
 
+use std::any::Any;
+
 use crate::Result;
 
 /// A causal language model together with its decoding state (KV cache, position).
@@ -41,6 +43,18 @@ pub trait LanguageModel: Send {
         }
         Ok(out)
     }
+
+    /// One line for a banner or a log: the name and what the engine runs (weights, cache).
+    /// The default is [`LanguageModel::name`].
+    fn describe(&self) -> String {
+        self.name().to_string()
+    }
+
+    /// The engine as [`Any`], so that a caller holding a `dyn LanguageModel` can reach the
+    /// concrete engine's own methods (`downcast_ref::<DecoderEngine>()`); `None` by default.
+    fn as_any(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 impl<M: LanguageModel + ?Sized> LanguageModel for Box<M> {
@@ -67,6 +81,12 @@ impl<M: LanguageModel + ?Sized> LanguageModel for Box<M> {
     }
     fn forward_all(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
         (**self).forward_all(tokens)
+    }
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn as_any(&self) -> Option<&dyn Any> {
+        (**self).as_any()
     }
 }
 
