@@ -233,7 +233,7 @@ mod tests {
 
     #[test]
     fn unsupported_attribute_variant_is_reported_at_load() {
-        let mode = attr_string("mode", "cubic");
+        let mode = attr_string("mode", "lanczos");
         let bytes = model(
             vec![node("Resize", &["x", "", "s"], &["y"], vec![mode])],
             vec![build::tensor_f32("s", &[4], &[1.0, 1.0, 2.0, 2.0])],
@@ -244,7 +244,7 @@ mod tests {
             .load(bytes.into(), &LoadOptions::new())
             .err()
             .unwrap_or_else(|| panic!("the model loaded"));
-        assert!(err.to_string().contains("Resize(mode=cubic"), "{err}");
+        assert!(err.to_string().contains("Resize(mode=lanczos)"), "{err}");
     }
 
     #[test]

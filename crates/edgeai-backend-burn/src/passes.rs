@@ -38,7 +38,11 @@ pub(crate) fn fuse_conv_bn(
         let Some(bn) = nodes[i].as_ref() else {
             continue;
         };
-        if bn.op != "BatchNormalization" || bn.outputs.len() != 1 || bn.inputs.len() != 5 {
+        if bn.op != "BatchNormalization"
+            || bn.outputs.len() != 1
+            || bn.inputs.len() != 5
+            || bn.attrs.int("training_mode", 0) != 0
+        {
             continue;
         }
         let Some(x) = bn.inputs[0] else { continue };

@@ -122,22 +122,48 @@ pub(super) fn prelu<B: Backend>(_: &Node, cx: &mut Cx<B>) -> Out<B> {
     one_f(B::prelu(x, s))
 }
 
+/// `Clip`: bounds from attributes (before opset 11) or optional scalar inputs (an omitted or
+/// empty one is no bound). Integer tensors are clipped on the host and stay integers. With
+/// `min > max` every value becomes `max`, as ONNX specifies.
 pub(super) fn clip<B: Backend>(node: &Node, cx: &mut Cx<B>) -> Out<B> {
     let a = &node.attrs;
-    let x = cx.float(0)?;
+    let x = cx.take(0)?;
     let (lo, hi) = if cx.opset < 11 {
-        (
-            Some(a.float("min", f32::NEG_INFINITY)),
-            Some(a.float("max", f32::INFINITY)),
-        )
+        let f = |name: &str| {
+            a.has(name)
+                .then(|| Host::floats(vec![], vec![a.float(name, 0.0)]))
+        };
+        (f("min").map(Arc::new), f("max").map(Arc::new))
     } else {
-        let bound = |h: Option<Arc<Host>>| h.and_then(|h| h.to_f32().first().copied());
-        (bound(cx.opt_host(1)?), bound(cx.opt_host(2)?))
+        (cx.opt_host(1)?, cx.opt_host(2)?)
     };
-    one_f(match (lo, hi) {
-        (Some(l), Some(h)) => B::float_clamp(x, l.into(), h.into()),
-        (Some(l), None) => B::float_clamp_min(x, l.into()),
-        (None, Some(h)) => B::float_clamp_max(x, h.into()),
-        (None, None) => x,
-    })
+    for (name, b) in [("min", &lo), ("max", &hi)] {
+        if let Some(b) = b {
+            if b.count() > 1 {
+                bail!(Attr, "{name} has shape {:?}, not a scalar", b.shape);
+            }
+        }
+    }
+    let lo = lo.filter(|h| h.count() == 1);
+    let hi = hi.filter(|h| h.count() == 1);
+    match x {
+        Val::I(h) => {
+            let (l, u) = (
+                lo.map_or(i64::MIN, |b| b.to_i64()[0]),
+                hi.map_or(i64::MAX, |b| b.to_i64()[0]),
+            );
+            let v = h.to_i64().into_iter().map(|v| v.max(l).min(u)).collect();
+            one(host_val(Host::ints(h.shape.clone(), v)))
+        }
+        x => {
+            let mut x = to_f::<B>(x, cx.dev);
+            if let Some(l) = lo {
+                x = B::float_clamp_min(x, l.to_f32()[0].into());
+            }
+            if let Some(u) = hi {
+                x = B::float_clamp_max(x, u.to_f32()[0].into());
+            }
+            one_f(x)
+        }
+    }
 }

@@ -146,33 +146,8 @@ pub(crate) fn unsupported_variant(node: &Node) -> Option<String> {
         return Some(format!("{}(sub-graph)", node.op));
     }
     match node.op.as_str() {
-        "Resize" | "Upsample" => {
-            let mode = a.string("mode", "nearest");
-            let ctm = a.string("coordinate_transformation_mode", "half_pixel");
-            let nearest = a.string("nearest_mode", "round_prefer_floor");
-            match mode.as_str() {
-                "nearest"
-                    if node.op == "Upsample" || (ctm == "asymmetric" && nearest == "floor") =>
-                {
-                    None
-                }
-                "linear" | "bilinear"
-                    if node.op == "Upsample"
-                        || matches!(
-                            ctm.as_str(),
-                            "half_pixel" | "pytorch_half_pixel" | "align_corners"
-                        ) =>
-                {
-                    None
-                }
-                _ => Some(format!(
-                    "{}(mode={mode}, coordinate_transformation_mode={ctm}, nearest_mode={nearest})",
-                    node.op
-                )),
-            }
-        }
-        "MaxPool" if node.outputs.len() > 1 => Some("MaxPool(Indices output)".into()),
-        "Conv" | "MaxPool" | "AveragePool" => {
+        "Resize" | "Upsample" => resize::unsupported(node),
+        "Conv" => {
             let k = a.ints("kernel_shape").map_or(2, |k| k.len());
             (k != 2).then(|| format!("{}({k}-D)", node.op))
         }
@@ -349,6 +324,252 @@ fn reshape_val<B: Backend>(x: Val<B>, target: &[usize]) -> Val<B> {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use crate::parse::Attrs;
+    use edgeai_onnx::build::{attr_float, attr_int, attr_ints, attr_string};
+    use edgeai_onnx::proto::AttributeProto;
+
+    type F = burn_flex::Flex;
+
+    /// Runs operator `op` (`n_out` outputs) on `ins` at `opset` with `attrs`.
+    fn run(
+        op: &str,
+        attrs: Vec<AttributeProto>,
+        ins: Vec<Option<Val<F>>>,
+        n_out: usize,
+        opset: i64,
+    ) -> Result<Vec<Val<F>>, NodeError> {
+        let node = Node {
+            op: op.into(),
+            name: "n".into(),
+            inputs: (0..ins.len()).map(Some).collect(),
+            outputs: (0..n_out).collect(),
+            attrs: Attrs::new(&attrs),
+        };
+        exec::<F>(&node, ins, &Default::default(), opset)
+    }
+
+    fn floats(shape: &[usize], v: &[f32]) -> Option<Val<F>> {
+        Some(Val::F(upload::<F>(
+            &Host::floats(shape.to_vec(), v.to_vec()),
+            &Default::default(),
+        )))
+    }
+
+    fn ints(shape: &[usize], v: &[i64]) -> Option<Val<F>> {
+        Some(host_val(Host::ints(shape.to_vec(), v.to_vec())))
+    }
+
+    /// Shape and values of a result, floats rounded to 1e-4.
+    fn values(v: &Val<F>) -> (Vec<usize>, Vec<f32>) {
+        let h = to_host::<F>(v.clone()).unwrap();
+        let r = h.to_f32().iter().map(|x| (x * 1e4).round() / 1e4).collect();
+        (h.shape.clone(), r)
+    }
+
+    #[test]
+    fn average_pool_counts_padding_only_with_count_include_pad() {
+        // 1-D [1, 2, 3], window 2, pads (1, 0): the first window is [pad, 1].
+        let x = || floats(&[1, 1, 3], &[1.0, 2.0, 3.0]);
+        let attrs = |inc| {
+            vec![
+                attr_ints("kernel_shape", &[2]),
+                attr_ints("pads", &[1, 0]),
+                attr_int("count_include_pad", inc),
+            ]
+        };
+        let y = run("AveragePool", attrs(0), vec![x()], 1, 19).unwrap();
+        assert_eq!(values(&y[0]), (vec![1, 1, 3], vec![1.0, 1.5, 2.5]));
+        let y = run("AveragePool", attrs(1), vec![x()], 1, 19).unwrap();
+        assert_eq!(values(&y[0]).1, vec![0.5, 1.5, 2.5]);
+    }
+
+    #[test]
+    fn ceil_mode_drops_a_window_starting_in_the_end_padding() {
+        // len 5, window 2, stride 2, pads (1, 1): ceil gives 4 windows, the last starting
+        // at padded position 6 = 5 + 1 (all padding), so 3 remain.
+        let x = floats(&[1, 1, 5], &[1.0, 2.0, 3.0, 4.0, 5.0]);
+        let attrs = vec![
+            attr_ints("kernel_shape", &[2]),
+            attr_ints("strides", &[2]),
+            attr_ints("pads", &[1, 1]),
+            attr_int("ceil_mode", 1),
+        ];
+        let y = run("MaxPool", attrs, vec![x], 1, 19).unwrap();
+        assert_eq!(values(&y[0]), (vec![1, 1, 3], vec![1.0, 3.0, 5.0]));
+    }
+
+    #[test]
+    fn max_pool_indices_are_flat_and_follow_storage_order() {
+        // Two 2x2 planes, one 2x2 window: the max of plane 1 is at (0, 1).
+        let x = || floats(&[1, 2, 2, 2], &[0.0, 0.0, 9.0, 0.0, 1.0, 4.0, 3.0, 2.0]);
+        let attrs = |order| {
+            vec![
+                attr_ints("kernel_shape", &[2, 2]),
+                attr_int("storage_order", order),
+            ]
+        };
+        let y = run("MaxPool", attrs(0), vec![x()], 2, 19).unwrap();
+        assert_eq!(values(&y[0]).1, vec![9.0, 4.0]);
+        assert_eq!(values(&y[1]).1, vec![2.0, 5.0]);
+        let y = run("MaxPool", attrs(1), vec![x()], 2, 19).unwrap();
+        assert_eq!(
+            values(&y[1]).1,
+            vec![1.0, 6.0],
+            "column-major spatial index"
+        );
+    }
+
+    #[test]
+    fn same_lower_pads_before_and_integer_pools_stay_integers() {
+        let x = ints(&[1, 1, 1, 3], &[5, -2, 7]);
+        let attrs = vec![
+            attr_ints("kernel_shape", &[1, 2]),
+            attr_string("auto_pad", "SAME_LOWER"),
+        ];
+        let y = run("MaxPool", attrs, vec![x], 1, 19).unwrap();
+        assert!(
+            matches!(y[0], Val::I(_)),
+            "an integer MaxPool stays on the host"
+        );
+        assert_eq!(values(&y[0]), (vec![1, 1, 1, 3], vec![5.0, 5.0, 7.0]));
+    }
+
+    #[test]
+    fn clip_keeps_integers_and_reads_opset_6_attributes() {
+        let y = run(
+            "Clip",
+            vec![],
+            vec![ints(&[4], &[-100, -1, 3, 100]), ints(&[], &[-2]), None],
+            1,
+            13,
+        )
+        .unwrap();
+        assert!(matches!(y[0], Val::I(_)));
+        assert_eq!(values(&y[0]).1, vec![-2.0, -1.0, 3.0, 100.0]);
+        let attrs = vec![attr_float("min", -1.0), attr_float("max", 1.0)];
+        let y = run("Clip", attrs, vec![floats(&[3], &[-5.0, 0.5, 5.0])], 1, 6).unwrap();
+        assert_eq!(values(&y[0]).1, vec![-1.0, 0.5, 1.0]);
+        // min > max: everything becomes max.
+        let bounds = vec![
+            floats(&[3], &[-5.0, 0.5, 5.0]),
+            floats(&[], &[2.0]),
+            floats(&[], &[1.0]),
+        ];
+        let y = run("Clip", vec![], bounds, 1, 13).unwrap();
+        assert_eq!(values(&y[0]).1, vec![1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn resize_downsamples_by_the_given_scale_not_the_size_ratio() {
+        // ONNX test_resize_downsample_scales_linear: scale 0.6 of a 2x4 image gives 1x2
+        // values sampled at (x + 0.5) / 0.6 - 0.5, not at the 0.5 ratio of the sizes.
+        let x = floats(&[1, 1, 2, 4], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        let s = floats(&[4], &[1.0, 1.0, 0.6, 0.6]);
+        let y = run(
+            "Resize",
+            vec![attr_string("mode", "linear")],
+            vec![x, None, s],
+            1,
+            19,
+        )
+        .unwrap();
+        assert_eq!(values(&y[0]), (vec![1, 1, 1, 2], vec![2.6667, 4.3333]));
+    }
+
+    #[test]
+    fn resize_nearest_mode_and_crop_extrapolation() {
+        // 1-D [10, 20] upsampled 4x with asymmetric coordinates x / 4: 0, .25, .5, .75, ...
+        let run_nearest = |mode: &str| {
+            let attrs = vec![
+                attr_string("coordinate_transformation_mode", "asymmetric"),
+                attr_string("nearest_mode", mode),
+            ];
+            let ins = vec![floats(&[2], &[10.0, 20.0]), None, floats(&[1], &[4.0])];
+            values(&run("Resize", attrs, ins, 1, 19).unwrap()[0]).1
+        };
+        assert_eq!(
+            run_nearest("round_prefer_floor")[..4],
+            [10.0, 10.0, 10.0, 20.0]
+        );
+        assert_eq!(
+            run_nearest("round_prefer_ceil")[..4],
+            [10.0, 10.0, 20.0, 20.0]
+        );
+        assert_eq!(run_nearest("ceil")[..4], [10.0, 20.0, 20.0, 20.0]);
+        // tf_crop_and_resize over roi [0.5, 1.5]: samples past the last input are -1.
+        let attrs = vec![
+            attr_string("mode", "linear"),
+            attr_string("coordinate_transformation_mode", "tf_crop_and_resize"),
+            attr_float("extrapolation_value", -1.0),
+        ];
+        let ins = vec![
+            floats(&[3], &[0.0, 10.0, 20.0]),
+            floats(&[2], &[0.5, 1.5]),
+            None,
+            ints(&[1], &[3]),
+        ];
+        let y = run("Resize", attrs, ins, 1, 19).unwrap();
+        assert_eq!(values(&y[0]).1, vec![10.0, 20.0, -1.0]);
+    }
+
+    #[test]
+    fn unknown_resize_and_pool_attributes_are_errors_not_panics() {
+        let x = || floats(&[1, 1, 2, 2], &[1.0; 4]);
+        let err = run(
+            "Resize",
+            vec![attr_string("mode", "lanczos")],
+            vec![x(), None, floats(&[4], &[1.0, 1.0, 2.0, 2.0])],
+            1,
+            19,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("Resize") && err.to_string().contains("mode=lanczos"),
+            "{err}"
+        );
+        let err = run(
+            "MaxPool",
+            vec![attr_ints("kernel_shape", &[2])],
+            vec![x()],
+            1,
+            19,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("kernel_shape"), "{err}");
+        let err = run(
+            "BatchNormalization",
+            vec![],
+            vec![
+                x(),
+                floats(&[1], &[1.0]),
+                floats(&[1], &[0.0]),
+                floats(&[1], &[0.0]),
+                floats(&[1], &[1.0]),
+            ],
+            3,
+            19,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("training"), "{err}");
+    }
+
+    #[test]
+    fn batch_norm_training_uses_batch_statistics() {
+        // One channel [1, 3]: batch mean 2 and variance 1; the running statistics (0 and 0)
+        // move by 1 - momentum = 0.1 towards them.
+        let ins = vec![
+            floats(&[1, 1, 2], &[1.0, 3.0]),
+            floats(&[1], &[1.0]),
+            floats(&[1], &[0.0]),
+            floats(&[1], &[0.0]),
+            floats(&[1], &[0.0]),
+        ];
+        let attrs = vec![attr_int("training_mode", 1), attr_float("epsilon", 0.0)];
+        let y = run("BatchNormalization", attrs, ins, 3, 15).unwrap();
+        assert_eq!(values(&y[0]).1, vec![-1.0, 1.0]);
+        assert_eq!(values(&y[1]).1, vec![0.2]);
+        assert_eq!(values(&y[2]).1, vec![0.1]);
+    }
 
     #[test]
     fn every_registered_op_dispatches_and_the_list_is_sorted_and_unique() {
