@@ -1,11 +1,14 @@
 //! LLM throughput on SmolLM2-135M-Instruct Q4_1 (groups `llm_*`) and Gemma 3 270M Q4_K_M
 //! (groups `gemma3_*`): prefill of 64, 256 and 512 tokens and single-token decode, with 1 and 2
-//! threads; the native engine, and candle's engine on the same GGUF (`CandleLlama`,
-//! `CandleGemma3`) when built with `--features candle`.
+//! threads; the native engine, candle's engine on the same GGUF (`CandleLlama`,
+//! `CandleGemma3`) when built with `--features candle`, and SmolLM2 exported to ONNX (f32
+//! weights, `edgeai export-onnx`, into a temporary directory) on every graph backend compiled
+//! in (`onnx:tract`, `onnx:ort` with `--features ort`, ...).
 //!
 //! ```text
 //! cargo bench --bench llm                       # edgeai only
 //! cargo bench --features candle --bench llm     # edgeai and candle
+//! cargo bench --features full --bench llm -- '^llm_decode/'   # every engine, decode only
 //! ```
 //!
 //! Decode is timed per token at positions 64..192 (the prompt that fills the first 64 is
@@ -17,8 +20,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use edgeai::llm::export::{export_onnx, ExportOptions};
 use edgeai::llm::{
-    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, Packing,
+    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, LlmOptions, Packing,
 };
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -43,7 +47,7 @@ fn tokens(model: &str, n: usize) -> Vec<u32> {
 /// Engines under test (label, engine), each with a thread count; candle's pool is fixed at
 /// creation. `edgeai` is the default load (row-interleaved packed weights where the CPU has
 /// the packed kernels); `edgeai-rowmajor` the weights left in the map, when that differs.
-fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageModel>)> {
+fn engines(model: &str, threads: usize) -> Vec<(String, Box<dyn LanguageModel>)> {
     let path = edgeai_testutil::model_path(model).expect("model checked by caller");
     let opts = EngineOptions {
         context_length: CTX,
@@ -56,17 +60,47 @@ fn engines(model: &str, threads: usize) -> Vec<(&'static str, Box<dyn LanguageMo
         let model = DecoderModel::from_gguf_with(gguf, pack).expect("load model");
         Box::new(DecoderEngine::new(std::sync::Arc::new(model), &opts).expect("engine"))
     };
-    let mut v = vec![("edgeai", native(Packing::Auto))];
+    let mut v = vec![("edgeai".to_string(), native(Packing::Auto))];
     if Packing::Auto.packs() {
-        v.push(("edgeai-rowmajor", native(Packing::Never)));
+        v.push(("edgeai-rowmajor".to_string(), native(Packing::Never)));
     }
     #[cfg(feature = "candle")]
     v.push((
-        "candle",
+        "candle".to_string(),
         edgeai::backend_candle::open_llm(&path, CTX, threads).expect("candle"),
     ));
-    let _ = threads;
+    // The same model exported to ONNX (f32 weights), on every graph backend compiled in.
+    if model == MODEL {
+        let dir = onnx_export(&path);
+        for b in edgeai::available_backends() {
+            let name = format!("onnx:{b}");
+            let opts = LlmOptions {
+                context_length: CTX,
+                threads,
+                ..Default::default()
+            };
+            match edgeai::llm_engine(&name).and_then(|e| e.open(&dir, &opts)) {
+                Ok(llm) => v.push((name, llm.engine)),
+                Err(e) => eprintln!("skipping {name}: {e}"),
+            }
+        }
+    }
     v
+}
+
+fn onnx_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("edgeai-bench-onnx-{}", std::process::id()))
+}
+
+/// `edgeai export-onnx` of `gguf` into the target dir (once per bench process).
+fn onnx_export(gguf: &std::path::Path) -> std::path::PathBuf {
+    let dir = onnx_dir();
+    if !dir.join("model.onnx").is_file() {
+        let g = edgeai::llm::gguf::GgufFile::open(gguf).expect("open model");
+        let opts = ExportOptions::default().with_max_positions(CTX);
+        export_onnx(&g, &dir, &opts).expect("export-onnx");
+    }
+    dir
 }
 
 /// The KV cache type from `EDGEAI_KV_CACHE` (default: the engine's default, f16).
@@ -95,6 +129,7 @@ fn bench(c: &mut Criterion) {
         }
         bench_model(c, model, prefix);
     }
+    let _ = std::fs::remove_dir_all(onnx_dir());
 }
 
 fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
@@ -109,7 +144,7 @@ fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
                 .throughput(Throughput::Elements(n as u64));
             let toks = tokens(model, n);
             for (name, e) in engines.iter_mut() {
-                let id = BenchmarkId::new(*name, format!("{threads}t"));
+                let id = BenchmarkId::new(name.as_str(), format!("{threads}t"));
                 g.bench_function(id, |b| {
                     b.iter_custom(|iters| {
                         let mut total = Duration::ZERO;
@@ -132,7 +167,7 @@ fn bench_model(c: &mut Criterion, model: &str, prefix: &str) {
             .throughput(Throughput::Elements(1));
         let prompt = tokens(model, DECODE_FROM);
         for (name, e) in engines.iter_mut() {
-            let id = BenchmarkId::new(*name, format!("{threads}t"));
+            let id = BenchmarkId::new(name.as_str(), format!("{threads}t"));
             e.reset();
             g.bench_function(id, |b| {
                 b.iter_custom(|iters| {
