@@ -24,8 +24,8 @@
 //! `cos` / `sin` tables gathered by `position_ids` (the GGUF's Q/K rows, which llama.cpp's
 //! converter interleaved for ggml's adjacent-pair RoPE, are put back into the half-split
 //! order: attention is unchanged, as Q and K are permuted alike); grouped-query attention by
-//! viewing the queries as `[batch, kv_heads, group, seq, head_dim]` against keys
-//! `[batch, kv_heads, 1, total, head_dim]` (a broadcasting `MatMul`, no copy of the cache);
+//! stacking the queries of each KV head, `[batch, kv_heads, group * seq, head_dim]`, against
+//! its keys `[batch, kv_heads, total, head_dim]` (4-D `MatMul`s, no copy of the cache);
 //! SwiGLU as `g * Sigmoid(g) * u`. The logits use the embedding through a `Transpose` node
 //! when the output is tied (no second copy of the matrix), else `output.weight`.
 //!
@@ -297,10 +297,19 @@ pub fn build_onnx(gguf: &GgufFile, opts: &ExportOptions) -> Result<OnnxExport> {
     // do not know that `total_sequence_length` equals past + sequence).
     let mask_t = g.node("Gather", &[&mask_f, &key_idx], vec![attr_int("axis", 1)]);
     let padded = g.node("Sub", &[&one, &mask_t], vec![]);
-    let axes123 = g.ints(&[1, 2, 3]);
-    let padded = g.node("Unsqueeze", &[&padded, &axes123], vec![]);
+    // [B, T] -> [B, 1, 1, T] one axis at a time: candle-onnx 0.11 checks each axis of an
+    // Unsqueeze against the input's rank, so `axes = [1, 2]` fails there.
+    let padded = g.node("Unsqueeze", &[&padded, &i1], vec![]);
+    let padded = g.node("Unsqueeze", &[&padded, &i1], vec![]);
     let hidden = g.node("Add", &[&future, &padded], vec![]);
     let bias = g.node("Mul", &[&hidden, &neg], vec![]);
+    // The queries of a KV group are stacked as rows `g * S + s`: the bias repeats per group.
+    let bias = if group > 1 {
+        let copies = vec![bias.as_str(); group];
+        g.node("Concat", &copies, vec![attr_int("axis", 2)])
+    } else {
+        bias
+    };
 
     // RoPE angles [B, S, 1, hd].
     let cos_g = g.node("Gather", &[&cos, "position_ids"], vec![attr_int("axis", 0)]);
@@ -312,6 +321,8 @@ pub fn build_onnx(gguf: &GgufFile, opts: &ExportOptions) -> Result<OnnxExport> {
     let q_shape = g.ints(&[0, 0, nh as i64, hd as i64]);
     let kv_shape = g.ints(&[0, 0, nkv as i64, hd as i64]);
     let group_shape = g.ints(&[0, 0, nkv as i64, group as i64, hd as i64]);
+    let stacked_shape = g.ints(&[0, 0, -1, hd as i64]);
+    let unstacked_shape = g.ints(&[0, 0, group as i64, -1, hd as i64]);
     let merged_shape = g.ints(&[0, 0, qd as i64]);
     let scale = g.scalar(c.attn_scale);
     let q_perm = half_split_rows(nh, hd);
@@ -376,7 +387,6 @@ pub fn build_onnx(gguf: &GgufFile, opts: &ExportOptions) -> Result<OnnxExport> {
         let v = g.node("Reshape", &[&v, &kv_shape], vec![]);
         let q = g.rope(&q, &cos4, &sin4, hd);
         let k = g.rope(&k, &cos4, &sin4, hd);
-        let q = g.node("Mul", &[&q, &scale], vec![]);
         let perm = attr_ints("perm", &[0, 2, 1, 3]);
         let k = g.node("Transpose", &[&k], vec![perm.clone()]);
         let v = g.node("Transpose", &[&v], vec![perm]);
@@ -396,24 +406,29 @@ pub fn build_onnx(gguf: &GgufFile, opts: &ExportOptions) -> Result<OnnxExport> {
             &present_v,
             vec![attr_int("axis", 2)],
         );
-        // Queries [B, KVH, G, S, hd] against keys / values [B, KVH, 1, T, hd].
+        // The queries of each KV head stacked, [B, KVH, G * S, hd], against its keys and
+        // values [B, KVH, T, hd]: 4-D products (candle's CPU MatMul takes at most two
+        // batch dimensions), no copy of the cache per query head.
         let qg = g.node("Reshape", &[&q, &group_shape], vec![]);
         let qg = g.node(
             "Transpose",
             &[&qg],
             vec![attr_ints("perm", &[0, 2, 3, 1, 4])],
         );
+        let qg = g.node("Reshape", &[&qg, &stacked_shape], vec![]);
+        // Scaled here, where the queries are contiguous (candle-onnx's MatMul needs a
+        // contiguous left operand and its Transpose is a strided view).
+        let qg = g.node("Mul", &[&qg, &scale], vec![]);
         let kt = g.node(
             "Transpose",
             &[&present_k],
             vec![attr_ints("perm", &[0, 1, 3, 2])],
         );
-        let kt = g.node("Unsqueeze", &[&kt, &i2], vec![]);
-        let vg = g.node("Unsqueeze", &[&present_v, &i2], vec![]);
         let scores = g.node("MatMul", &[&qg, &kt], vec![]);
         let scores = g.node("Add", &[&scores, &bias], vec![]);
         let probs = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-        let o = g.node("MatMul", &[&probs, &vg], vec![]);
+        let o = g.node("MatMul", &[&probs, &present_v], vec![]);
+        let o = g.node("Reshape", &[&o, &unstacked_shape], vec![]);
         let o = g.node(
             "Transpose",
             &[&o],
