@@ -46,7 +46,7 @@ pub fn main(a: Args) -> Result<()> {
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     let n = n as f64;
     if n >= 1e9 {
         format!("{:.2} GB", n / 1e9)

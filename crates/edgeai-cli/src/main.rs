@@ -8,6 +8,7 @@
 
 mod bench;
 mod chat;
+mod export;
 mod face;
 mod fail;
 mod inspect;
@@ -47,6 +48,9 @@ enum Command {
     Chat(chat::Args),
     /// Face identification with a persistent gallery.
     Face(face::Args),
+    /// Export a llama-architecture GGUF to an ONNX decoder (Optimum / transformers.js
+    /// layout: model.onnx with KV-cache inputs and outputs, tokenizer.json, configs).
+    ExportOnnx(export::Args),
 }
 
 fn init_logging(level: Option<&str>) -> Result<(), Failure> {
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => bench::main(a),
             Command::Chat(a) => chat::main(a),
             Command::Face(a) => face::main(a),
+            Command::ExportOnnx(a) => export::main(a),
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

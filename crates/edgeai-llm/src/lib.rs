@@ -17,6 +17,8 @@
 //! - [`sampler`]: llama.cpp-ordered sampler chain.
 //! - [`generate`]: streaming generation with stop strings, and multi-turn [`Chat`].
 //! - [`chat`]: chat templates (ChatML).
+//! - [`export`]: a llama GGUF to a decoder-only ONNX model (Optimum / transformers.js
+//!   layout) with its `tokenizer.json` and configs.
 //!
 //! ```no_run
 //! use edgeai_llm::{generate::GenerateOptions, Llm};
@@ -32,6 +34,7 @@ pub mod chat;
 pub mod decoder;
 pub mod engine;
 mod error;
+pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod onnx;
