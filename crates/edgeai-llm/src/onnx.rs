@@ -138,7 +138,11 @@ fn cache_index(name: &str, prefix: &str) -> Option<usize> {
 }
 
 fn cache_name(index: usize, prefix: &str) -> String {
-    let kind = if index.is_multiple_of(2) { "key" } else { "value" };
+    let kind = if index.is_multiple_of(2) {
+        "key"
+    } else {
+        "value"
+    };
     format!("{prefix}{}.{kind}", index / 2)
 }
 
