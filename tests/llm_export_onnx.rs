@@ -240,6 +240,61 @@ fn tiny_export_matches_native() {
     }
 }
 
+/// A batch of two with the shorter row left-padded (attention_mask 0, HF's
+/// `cumsum(mask) - 1` positions): each row's logits equal those of the row run alone.
+#[test]
+fn tiny_left_padded_batch_matches_rows_run_alone() {
+    let gguf = tiny_llama(true);
+    let dir = temp_dir("tiny-batch");
+    export_onnx(&gguf, &dir, &ExportOptions::default()).unwrap();
+    let s = Shape {
+        layers: 2,
+        kv_heads: 2,
+        head_dim: 16,
+        vocab: 50,
+    };
+    let (a, b): (Vec<u32>, Vec<u32>) = (vec![1, 7, 22, 49, 0], vec![3, 9, 4]);
+    let n = a.len();
+    let pad = n - b.len();
+    let ids: Vec<i64> = a
+        .iter()
+        .map(|&t| t as i64)
+        .chain(std::iter::repeat_n(0, pad))
+        .chain(b.iter().map(|&t| t as i64))
+        .collect();
+    let mask: Vec<i64> = std::iter::repeat_n(1, n)
+        .chain(std::iter::repeat_n(0, pad))
+        .chain(std::iter::repeat_n(1, b.len()))
+        .collect();
+    let pos: Vec<i64> = (0..n as i64)
+        .chain(std::iter::repeat_n(1, pad))
+        .chain(0..b.len() as i64)
+        .collect();
+    for name in edgeai::available_backends() {
+        let m = edgeai::backend(name)
+            .and_then(|be| be.load(dir.join("model.onnx").as_path().into(), &LoadOptions::new()))
+            .unwrap();
+        let mut inputs = vec![
+            Tensor::from_vec(vec![2, n], ids.clone()).unwrap(),
+            Tensor::from_vec(vec![2, n], mask.clone()).unwrap(),
+            Tensor::from_vec(vec![2, n], pos.clone()).unwrap(),
+        ];
+        inputs.extend((0..2 * s.layers).map(|_| {
+            Tensor::from_vec(vec![2, s.kv_heads, 0, s.head_dim], Vec::<f32>::new()).unwrap()
+        }));
+        let out = m.run(inputs).unwrap();
+        let logits = out[0].as_slice::<f32>().unwrap();
+        let last = |row: usize| &logits[(row * n + n - 1) * s.vocab..(row * n + n) * s.vocab];
+        for (row, seq) in [(0, &a), (1, &b)] {
+            let (alone, _) = run(m.as_ref(), s, seq, empty_past(s));
+            let e = rel(last(row), &alone);
+            eprintln!("{name}: batch row {row} vs alone: rel err {e:.2e}");
+            assert!(e < TOLERANCE, "{name}: row {row}: {e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn smollm2_prompts() -> Vec<String> {
     let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
     vec![

@@ -340,6 +340,46 @@ fn inspect_gguf_shows_architecture_and_vocab() {
 }
 
 #[test]
+fn export_onnx_writes_the_model_and_refuses_other_architectures() {
+    let Some(model) = fetched("llm/SmolLM2-135M-Instruct.Q4_1.gguf") else {
+        return;
+    };
+    let d = temp_dir("export-onnx");
+    let out_dir = d.join("smollm2");
+    let o = edgeai(&[
+        "export-onnx",
+        s(&model),
+        s(&out_dir),
+        "--max-positions",
+        "64",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("30 layers, opset 17") && out.contains("64 positions"),
+        "{out}"
+    );
+    for f in [
+        "model.onnx",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config.json",
+    ] {
+        assert!(out.contains(f), "{f} not in {out}");
+        assert!(out_dir.join(f).is_file(), "{f} not written");
+    }
+    if let Some(gemma) = fetched("llm/gemma-3-270m-Q4_K_M.gguf") {
+        let o = edgeai(&["export-onnx", s(&gemma), s(&d.join("gemma"))]);
+        assert_fails(
+            &o,
+            1,
+            &["export-onnx supports llama-architecture GGUFs; gemma3 is not supported yet"],
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
 fn inspect_onnx_shows_io_operators_and_backends() {
     let Some(model) = fetched("face/sface.onnx") else {
         return;

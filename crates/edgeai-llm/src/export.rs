@@ -576,8 +576,8 @@ pub fn export_onnx(gguf: &GgufFile, out_dir: &Path, opts: &ExportOptions) -> Res
         "head_dim": c.head_dim,
         "vocab_size": c.vocab,
         "max_position_embeddings": export.max_positions,
-        "rms_norm_eps": c.rms_eps,
-        "rope_theta": c.rope_theta,
+        "rms_norm_eps": shortest(c.rms_eps),
+        "rope_theta": shortest(c.rope_theta),
         "tie_word_embeddings": export.tied_embeddings,
         "bos_token_id": id("tokenizer.ggml.bos_token_id"),
         "eos_token_id": id("tokenizer.ggml.eos_token_id"),
@@ -600,6 +600,11 @@ pub fn export_onnx(gguf: &GgufFile, out_dir: &Path, opts: &ExportOptions) -> Res
         tied_embeddings: export.tied_embeddings,
         tokenizer_json,
     })
+}
+
+/// `v` as the f64 its shortest decimal form names (`1e-5`, not `9.999999747378752e-6`).
+fn shortest(v: f32) -> f64 {
+    v.to_string().parse().unwrap_or(v as f64)
 }
 
 fn pretty(v: &serde_json::Value) -> String {

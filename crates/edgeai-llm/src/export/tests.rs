@@ -253,7 +253,7 @@ fn export_has_the_optimum_interface_and_only_the_intended_ops() {
     assert_eq!(cfg["vocab_size"], TOKENS.len());
     assert_eq!(cfg["max_position_embeddings"], CTX);
     assert_eq!(cfg["rope_theta"], 10_000.0);
-    assert!((cfg["rms_norm_eps"].as_f64().unwrap() - 1e-5).abs() < 1e-9);
+    assert_eq!(cfg["rms_norm_eps"], 1e-5);
     let tc = json("tokenizer_config.json");
     assert_eq!(tc["bos_token"], "<|im_start|>");
     assert_eq!(tc["eos_token"], "<|im_end|>");
