@@ -285,3 +285,38 @@ fn a_present_of_the_wrong_shape_is_an_error_not_a_panic() {
 }
 
 use crate::engine::argmax;
+
+/// A byte-level BPE tokenizer of `n` tokens, from a GGUF with only the tokenizer's keys.
+fn tokenizer_of(n: usize) -> crate::Tokenizer {
+    use crate::gguf::{writer::GgufWriter, GgufFile, Value};
+    let tokens = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let s = |v: &str| Value::String(v.into());
+    let bytes = GgufWriter::new()
+        .kv("general.architecture", s("llama"))
+        .kv("tokenizer.ggml.model", s("gpt2"))
+        .kv(
+            "tokenizer.ggml.tokens",
+            Value::Array(tokens[..n].iter().map(|t| s(t)).collect()),
+        )
+        .kv(
+            "tokenizer.ggml.token_type",
+            Value::Array((0..n).map(|_| Value::I32(1)).collect()),
+        )
+        .kv("tokenizer.ggml.merges", Value::Array(vec![]))
+        .build();
+    crate::Tokenizer::from_gguf(&GgufFile::from_bytes(bytes).unwrap()).unwrap()
+}
+
+#[test]
+fn a_tokenizer_smaller_than_the_logits_is_refused() {
+    let e = crate::Llm::new(Box::new(decoder(1)), tokenizer_of(VOCAB - 2), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("the tokenizer has 5 tokens") && e.contains("scores 7"),
+        "{e}"
+    );
+    let llm = crate::Llm::new(Box::new(decoder(1)), tokenizer_of(VOCAB), None).unwrap();
+    assert_eq!(llm.engine.name(), "onnx:mock");
+    assert!(llm.native().is_none());
+}
