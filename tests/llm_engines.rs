@@ -52,6 +52,23 @@ fn onnx_engines_name_what_is_missing() {
         };
         let e = engine.open(&dir, &opts).err().unwrap().to_string();
         assert!(e.contains("no KV cache choice"), "{b}: {e}");
+        // A GGUF given to an ONNX engine, and a model without its tokenizer.
+        let gguf = dir.join("model.gguf");
+        std::fs::write(&gguf, b"GGUF").unwrap();
+        let e = engine
+            .open(&gguf, &LlmOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("edgeai export-onnx"), "{b}: {e}");
+        std::fs::write(dir.join("model.onnx"), b"not onnx").unwrap();
+        let e = engine
+            .open(&dir, &LlmOptions::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("tokenizer.json"), "{b}: {e}");
+        std::fs::remove_file(dir.join("model.onnx")).unwrap();
     }
     std::fs::remove_dir_all(&dir).ok();
 }

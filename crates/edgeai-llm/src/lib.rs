@@ -325,8 +325,29 @@ impl LlmEngine for OnnxEngine {
                 self.name
             )));
         }
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "engine `{}` runs ONNX decoders, {} is a GGUF: use the `edgeai` or `candle` \
+                 engine, or convert it with `edgeai export-onnx`",
+                self.name,
+                path.display()
+            )));
+        }
         let (model_path, dir) = Self::files(path)?;
-        let tokenizer = Tokenizer::from_json_file(dir.join("tokenizer.json"))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        if !tokenizer_path.is_file() {
+            return Err(Error::Io {
+                path: tokenizer_path,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "an ONNX decoder needs its tokenizer.json next to the model",
+                ),
+            });
+        }
+        let tokenizer = Tokenizer::from_json_file(tokenizer_path)?;
         let config = read_json(&dir.join("config.json"))?;
         let tok_config = read_json(&dir.join("tokenizer_config.json"))?;
         let template = match tok_config
