@@ -259,7 +259,7 @@ fn a_shape_the_specialised_build_rejects_falls_back_to_the_generic_plan() {
 /// input H/W are symbolic (`$EDGEAI_YUNET_FREE`, e.g. made with onnx by setting the input's
 /// dims 2 and 3 to dim_param "height"/"width") run by the generic plan and by the
 /// shape-specialised cache.
-/// `EDGEAI_YUNET_FREE=/path/yunet_free.onnx cargo test --release -p edgeai-backend-tract
+/// `EDGEAI_YUNET_FREE=/path/yunet_free.onnx cargo test -p edgeai-backend-tract
 /// --test shape_plans -- --ignored --nocapture`
 #[test]
 #[ignore = "timing; needs $EDGEAI_YUNET_FREE and models/face/yunet.onnx"]
