@@ -5,8 +5,17 @@
 //! behind edgeai-core's [`Backend`] / [`Model`] traits. TensorFlow Lite flatbuffers (`.tflite`,
 //! e.g. MediaPipe's BlazeFace) load through tract-tflite the same way.
 //!
-//! - Symbolic dimensions (a batch size, an image size) stay symbolic: the model is optimised
-//!   once and the sizes are resolved at each run from the inputs.
+//! - Symbolic dimensions (a batch size, an image size) are specialised per run: tract
+//!   optimises symbolic dimensions badly (YuNet with a symbolic image size runs about 4x
+//!   slower than with a fixed one), so a run whose input shapes fill symbolic dimensions
+//!   builds, once, a plan optimised for those concrete shapes and caches it. The cache holds
+//!   the [`LoadOptions::shape_plans`] most recently used plans (default 4; `0` disables),
+//!   keyed by the input shapes. A shape whose specialised build or run fails falls back to
+//!   the generic symbolic plan, which is also what every run uses once the model has given
+//!   up specialising: when a new shape arrives while the cache is full and none of its plans
+//!   has been used twice (an LLM decoder whose sequence length changes every step). Models
+//!   whose inputs are all fixed, and [`OptLevel::None`], use one plan as before.
+//!   [`TractModel::shape_plans`] reports what the cache did.
 //! - [`LoadOptions::threads`] sets the size of a thread pool owned by the loaded model
 //!   (tract's matrix-multiply executor); `None` or `1` runs single-threaded.
 //! - An operator tract lacks, a truncated or corrupt file, or bytes that are not ONNX give an
@@ -23,7 +32,9 @@
 //! ```
 #![warn(missing_docs)]
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use edgeai_core::{
     guard_load, guard_run, validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model,
@@ -43,18 +54,10 @@ impl TractBackend {
     pub fn new() -> Self {
         TractBackend
     }
-}
 
-impl Backend for TractBackend {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn formats(&self) -> &'static [ModelFormat] {
-        &[ModelFormat::Onnx, ModelFormat::Tflite]
-    }
-
-    fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
+    /// [`Backend::load`] returning the concrete [`TractModel`] (for
+    /// [`TractModel::shape_plans`]).
+    pub fn load_model(&self, source: ModelSource, options: &LoadOptions) -> Result<TractModel> {
         let origin = source.origin();
         let format = self.check_format(&source)?;
         let bytes = source.into_bytes()?;
@@ -67,12 +70,26 @@ impl Backend for TractBackend {
     }
 }
 
+impl Backend for TractBackend {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn formats(&self) -> &'static [ModelFormat] {
+        &[ModelFormat::Onnx, ModelFormat::Tflite]
+    }
+
+    fn load(&self, source: ModelSource, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        Ok(Box::new(self.load_model(source, options)?))
+    }
+}
+
 fn load_bytes(
     format: ModelFormat,
     bytes: &[u8],
     origin: &str,
     options: &LoadOptions,
-) -> Result<Box<dyn Model>> {
+) -> Result<TractModel> {
     {
         let origin = origin.to_string();
         let typed = match format {
@@ -83,10 +100,46 @@ fn load_bytes(
             origin: origin.clone(),
             reason,
         };
-        let typed = match options.optimization {
-            OptLevel::None => typed,
-            OptLevel::Basic => typed.into_decluttered().map_err(|e| invalid(chain(&e)))?,
-            OptLevel::All => typed.into_optimized().map_err(|e| invalid(chain(&e)))?,
+        let threads = options.threads.unwrap_or(1);
+        let run_options = RunOptions {
+            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
+            ..Default::default()
+        };
+        // The symbols a run can bind: only plain-symbol input dims (`N`, not `N+1`).
+        let input_symbols = input_symbols(&typed).map_err(|e| invalid(chain(&e)))?;
+        let specialise = options.shape_plans > 0
+            && options.optimization != OptLevel::None
+            && input_symbols.iter().flatten().any(Option::is_some);
+        let (typed, specializer) = if specialise {
+            // Keep the decluttered graph: each concrete shape binds its symbols in a clone
+            // (constants are shared `Arc`s) and optimises that.
+            let decluttered = typed.into_decluttered().map_err(|e| invalid(chain(&e)))?;
+            let typed = match options.optimization {
+                OptLevel::All => decluttered
+                    .clone()
+                    .into_optimized()
+                    .map_err(|e| invalid(chain(&e)))?,
+                _ => decluttered.clone(),
+            };
+            let specializer = Specializer {
+                capacity: options.shape_plans,
+                optimization: options.optimization,
+                run_options: run_options.clone(),
+                input_symbols,
+                fallbacks: AtomicU64::new(0),
+                cache: Mutex::new(Cache {
+                    source: Some(Arc::new(decluttered)),
+                    ..Cache::default()
+                }),
+            };
+            (typed, Some(specializer))
+        } else {
+            let typed = match options.optimization {
+                OptLevel::None => typed,
+                OptLevel::Basic => typed.into_decluttered().map_err(|e| invalid(chain(&e)))?,
+                OptLevel::All => typed.into_optimized().map_err(|e| invalid(chain(&e)))?,
+            };
+            (typed, None)
         };
         let inputs = specs(
             &typed,
@@ -96,21 +149,207 @@ fn load_bytes(
             &typed,
             typed.output_outlets().map_err(|e| invalid(chain(&e)))?,
         )?;
-        let threads = options.threads.unwrap_or(1);
-        let run_options = RunOptions {
-            executor: (threads > 1).then(|| multithread::Executor::multithread(threads)),
-            ..Default::default()
-        };
         let plan = typed
             .into_runnable_with_options(&run_options)
             .map_err(|e| invalid(chain(&e)))?;
-        tracing::debug!(%origin, threads, inputs = inputs.len(), outputs = outputs.len(), "tract model loaded");
-        Ok(Box::new(TractModel {
+        tracing::debug!(
+            %origin,
+            threads,
+            inputs = inputs.len(),
+            outputs = outputs.len(),
+            shape_plans = specializer.as_ref().map_or(0, |s| s.capacity),
+            "tract model loaded"
+        );
+        Ok(TractModel {
             plan,
+            specializer,
             inputs,
             outputs,
-        }))
+        })
     }
+}
+
+/// For each input, for each dimension, the symbol it is if it is a plain symbol.
+fn input_symbols(model: &TypedModel) -> TractResult<Vec<Vec<Option<Symbol>>>> {
+    model
+        .input_outlets()?
+        .iter()
+        .map(|o| {
+            Ok(model
+                .outlet_fact(*o)?
+                .shape
+                .iter()
+                .map(|d| match d {
+                    TDim::Sym(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect())
+        })
+        .collect()
+}
+
+/// An optimised, runnable tract plan.
+type Plan = Arc<TypedRunnableModel>;
+
+/// A cache slot: filled once by the first run that needs it (others wait on the
+/// `OnceLock` rather than building the same plan again); `None` when the specialised build
+/// failed, so the shape keeps using the generic plan without retrying.
+type Slot = Arc<OnceLock<Option<Plan>>>;
+
+/// Builds and caches plans optimised for concrete input shapes (see the crate docs).
+struct Specializer {
+    /// Most plans kept ([`LoadOptions::shape_plans`], at least 1).
+    capacity: usize,
+    optimization: OptLevel,
+    run_options: RunOptions,
+    /// [`input_symbols`] of the source graph.
+    input_symbols: Vec<Vec<Option<Symbol>>>,
+    /// Runs that used the generic plan because the specialised build or run failed.
+    fallbacks: AtomicU64,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Default)]
+struct Cache {
+    /// The decluttered graph plans are derived from; `None` once the model gave up
+    /// specialising (freeing it).
+    source: Option<Arc<TypedModel>>,
+    entries: Vec<Entry>,
+    /// Ticks once per lookup; orders entries for least-recently-used eviction.
+    clock: u64,
+    built: u64,
+    hits: u64,
+}
+
+struct Entry {
+    key: Vec<Vec<usize>>,
+    slot: Slot,
+    last_used: u64,
+    uses: u64,
+}
+
+impl Specializer {
+    /// The plan for these input shapes: the cached one, or a new one built now; `None` to
+    /// run the generic plan (a failed build, or specialisation given up).
+    fn plan_for(&self, shapes: Vec<Vec<usize>>) -> Option<Plan> {
+        let (slot, source) = {
+            // A panic while holding the lock cannot leave the cache inconsistent (every
+            // update is a single push/remove/increment), so a poisoned lock is still usable.
+            let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            let source = cache.source.clone()?;
+            cache.clock += 1;
+            let now = cache.clock;
+            if let Some(i) = cache.entries.iter().position(|e| e.key == shapes) {
+                cache.hits += 1;
+                let e = &mut cache.entries[i];
+                e.uses += 1;
+                e.last_used = now;
+                (e.slot.clone(), source)
+            } else {
+                if cache.entries.len() >= self.capacity {
+                    if cache.entries.iter().all(|e| e.uses == 1) {
+                        // Full of one-use plans: a new shape every run. Stop paying for an
+                        // optimisation per shape, for good.
+                        tracing::debug!(
+                            plans = cache.entries.len(),
+                            "tract: every cached shape plan was used once; using the generic plan from now on"
+                        );
+                        cache.source = None;
+                        cache.entries.clear();
+                        return None;
+                    }
+                    let lru = (0..cache.entries.len())
+                        .min_by_key(|&i| cache.entries[i].last_used)
+                        .unwrap_or(0);
+                    cache.entries.remove(lru);
+                }
+                cache.built += 1;
+                let slot = Slot::default();
+                cache.entries.push(Entry {
+                    key: shapes.clone(),
+                    slot: slot.clone(),
+                    last_used: now,
+                    uses: 1,
+                });
+                (slot, source)
+            }
+        };
+        slot.get_or_init(|| {
+            let built = guard_run(NAME, || {
+                self.build(&source, &shapes).map_err(|e| Error::Run {
+                    backend: NAME.into(),
+                    reason: chain(&e),
+                })
+            });
+            match built {
+                Ok(plan) => {
+                    tracing::debug!(?shapes, "tract: built a plan for these input shapes");
+                    Some(plan)
+                }
+                Err(e) => {
+                    tracing::debug!(?shapes, error = %e, "tract: no specialised plan for these input shapes; using the generic plan");
+                    None
+                }
+            }
+        })
+        .clone()
+        .or_else(|| {
+            self.fallbacks.fetch_add(1, Ordering::Relaxed);
+            None
+        })
+    }
+
+    /// Binds the input symbols to `shapes` in a copy of the source graph and optimises it.
+    fn build(&self, source: &TypedModel, shapes: &[Vec<usize>]) -> TractResult<Plan> {
+        let mut subs: HashMap<Symbol, TDim> = HashMap::new();
+        for (dims, shape) in self.input_symbols.iter().zip(shapes) {
+            for (sym, &n) in dims.iter().zip(shape) {
+                if let Some(sym) = sym {
+                    let n = TDim::Val(n as i64);
+                    if let Some(prev) = subs.insert(sym.clone(), n.clone()) {
+                        if prev != n {
+                            return Err(TractError::msg(format!(
+                                "symbol {sym} is both {prev} and {n} in these inputs"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        let model = source.set_symbols(&subs)?;
+        let model = match self.optimization {
+            OptLevel::All => model.into_optimized()?,
+            _ => model.into_decluttered()?,
+        };
+        model.into_runnable_with_options(&self.run_options)
+    }
+
+    fn stats(&self) -> ShapePlanStats {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        ShapePlanStats {
+            cached: cache.entries.len(),
+            built: cache.built,
+            hits: cache.hits,
+            fallbacks: self.fallbacks.load(Ordering::Relaxed),
+            specializing: cache.source.is_some(),
+        }
+    }
+}
+
+/// What a [`TractModel`]'s shape-specialised plan cache has done so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShapePlanStats {
+    /// Plans cached now (at most [`LoadOptions::shape_plans`]).
+    pub cached: usize,
+    /// Specialised plans built (cache misses), failed builds included.
+    pub built: u64,
+    /// Runs that found their shapes' plan in the cache.
+    pub hits: u64,
+    /// Runs that used the generic plan because the specialised build or run failed.
+    pub fallbacks: u64,
+    /// Whether new shapes still get specialised plans: `false` for a model whose inputs are
+    /// all fixed, with specialisation off, or once it gave up on ever-new shapes.
+    pub specializing: bool,
 }
 
 /// Parses ONNX bytes into a typed model, listing every operator tract lacks.
@@ -218,14 +457,28 @@ fn unsupported_tflite_op(msg: &str) -> Option<String> {
     }
 }
 
-/// A model loaded by tract: an optimised, immutable plan shared by every run.
+/// A model loaded by tract: an optimised, immutable plan shared by every run, and for a
+/// model with symbolic input dimensions a bounded cache of plans specialised to concrete
+/// input shapes (see the crate docs).
 ///
 /// Each [`Model::run`] creates its own execution state, so concurrent runs from many threads
-/// do not serialise on a lock.
+/// do not serialise on a lock; the cache's lock is held only to look a plan up, and a plan
+/// is built outside it (runs that need the same new plan wait for the one build).
 pub struct TractModel {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
+    specializer: Option<Specializer>,
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+}
+
+impl TractModel {
+    /// What the shape-specialised plan cache has done so far.
+    pub fn shape_plans(&self) -> ShapePlanStats {
+        self.specializer
+            .as_ref()
+            .map(Specializer::stats)
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for TractModel {
@@ -252,18 +505,36 @@ impl Model for TractModel {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         validate_inputs(&self.inputs, &inputs)?;
+        let special = self
+            .specializer
+            .as_ref()
+            .and_then(|s| s.plan_for(inputs.iter().map(|t| t.shape().to_vec()).collect()));
         let values = inputs
             .into_iter()
             .map(|t| to_tract(t).map(TValue::from))
             .collect::<Result<TVec<_>>>()?;
-        // The plan is immutable and each run builds its own state, so a panicking run
-        // leaves nothing behind; report it as a failed run rather than unwinding into the
-        // caller.
-        let outs = guard_run(NAME, || {
+        let generic = |values: TVec<TValue>| {
             self.plan.run(values).map_err(|e| Error::Run {
                 backend: NAME.into(),
                 reason: chain(&e),
             })
+        };
+        // Plans are immutable and each run builds its own state, so a panicking run
+        // leaves nothing behind; report it as a failed run rather than unwinding into the
+        // caller.
+        let outs = guard_run(NAME, || {
+            match special {
+            None => generic(values),
+            // A specialised plan that fails falls back to the generic one; the values are
+            // reference-counted, so keeping them for that costs no copy.
+            Some(plan) => plan.run(values.clone()).or_else(|e| {
+                tracing::debug!(error = %chain(&e), "tract: specialised plan failed; rerunning the generic plan");
+                if let Some(s) = &self.specializer {
+                    s.fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
+                generic(values)
+            }),
+        }
         })?;
         outs.into_iter()
             .map(|v| from_tract(v.into_tensor()))

@@ -126,19 +126,59 @@ pub enum OptLevel {
 }
 
 /// Options for [`Backend::load`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LoadOptions {
     /// Threads the backend may use for one run; `None` lets the backend decide.
     pub threads: Option<usize>,
     /// Graph optimisation level.
     pub optimization: OptLevel,
+    /// How many plans specialised to concrete input shapes a model may keep; `0` disables
+    /// specialisation. Default [`LoadOptions::DEFAULT_SHAPE_PLANS`].
+    ///
+    /// Only backends that optimise a graph ahead of time and optimise symbolic dimensions
+    /// badly use it: today tract, where YuNet with a symbolic image size runs about 4x slower
+    /// than with a fixed one. Such a backend, given a run whose input shapes fill symbolic
+    /// dimensions, builds (once) a plan optimised for those concrete shapes, keeps the
+    /// `shape_plans` most recently used, and runs the generic symbolic plan when a
+    /// specialised build fails. A model whose inputs are all fixed is unaffected.
+    ///
+    /// A model that sees a new shape on every run (an LLM decoder whose sequence length grows
+    /// each step) would pay a full graph optimisation per step, so a backend stops
+    /// specialising such a model for good, and frees its cached plans, when a new shape
+    /// arrives while the cache is full and none of its plans has been used twice.
+    ///
+    /// ONNX Runtime, candle and burn ignore it (they size their work at run time).
+    pub shape_plans: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            optimization: OptLevel::default(),
+            shape_plans: Self::DEFAULT_SHAPE_PLANS,
+        }
+    }
 }
 
 impl LoadOptions {
-    /// Default options: backend-chosen thread count, full optimisation.
+    /// The default of [`LoadOptions::shape_plans`]: a handful of distinct input sizes (a
+    /// detector's two or three image sizes, an embedder's batch sizes) without holding many
+    /// optimised copies of a large graph.
+    pub const DEFAULT_SHAPE_PLANS: usize = 4;
+
+    /// Default options: backend-chosen thread count, full optimisation, up to
+    /// [`LoadOptions::DEFAULT_SHAPE_PLANS`] shape-specialised plans.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how many shape-specialised plans a model may keep (see
+    /// [`LoadOptions::shape_plans`]); `0` disables specialisation.
+    pub fn with_shape_plans(mut self, plans: usize) -> Self {
+        self.shape_plans = plans;
+        self
     }
 
     /// Sets the thread count.
@@ -216,6 +256,18 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shape_plans_default_and_builder() {
+        assert_eq!(
+            LoadOptions::new().shape_plans,
+            LoadOptions::DEFAULT_SHAPE_PLANS
+        );
+        assert_eq!(LoadOptions::default().shape_plans, 4);
+        let o = LoadOptions::new().with_threads(2).with_shape_plans(0);
+        assert_eq!((o.threads, o.shape_plans), (Some(2), 0));
+        assert_eq!(o.optimization, OptLevel::All);
+    }
 
     #[test]
     fn guards_turn_panics_into_errors() {

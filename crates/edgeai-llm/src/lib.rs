@@ -385,10 +385,13 @@ impl LlmEngine for OnnxEngine {
             .and_then(|c| c.get("vocab_size"))
             .and_then(|v| v.as_u64())
             .map(|v| v as usize);
+        // The sequence length changes every step: per-shape plans (tract) would optimise
+        // the whole decoder graph again for each new length.
         let load = match opts.threads {
             0 => edgeai_core::LoadOptions::new(),
             n => edgeai_core::LoadOptions::new().with_threads(n),
-        };
+        }
+        .with_shape_plans(0);
         let model = self
             .backend
             .load(edgeai_core::ModelSource::Path(model_path.clone()), &load)?;
