@@ -368,6 +368,31 @@ fn export_onnx_writes_the_model_and_refuses_other_architectures() {
         assert!(out.contains(f), "{f} not in {out}");
         assert!(out_dir.join(f).is_file(), "{f} not written");
     }
+    // The export chats through the registry's ONNX engine on tract (in every build), with the
+    // template from tokenizer_config.json and the context capped by config.json.
+    let o = edgeai(&[
+        "chat",
+        "--engine",
+        "onnx:tract",
+        s(&out_dir),
+        "--prompt",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "6",
+        "--ctx",
+        "256",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("engine onnx:tract (30 layers, 3 KV heads x 64, f32 cache)")
+            && err.contains("context 64")
+            && err.contains("ChatML"),
+        "{err}"
+    );
+    assert!(stdout(&o).contains("Paris"), "{}", stdout(&o));
     if let Some(gemma) = fetched("llm/gemma-3-270m-Q4_K_M.gguf") {
         let o = edgeai(&["export-onnx", s(&gemma), s(&d.join("gemma"))]);
         assert_fails(
@@ -461,20 +486,20 @@ fn chat_at_temperature_zero_is_deterministic() {
     assert!(!stdout(&a).trim().is_empty());
     assert_eq!(stdout(&a), stdout(&b));
     assert!(stderr(&a).contains("tok/s"), "{}", stderr(&a));
-    assert!(stderr(&a).contains("(f16 KV)"), "{}", stderr(&a));
+    assert!(stderr(&a).contains(", f16 KV)"), "{}", stderr(&a));
     // An f32 cache: the same kind of answer (the rounding is 1e-3 of the logits), its own
     // header.
     let mut f32_args = args.to_vec();
     f32_args.extend(["--kv-cache", "f32"]);
     let c = edgeai(&f32_args);
     assert_eq!(c.status.code(), Some(0), "{}", stderr(&c));
-    assert!(stderr(&c).contains("(f32 KV)"), "{}", stderr(&c));
+    assert!(stderr(&c).contains(", f32 KV)"), "{}", stderr(&c));
     assert!(!stdout(&c).trim().is_empty());
     let mut q8_args = args.to_vec();
     q8_args.extend(["--kv-cache", "q8_0"]);
     let q = edgeai(&q8_args);
     assert_eq!(q.status.code(), Some(0), "{}", stderr(&q));
-    assert!(stderr(&q).contains("(q8_0 KV)"), "{}", stderr(&q));
+    assert!(stderr(&q).contains(", q8_0 KV)"), "{}", stderr(&q));
     assert!(!stdout(&q).trim().is_empty());
     assert_fails(
         &edgeai(&["chat", s(&model), "--engine", "nope"]),
