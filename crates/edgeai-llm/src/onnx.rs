@@ -20,6 +20,10 @@
 //! exported decoders); the vocabulary size comes from the `logits` spec or, where that is
 //! symbolic, from [`OnnxDecoderOptions::vocab_size`].
 //!
+//! Bad tokens and a full context are errors that leave the state as it was (as for every
+//! engine); a run the backend fails, or outputs off the convention, are errors after which the
+//! context is empty (the cache went into the failed run).
+//!
 //! # What a step costs
 //! [`Model::run`] takes and returns host tensors, so each run moves the whole cache through
 //! the call: the past goes in by value (no copy on this side) and the backend copies it into
