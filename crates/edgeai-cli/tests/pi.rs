@@ -375,13 +375,29 @@ fn decoded(stderr: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// The kernel path named in `edgeai chat`'s header (`... | kernels NAME ...`).
+/// The kernel path named in `edgeai chat`'s header (the native engine describes itself as
+/// `engine edgeai (llama, kernels NAME packed, f16 KV)`).
 fn kernels(header: &str) -> String {
     header
-        .split(" | ")
-        .find_map(|f| f.strip_prefix("kernels "))
-        .map(|f| f.split([' ', ',', '(']).next().unwrap_or("").to_string())
+        .split_once("kernels ")
+        .map(|(_, f)| {
+            f.split([' ', ',', '(', ')'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        })
         .unwrap_or_default()
+}
+
+#[test]
+fn the_kernel_path_is_read_from_the_engine_description() {
+    let h = "model m.gguf | engine edgeai (llama, kernels neon packed, f16 KV) | 2 thread(s)";
+    assert_eq!(kernels(h), "neon");
+    assert_eq!(
+        kernels("engine edgeai (llama, kernels dotprod, f32 KV)"),
+        "dotprod"
+    );
+    assert_eq!(kernels("engine candle"), "");
 }
 
 #[test]
