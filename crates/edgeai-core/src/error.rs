@@ -113,6 +113,9 @@ pub enum Error {
     /// A quantized-kernel call with inconsistent arguments.
     #[error("kernel: {0}")]
     Kernel(String),
+    /// A call whose arguments disagree with each other or with the model.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl Error {

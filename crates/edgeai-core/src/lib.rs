@@ -8,6 +8,8 @@
 //!   ([`TensorSpec`], with symbolic dimensions). `Send + Sync`: one model serves many threads.
 //! - [`Backend`]: a factory that loads a [`ModelSource`] (path or bytes) with
 //!   [`LoadOptions`] (threads, optimisation level) into a `Box<dyn Model>`.
+//! - [`Value`]: a host tensor or a [`BackendValue`], a value a backend keeps in its own form
+//!   between runs ([`Model::run_values`]), for state such as a decoder's KV cache.
 //! - [`Error`]: the one error type; a wrong input names the input and what was expected.
 //!
 //! Backends (tract, ONNX Runtime, candle, burn) live in their own crates and implement these
@@ -33,16 +35,18 @@ pub mod paths;
 mod pool;
 pub mod quant;
 mod tensor;
+mod value;
 
 pub use backend::{
     guard_load, guard_run, panic_message, Backend, LoadOptions, ModelFormat, ModelSource, OptLevel,
 };
 pub use error::{Error, Result};
-pub use model::{validate_inputs, Dim, Model, TensorSpec};
+pub use model::{check_keep, validate_inputs, validate_values, Dim, Model, TensorSpec};
 #[cfg(feature = "rayon")]
 pub use pool::RunPool;
 pub use quant::{GgmlType, KernelPath, QMatrix, Scratch};
 pub use tensor::{DType, Element, Tensor, TensorData};
+pub use value::{BackendValue, Value};
 
 /// Re-exported so users convert tensors with the same `ndarray` version edgeai uses.
 pub use half;

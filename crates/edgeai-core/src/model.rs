@@ -1,6 +1,6 @@
 use std::fmt;
 
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor, Value};
 
 /// One dimension of a [`TensorSpec`] shape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,11 +58,16 @@ impl TensorSpec {
     /// Checks a tensor against this spec: dtype, rank, fixed dimensions, and symbolic
     /// dimensions that share a name within this one tensor.
     pub fn check(&self, t: &Tensor) -> Result<()> {
-        if t.dtype() != self.dtype {
+        self.check_parts(t.dtype(), t.shape())
+    }
+
+    /// [`TensorSpec::check`] on a dtype and a shape (of a [`Value`], say).
+    pub fn check_parts(&self, dtype: DType, shape: &[usize]) -> Result<()> {
+        if dtype != self.dtype {
             return Err(Error::InputDType {
                 name: self.name.clone(),
                 expected: self.dtype,
-                got: t.dtype(),
+                got: dtype,
             });
         }
         let Some(dims) = &self.shape else {
@@ -71,13 +76,13 @@ impl TensorSpec {
         let bad = || Error::InputShape {
             name: self.name.clone(),
             expected: self.shape_string(),
-            got: t.shape().to_vec(),
+            got: shape.to_vec(),
         };
-        if dims.len() != t.shape().len() {
+        if dims.len() != shape.len() {
             return Err(bad());
         }
         let mut seen: Vec<(&str, usize)> = Vec::new();
-        for (d, &n) in dims.iter().zip(t.shape()) {
+        for (d, &n) in dims.iter().zip(shape) {
             match d {
                 Dim::Fixed(f) if *f != n => return Err(bad()),
                 Dim::Fixed(_) => {}
@@ -105,6 +110,21 @@ pub fn validate_inputs(specs: &[TensorSpec], inputs: &[Tensor]) -> Result<()> {
         });
     }
     specs.iter().zip(inputs).try_for_each(|(s, t)| s.check(t))
+}
+
+/// [`validate_inputs`] for [`Value`]s (host tensors or backend values).
+pub fn validate_values(specs: &[TensorSpec], inputs: &[Value]) -> Result<()> {
+    if specs.len() != inputs.len() {
+        return Err(Error::InputCount {
+            expected: specs.len(),
+            got: inputs.len(),
+            names: names(specs),
+        });
+    }
+    specs
+        .iter()
+        .zip(inputs)
+        .try_for_each(|(s, v)| s.check_parts(v.dtype(), v.shape()))
 }
 
 fn names(specs: &[TensorSpec]) -> String {
@@ -168,6 +188,41 @@ pub trait Model: Send + Sync {
             .map(|s| s.name.clone())
             .zip(outs)
             .collect())
+    }
+
+    /// Runs the model on [`Value`]s by position: host tensors, or values this backend handed
+    /// back from an earlier run, which it takes as they are (no copy).
+    ///
+    /// `keep_on_backend[i]` asks for output `i` in the backend's own form
+    /// ([`Value::Backend`]), to feed a later run without a trip through host memory (an ONNX
+    /// decoder's KV cache); an empty slice asks for every output on the host. A backend
+    /// without values of its own returns host tensors (check with [`Value::is_host`]); a
+    /// value of another backend is copied to the host first.
+    ///
+    /// The default implementation does exactly that over [`Model::run`]: backends override
+    /// it to keep their values (ONNX Runtime and tract do).
+    fn run_values(&self, inputs: Vec<Value>, keep_on_backend: &[bool]) -> Result<Vec<Value>> {
+        check_keep(self.outputs(), keep_on_backend)?;
+        let inputs = inputs
+            .into_iter()
+            .map(Value::into_tensor)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.run(inputs)?.into_iter().map(Value::Host).collect())
+    }
+}
+
+/// Checks the `keep_on_backend` argument of [`Model::run_values`]: empty or one flag per
+/// output.
+pub fn check_keep(outputs: &[TensorSpec], keep_on_backend: &[bool]) -> Result<()> {
+    if keep_on_backend.is_empty() || keep_on_backend.len() == outputs.len() {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "run_values: {} keep flags for {} outputs ({})",
+            keep_on_backend.len(),
+            outputs.len(),
+            names(outputs)
+        )))
     }
 }
 
