@@ -20,14 +20,20 @@
 //! (or creates one when all are busy) and returns it afterwards. Concurrent runs do not wait
 //! on each other; each extra concurrent run costs one more session's memory, at most as many
 //! sessions as runs ever overlapped.
+//!
+//! [`Model::run_values`] keeps the outputs asked for as [`OrtValue`]s (the `OrtValue` ONNX
+//! Runtime returned) and takes them back as inputs without a copy: an ONNX decoder's KV cache
+//! stays in ONNX Runtime's memory from one token to the next. (Plain [`Model::run`] copies
+//! each output into a host tensor; host tensors go in without a copy.)
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use edgeai_core::{
-    validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource,
-    OptLevel, Result, Tensor, TensorData, TensorSpec,
+    check_keep, validate_inputs, validate_values, Backend, BackendValue, DType, Dim, Error,
+    LoadOptions, Model, ModelFormat, ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
+    Value,
 };
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -355,6 +361,68 @@ fn from_value(v: &DynValue) -> Result<Tensor> {
     }
 }
 
+/// An ONNX Runtime value kept between runs ([`Model::run_values`]): the `OrtValue` an
+/// output came back as, fed to the next run as it is.
+#[derive(Debug)]
+pub struct OrtValue {
+    value: DynValue,
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
+impl OrtValue {
+    fn new(value: DynValue) -> Result<Self> {
+        let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
+            return Err(run_err(format!(
+                "output {:?} is not a tensor",
+                value.dtype()
+            )));
+        };
+        let dtype = dtype_of(*ty).ok_or_else(|| {
+            run_err(format!(
+                "output element type {ty:?} is not supported by edgeai"
+            ))
+        })?;
+        let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+        Ok(OrtValue {
+            value,
+            dtype,
+            shape,
+        })
+    }
+
+    /// The `ort` value.
+    pub fn value(&self) -> &DynValue {
+        &self.value
+    }
+}
+
+impl BackendValue for OrtValue {
+    fn backend(&self) -> &str {
+        NAME
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn to_tensor(&self) -> Result<Tensor> {
+        from_value(&self.value)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
 impl OrtModel {
     fn checkout(&self) -> Result<Session> {
         let idle = self.pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
@@ -397,10 +465,56 @@ impl Model for OrtModel {
                 .map(|s| from_value(&outs[s.name.as_str()]))
                 .collect::<Result<Vec<_>>>()
         })();
+        self.checkin(session);
+        result
+    }
+
+    fn run_values(&self, inputs: Vec<Value>, keep_on_backend: &[bool]) -> Result<Vec<Value>> {
+        validate_values(&self.inputs, &inputs)?;
+        check_keep(&self.outputs, keep_on_backend)?;
+        let values: Vec<(String, DynValue)> = self
+            .inputs
+            .iter()
+            .zip(inputs)
+            .map(|(s, v)| {
+                let value = match v.downcast::<OrtValue>() {
+                    Ok(own) => own.value,
+                    Err(other) => to_value(other.into_tensor()?)?,
+                };
+                Ok((s.name.clone(), value))
+            })
+            .collect::<Result<_>>()?;
+        let mut session = self.checkout()?;
+        let result = (|| {
+            let mut outs = session.run(values).map_err(run_err)?;
+            self.outputs
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    if keep_on_backend.get(i).copied().unwrap_or(false) {
+                        let v = outs
+                            .remove(s.name.as_str())
+                            .ok_or_else(|| run_err(format!("no output `{}`", s.name)))?;
+                        Ok(Value::Backend(Box::new(OrtValue::new(v)?)))
+                    } else {
+                        let v = outs
+                            .get(s.name.as_str())
+                            .ok_or_else(|| run_err(format!("no output `{}`", s.name)))?;
+                        from_value(v).map(Value::Host)
+                    }
+                })
+                .collect::<Result<Vec<_>>>()
+        })();
+        self.checkin(session);
+        result
+    }
+}
+
+impl OrtModel {
+    fn checkin(&self, session: Session) {
         self.pool
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(session);
-        result
     }
 }

@@ -20,6 +20,10 @@
 //!   (tract's matrix-multiply executor); `None` or `1` runs single-threaded.
 //! - An operator tract lacks, a truncated or corrupt file, or bytes that are not ONNX give an
 //!   [`Error`] that names the operator or the problem.
+//! - [`Model::run_values`] keeps the outputs asked for as [`TractValue`]s (tract's
+//!   reference-counted tensors) and takes them back as inputs without a copy: an ONNX
+//!   decoder's KV cache goes from one run into the next as it is. (Plain [`Model::run`]
+//!   copies each input into a tract tensor and each output back out.)
 //!
 //! ```no_run
 //! use edgeai_backend_tract::TractBackend;
@@ -37,8 +41,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use edgeai_core::{
-    guard_load, guard_run, validate_inputs, Backend, DType, Dim, Error, LoadOptions, Model,
-    ModelFormat, ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
+    check_keep, guard_load, guard_run, validate_inputs, validate_values, Backend, BackendValue,
+    DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel, Result, Tensor,
+    TensorData, TensorSpec, Value,
 };
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::unimpl::UnimplementedOp;
@@ -505,14 +510,47 @@ impl Model for TractModel {
 
     fn run(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
         validate_inputs(&self.inputs, &inputs)?;
-        let special = self
-            .specializer
-            .as_ref()
-            .and_then(|s| s.plan_for(inputs.iter().map(|t| t.shape().to_vec()).collect()));
+        let shapes = inputs.iter().map(|t| t.shape().to_vec()).collect();
         let values = inputs
             .into_iter()
             .map(|t| to_tract(t).map(TValue::from))
             .collect::<Result<TVec<_>>>()?;
+        self.run_tract(shapes, values)?
+            .into_iter()
+            .map(|v| from_tract(&v))
+            .collect()
+    }
+
+    fn run_values(&self, inputs: Vec<Value>, keep_on_backend: &[bool]) -> Result<Vec<Value>> {
+        validate_values(&self.inputs, &inputs)?;
+        check_keep(&self.outputs, keep_on_backend)?;
+        let shapes = inputs.iter().map(|v| v.shape().to_vec()).collect();
+        let values = inputs
+            .into_iter()
+            .map(|v| match v.downcast::<TractValue>() {
+                Ok(own) => Ok(own.value),
+                Err(other) => to_tract(other.into_tensor()?).map(TValue::from),
+            })
+            .collect::<Result<TVec<_>>>()?;
+        self.run_tract(shapes, values)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                if keep_on_backend.get(i).copied().unwrap_or(false) {
+                    TractValue::new(v).map(|v| Value::Backend(Box::new(v)))
+                } else {
+                    from_tract(&v).map(Value::Host)
+                }
+            })
+            .collect()
+    }
+}
+
+impl TractModel {
+    /// Runs the specialised plan for these input shapes where there is one, else the generic
+    /// plan.
+    fn run_tract(&self, shapes: Vec<Vec<usize>>, values: TVec<TValue>) -> Result<TVec<TValue>> {
+        let special = self.specializer.as_ref().and_then(|s| s.plan_for(shapes));
         let generic = |values: TVec<TValue>| {
             self.plan.run(values).map_err(|e| Error::Run {
                 backend: NAME.into(),
@@ -522,7 +560,7 @@ impl Model for TractModel {
         // Plans are immutable and each run builds its own state, so a panicking run
         // leaves nothing behind; report it as a failed run rather than unwinding into the
         // caller.
-        let outs = guard_run(NAME, || {
+        guard_run(NAME, || {
             match special {
             None => generic(values),
             // A specialised plan that fails falls back to the generic one; the values are
@@ -535,10 +573,65 @@ impl Model for TractModel {
                 generic(values)
             }),
         }
+        })
+    }
+}
+
+/// A tract value kept between runs ([`Model::run_values`]): the reference-counted tensor an
+/// output came back as, fed to the next run as it is.
+#[derive(Debug)]
+pub struct TractValue {
+    value: TValue,
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
+impl TractValue {
+    fn new(value: TValue) -> Result<Self> {
+        let dtype = dtype_of(value.datum_type()).ok_or_else(|| Error::Run {
+            backend: NAME.into(),
+            reason: format!(
+                "output dtype {:?} is not supported by edgeai",
+                value.datum_type()
+            ),
         })?;
-        outs.into_iter()
-            .map(|v| from_tract(v.into_tensor()))
-            .collect()
+        let shape = value.shape().to_vec();
+        Ok(TractValue {
+            value,
+            dtype,
+            shape,
+        })
+    }
+
+    /// The tract tensor.
+    pub fn tensor(&self) -> &tract_onnx::prelude::Tensor {
+        &self.value
+    }
+}
+
+impl BackendValue for TractValue {
+    fn backend(&self) -> &str {
+        NAME
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn to_tensor(&self) -> Result<Tensor> {
+        from_tract(&self.value)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send + Sync> {
+        self
     }
 }
 
@@ -633,21 +726,21 @@ fn plain<T: Datum>(t: &tract_onnx::prelude::Tensor) -> Result<&[T]> {
         .map_err(|e| Error::Tensor(chain(&e)))
 }
 
-fn from_tract(t: tract_onnx::prelude::Tensor) -> Result<Tensor> {
+fn from_tract(t: &tract_onnx::prelude::Tensor) -> Result<Tensor> {
     let shape = t.shape().to_vec();
     let data = match t.datum_type() {
-        DatumType::F32 => TensorData::F32(plain::<f32>(&t)?.to_vec()),
-        DatumType::F16 => TensorData::F16(plain::<f16>(&t)?.to_vec()),
-        DatumType::I8 => TensorData::I8(plain::<i8>(&t)?.to_vec()),
-        DatumType::U8 => TensorData::U8(plain::<u8>(&t)?.to_vec()),
-        DatumType::I32 => TensorData::I32(plain::<i32>(&t)?.to_vec()),
-        DatumType::I64 => TensorData::I64(plain::<i64>(&t)?.to_vec()),
-        DatumType::Bool => TensorData::Bool(plain::<bool>(&t)?.to_vec()),
-        DatumType::F64 => TensorData::F64(plain::<f64>(&t)?.to_vec()),
-        DatumType::I16 => TensorData::I16(plain::<i16>(&t)?.to_vec()),
-        DatumType::U16 => TensorData::U16(plain::<u16>(&t)?.to_vec()),
-        DatumType::U32 => TensorData::U32(plain::<u32>(&t)?.to_vec()),
-        DatumType::U64 => TensorData::U64(plain::<u64>(&t)?.to_vec()),
+        DatumType::F32 => TensorData::F32(plain::<f32>(t)?.to_vec()),
+        DatumType::F16 => TensorData::F16(plain::<f16>(t)?.to_vec()),
+        DatumType::I8 => TensorData::I8(plain::<i8>(t)?.to_vec()),
+        DatumType::U8 => TensorData::U8(plain::<u8>(t)?.to_vec()),
+        DatumType::I32 => TensorData::I32(plain::<i32>(t)?.to_vec()),
+        DatumType::I64 => TensorData::I64(plain::<i64>(t)?.to_vec()),
+        DatumType::Bool => TensorData::Bool(plain::<bool>(t)?.to_vec()),
+        DatumType::F64 => TensorData::F64(plain::<f64>(t)?.to_vec()),
+        DatumType::I16 => TensorData::I16(plain::<i16>(t)?.to_vec()),
+        DatumType::U16 => TensorData::U16(plain::<u16>(t)?.to_vec()),
+        DatumType::U32 => TensorData::U32(plain::<u32>(t)?.to_vec()),
+        DatumType::U64 => TensorData::U64(plain::<u64>(t)?.to_vec()),
         other => {
             return Err(Error::Run {
                 backend: NAME.into(),
