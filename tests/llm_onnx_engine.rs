@@ -9,6 +9,8 @@
 //! - greedy 32 tokens (one token per run, the cache going round) identical to the reference;
 //! - teacher-forced on prompt + continuation (one run), every position's logits within
 //!   [`TOLERANCE`] of the reference: `max |onnx - ref| / max |ref|`;
+//! - the cache goes round in ONNX Runtime's and tract's own values (`cache_backend`), and the
+//!   same engine with the cache forced through host tensors gives the same tokens;
 //! - the exported `tokenizer.json` encodes every prompt as the GGUF's tokenizer does, and the
 //!   template from `tokenizer_config.json` is ChatML, so a chat turn works end to end.
 //!
@@ -22,7 +24,7 @@ use edgeai::llm::export::{export_onnx, ExportOptions};
 use edgeai::llm::gguf::{writer::GgufWriter, GgufFile};
 use edgeai::llm::{
     ChatTemplate, DecoderEngine, DecoderModel, EngineOptions, GenerateOptions, KvCacheType,
-    LanguageModel, LlmOptions, SamplerConfig, Tokenizer,
+    LanguageModel, LlmEngine, LlmOptions, OnnxDecoder, OnnxEngine, SamplerConfig, Tokenizer,
 };
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -131,6 +133,15 @@ fn exported_smollm2_on_every_backend_matches_the_f32_reference() {
                 }
             };
             assert_eq!(&got, cont, "{name}: greedy {STEPS} tokens, prompt {i}");
+            // Where the cache went round: in ONNX Runtime's and tract's own values, in host
+            // tensors on the backends without values of their own.
+            let decoder = llm
+                .engine
+                .as_any()
+                .and_then(|a| a.downcast_ref::<OnnxDecoder>());
+            let cache = decoder.expect("an OnnxDecoder").cache_backend();
+            let want = matches!(backend, "ort" | "tract").then_some(backend);
+            assert_eq!(cache, want, "{name}: where the cache lives after greedy");
             let seq: Vec<u32> = p.iter().chain(cont).copied().collect();
             llm.engine.reset();
             let logits = llm.engine.forward_all(&seq).unwrap();
@@ -142,6 +153,20 @@ fn exported_smollm2_on_every_backend_matches_the_f32_reference() {
             eprintln!("{name}: cannot run the export: {e}");
             assert!(!matches!(backend, "tract" | "ort"), "{name}: {e}");
             continue;
+        }
+        if matches!(backend, "ort" | "tract") {
+            // The same engine with the cache forced through host tensors: the same tokens.
+            let mut host = OnnxEngine::new(edgeai::backend(backend).unwrap())
+                .with_host_cache(true)
+                .open(&dir, &opts)
+                .unwrap();
+            let got = greedy(host.engine.as_mut(), &prompts[0], STEPS).unwrap();
+            assert_eq!(got, expected[0].0, "{name} with a host cache");
+            let decoder = host
+                .engine
+                .as_any()
+                .and_then(|a| a.downcast_ref::<OnnxDecoder>());
+            assert_eq!(decoder.unwrap().cache_backend(), None, "{name}: host cache");
         }
         eprintln!(
             "{name}: greedy {STEPS} identical on {n} prompts; teacher-forced logits max rel \

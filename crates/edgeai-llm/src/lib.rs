@@ -252,6 +252,7 @@ impl LlmEngine for NativeEngine {
 pub struct OnnxEngine {
     backend: Box<dyn edgeai_core::Backend>,
     name: String,
+    host_cache: bool,
 }
 
 impl std::fmt::Debug for OnnxEngine {
@@ -266,7 +267,18 @@ impl OnnxEngine {
     /// The engine `onnx:<backend name>` on `backend`.
     pub fn new(backend: Box<dyn edgeai_core::Backend>) -> Self {
         let name = format!("onnx:{}", backend.name());
-        Self { backend, name }
+        Self {
+            backend,
+            name,
+            host_cache: false,
+        }
+    }
+
+    /// This engine with the decoders' caches kept in host tensors, copied through every run
+    /// ([`OnnxDecoderOptions::host_cache`]; for comparisons).
+    pub fn with_host_cache(mut self, host_cache: bool) -> Self {
+        self.host_cache = host_cache;
+        self
     }
 
     /// The model, tokenizer and config paths for `path`: a directory holding `model.onnx`,
@@ -401,6 +413,7 @@ impl LlmEngine for OnnxEngine {
                 context_length,
                 vocab_size,
                 name: Some(self.name.clone()),
+                host_cache: self.host_cache,
             },
         )?;
         Llm::new(Box::new(engine), tokenizer, template)

@@ -24,18 +24,26 @@
 //! engine); a run the backend fails, or outputs off the convention, are errors after which the
 //! context is empty (the cache went into the failed run).
 //!
-//! # What a step costs
-//! [`Model::run`] takes and returns host tensors, so each run moves the whole cache through
-//! the call: the past goes in by value (no copy on this side) and the backend copies it into
-//! its own values and the presents back out. For SmolLM2-135M (30 layers, 3 KV heads of 64)
-//! that is 46 KB per cached token in each direction with an f32 cache, about 9 MB per step at
-//! 200 tokens: small next to the 540 MB of f32 weights a step reads, but it grows with the
-//! context.
+//! # Where the cache lives, and what a step costs
+//! The decoder runs through [`Model::run_values`] and asks for the `present.*` outputs in the
+//! backend's own form ([`edgeai_core::Value::Backend`]); the next run takes them back as its
+//! `past_key_values.*` as they are. On ONNX Runtime (`OrtValue`s) and tract (reference-counted
+//! tensors) the cache therefore never leaves the engine between tokens: a step copies only
+//! the ids in and the logits out (the graph's own `Concat` of past and new keys is the
+//! engine's business). [`OnnxDecoder::cache_backend`] says where the cache is.
+//!
+//! Backends without values of their own (candle, burn today) hand back host tensors, so each
+//! run moves the whole cache through the call: the backend copies the past into its own
+//! tensors and the presents back out. For SmolLM2-135M (30 layers, 3 KV heads of 64) that is
+//! 46 KB per cached token in each direction with an f32 cache, about 9 MB per step at 200
+//! tokens: small next to the 540 MB of f32 weights a step reads, but it grows with the
+//! context. [`OnnxDecoderOptions::host_cache`] forces that path on every backend (to measure
+//! the difference; `benches/llm.rs` does).
 
 use std::any::Any;
 
 use edgeai_core::half::{bf16, f16};
-use edgeai_core::{DType, Dim, Element, Model, Tensor, TensorData, TensorSpec};
+use edgeai_core::{DType, Dim, Element, Model, Tensor, TensorData, TensorSpec, Value};
 
 use crate::engine::{check_tokens, LanguageModel};
 use crate::{Error, Result};
@@ -49,6 +57,9 @@ pub struct OnnxDecoderOptions {
     pub vocab_size: Option<usize>,
     /// The engine's name as [`LanguageModel::name`] reports it (default `onnx:<backend>`).
     pub name: Option<String>,
+    /// Keep the cache in host tensors, copied through every run, even where the backend
+    /// could keep it in its own values (see the [module docs](self); for comparisons).
+    pub host_cache: bool,
 }
 
 /// What one model input is fed with.
@@ -71,14 +82,16 @@ pub struct OnnxDecoder {
     logits_out: usize,
     /// Output index of each cache entry's present (same order as `past`).
     present_out: Vec<usize>,
+    /// Per output: whether to ask for it in the backend's own form.
+    keep: Vec<bool>,
     layers: usize,
     kv_heads: usize,
     head_dim: usize,
     vocab: usize,
     context: usize,
     cache_dtype: DType,
-    /// The cache: `2 * layers` tensors `[1, kv_heads, position, head_dim]`.
-    past: Vec<Tensor>,
+    /// The cache: `2 * layers` values `[1, kv_heads, position, head_dim]`.
+    past: Vec<Value>,
     pos: usize,
     logits: Vec<f32>,
 }
@@ -265,6 +278,12 @@ impl OnnxDecoder {
             }
             present_out.push(j);
         }
+        let mut keep = vec![false; outputs.len()];
+        if !opts.host_cache {
+            for &j in &present_out {
+                keep[j] = true;
+            }
+        }
         let context = if opts.context_length == 0 {
             2048
         } else {
@@ -289,6 +308,7 @@ impl OnnxDecoder {
             slots,
             logits_out,
             present_out,
+            keep,
             layers,
             kv_heads,
             head_dim,
@@ -325,14 +345,23 @@ impl OnnxDecoder {
 
     /// Bytes the cache holds now.
     pub fn kv_cache_bytes(&self) -> usize {
-        self.past.iter().map(|t| t.len() * t.dtype().size()).sum()
+        self.past.iter().map(Value::byte_len).sum()
     }
 
-    fn empty_cache(&self) -> Vec<Tensor> {
+    /// The backend holding the cache in its own values, or `None` when the cache is in host
+    /// tensors (empty, after [`LanguageModel::truncate`], with
+    /// [`OnnxDecoderOptions::host_cache`], or on a backend without values of its own).
+    pub fn cache_backend(&self) -> Option<&str> {
+        self.past.first().and_then(Value::backend)
+    }
+
+    fn empty_cache(&self) -> Vec<Value> {
         (0..2 * self.layers)
             .map(|_| {
-                Tensor::zeros(self.cache_dtype, [1, self.kv_heads, 0, self.head_dim])
-                    .expect("an empty tensor always fits")
+                Value::Host(
+                    Tensor::zeros(self.cache_dtype, [1, self.kv_heads, 0, self.head_dim])
+                        .expect("an empty tensor always fits"),
+                )
             })
             .collect()
     }
@@ -348,21 +377,21 @@ impl OnnxDecoder {
                 _ => Tensor::from_vec(shape, values.map(|v| v as i64).collect()),
             }
         };
-        let mut past: Vec<Option<Tensor>> = std::mem::take(&mut self.past)
+        let mut past: Vec<Option<Value>> = std::mem::take(&mut self.past)
             .into_iter()
             .map(Some)
             .collect();
         let mut inputs = Vec::with_capacity(self.slots.len());
         for slot in &self.slots {
             inputs.push(match *slot {
-                Slot::Ids(dt) => ints(dt, [1, n], &mut tokens.iter().map(|&t| t as usize))?,
-                Slot::Mask(dt) => ints(dt, [1, total], &mut std::iter::repeat_n(1, total))?,
-                Slot::Positions(dt) => ints(dt, [1, n], &mut (self.pos..total))?,
+                Slot::Ids(dt) => ints(dt, [1, n], &mut tokens.iter().map(|&t| t as usize))?.into(),
+                Slot::Mask(dt) => ints(dt, [1, total], &mut std::iter::repeat_n(1, total))?.into(),
+                Slot::Positions(dt) => ints(dt, [1, n], &mut (self.pos..total))?.into(),
                 Slot::Past(i) => past[i].take().expect("each cache entry feeds one input"),
             });
         }
         // The cache went into the run: whatever happens, the state is rebuilt below.
-        let result = self.model.run(inputs);
+        let result = self.model.run_values(inputs, &self.keep);
         let mut outputs = match result {
             Ok(o) => o,
             Err(e) => {
@@ -386,14 +415,14 @@ impl OnnxDecoder {
 
     fn take_outputs(
         &self,
-        outputs: &mut [Tensor],
+        outputs: &mut [Value],
         n: usize,
         total: usize,
-    ) -> Result<(Vec<f32>, Vec<Tensor>)> {
+    ) -> Result<(Vec<f32>, Vec<Value>)> {
         let want_cache = [1, self.kv_heads, total, self.head_dim];
         let mut cache = Vec::with_capacity(self.present_out.len());
         for (i, &j) in self.present_out.iter().enumerate() {
-            let t = std::mem::replace(&mut outputs[j], Tensor::scalar(0f32));
+            let t = std::mem::replace(&mut outputs[j], Value::Host(Tensor::scalar(0f32)));
             if t.shape() != want_cache || t.dtype() != self.cache_dtype {
                 return Err(bad(format!(
                     "output `{}` is {} {:?}, expected {} {want_cache:?}",
@@ -405,7 +434,11 @@ impl OnnxDecoder {
             }
             cache.push(t);
         }
-        let logits = std::mem::replace(&mut outputs[self.logits_out], Tensor::scalar(0f32));
+        let logits = std::mem::replace(
+            &mut outputs[self.logits_out],
+            Value::Host(Tensor::scalar(0f32)),
+        )
+        .into_tensor()?;
         let want = [1, n, self.vocab];
         if logits.shape() != want {
             return Err(bad(format!(
@@ -476,10 +509,23 @@ impl LanguageModel for OnnxDecoder {
         let cut = self
             .past
             .iter()
-            .map(|t| match self.cache_dtype {
-                DType::F16 => narrow::<f16>(t, len),
-                DType::BF16 => narrow::<bf16>(t, len),
-                _ => narrow::<f32>(t, len),
+            .map(|v| {
+                // A backend's value is read through a host copy: truncation is rare (an
+                // edited chat history), a step is not.
+                let copy;
+                let t = match v {
+                    Value::Host(t) => t,
+                    Value::Backend(b) => {
+                        copy = b.to_tensor()?;
+                        &copy
+                    }
+                };
+                match self.cache_dtype {
+                    DType::F16 => narrow::<f16>(t, len),
+                    DType::BF16 => narrow::<bf16>(t, len),
+                    _ => narrow::<f32>(t, len),
+                }
+                .map(Value::Host)
             })
             .collect::<Result<Vec<_>>>()?;
         self.past = cut;

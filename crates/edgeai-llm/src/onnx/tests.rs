@@ -26,6 +26,35 @@ struct Mock {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
     layers: usize,
+    /// Whether `run_values` keeps outputs as [`MockValue`]s (a backend with values of its
+    /// own), and how many of them came back as inputs.
+    own_values: bool,
+    taken_back: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A backend value of the mock: the host tensor inside, taken back without a copy.
+#[derive(Debug)]
+struct MockValue(Tensor);
+
+impl edgeai_core::BackendValue for MockValue {
+    fn backend(&self) -> &str {
+        "mock"
+    }
+    fn dtype(&self) -> DType {
+        self.0.dtype()
+    }
+    fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+    fn to_tensor(&self) -> edgeai_core::Result<Tensor> {
+        Ok(self.0.clone())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync> {
+        self
+    }
 }
 
 impl Mock {
@@ -70,7 +99,14 @@ impl Mock {
             inputs,
             outputs,
             layers,
+            own_values: false,
+            taken_back: Default::default(),
         }
+    }
+
+    fn with_own_values(mut self) -> Self {
+        self.own_values = true;
+        self
     }
 }
 
@@ -83,6 +119,39 @@ impl Model for Mock {
     }
     fn outputs(&self) -> &[TensorSpec] {
         &self.outputs
+    }
+    fn run_values(&self, inputs: Vec<Value>, keep: &[bool]) -> edgeai_core::Result<Vec<Value>> {
+        if !self.own_values {
+            let inputs = inputs
+                .into_iter()
+                .map(Value::into_tensor)
+                .collect::<edgeai_core::Result<Vec<_>>>()?;
+            return Ok(self.run(inputs)?.into_iter().map(Value::Host).collect());
+        }
+        edgeai_core::check_keep(&self.outputs, keep)?;
+        let inputs = inputs
+            .into_iter()
+            .map(|v| match v.downcast::<MockValue>() {
+                Ok(own) => {
+                    self.taken_back
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(own.0)
+                }
+                Err(other) => other.into_tensor(),
+            })
+            .collect::<edgeai_core::Result<Vec<_>>>()?;
+        Ok(self
+            .run(inputs)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if keep.get(i).copied().unwrap_or(false) {
+                    Value::Backend(Box::new(MockValue(t)))
+                } else {
+                    Value::Host(t)
+                }
+            })
+            .collect())
     }
     fn run(&self, inputs: Vec<Tensor>) -> edgeai_core::Result<Vec<Tensor>> {
         edgeai_core::validate_inputs(&self.inputs, &inputs)?;
@@ -176,6 +245,47 @@ fn forward_feeds_the_cache_back_and_matches_one_run_over_everything() {
             argmax(&rows[i * VOCAB..(i + 1) * VOCAB]),
             expected_next(&tokens[..=i])
         );
+    }
+}
+
+#[test]
+fn the_cache_stays_in_the_backend_values_between_runs() {
+    for host_cache in [false, true] {
+        let mock = Mock::new(2).with_own_values();
+        let taken = mock.taken_back.clone();
+        let mut d = OnnxDecoder::new(
+            Box::new(mock),
+            &OnnxDecoderOptions {
+                context_length: 16,
+                host_cache,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(d.cache_backend(), None, "an empty cache is on the host");
+        let mut fed = vec![3u32, 1, 4];
+        assert_eq!(argmax(d.forward(&fed).unwrap()), expected_next(&fed));
+        for t in [1u32, 5, 2] {
+            fed.push(t);
+            assert_eq!(argmax(d.forward(&[t]).unwrap()), expected_next(&fed));
+        }
+        let load = std::sync::atomic::Ordering::Relaxed;
+        if host_cache {
+            assert_eq!(d.cache_backend(), None);
+            assert_eq!(taken.load(load), 0);
+        } else {
+            assert_eq!(d.cache_backend(), Some("mock"));
+            // Three decode steps took back all 4 cache values each, as they were.
+            assert_eq!(taken.load(load), 3 * 4);
+        }
+        assert_eq!(d.kv_cache_bytes(), 2 * 2 * HEADS * fed.len() * WIDTH * 4);
+        // Truncation reads the backend's values through a host copy; the cache goes on.
+        d.truncate(4).unwrap();
+        assert_eq!(d.cache_backend(), None);
+        fed.truncate(4);
+        fed.push(6);
+        assert_eq!(argmax(d.forward(&[6]).unwrap()), expected_next(&fed));
+        assert_eq!(d.cache_backend(), (!host_cache).then_some("mock"));
     }
 }
 
