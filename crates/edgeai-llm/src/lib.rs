@@ -359,9 +359,21 @@ impl LlmEngine for OnnxEngine {
                 ),
             });
         }
-        let tokenizer = Tokenizer::from_json_file(tokenizer_path)?;
         let config = read_json(&dir.join("config.json"))?;
         let tok_config = read_json(&dir.join("tokenizer_config.json"))?;
+        let mut tokenizer = Tokenizer::from_json_file(tokenizer_path)?;
+        if let Some(c) = &tok_config {
+            // tokenizer.json does not say whether a BOS goes first; tokenizer_config.json does.
+            let bos = c.get("bos_token").and_then(|b| match b {
+                serde_json::Value::String(s) => Some(s.as_str()),
+                // The older form: {"content": "<s>", ...}.
+                other => other.get("content").and_then(|s| s.as_str()),
+            });
+            let add = c.get("add_bos_token").and_then(|a| a.as_bool());
+            if bos.is_some() || add.is_some() {
+                tokenizer = tokenizer.with_bos(bos, add.unwrap_or(false))?;
+            }
+        }
         let template = match tok_config
             .as_ref()
             .and_then(|c| c.get("chat_template"))

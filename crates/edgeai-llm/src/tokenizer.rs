@@ -512,6 +512,37 @@ impl Tokenizer {
         ))
     }
 
+    /// This tokenizer with its beginning-of-sequence token set from a Hugging Face
+    /// `tokenizer_config.json` (`bos_token`, `add_bos_token`), which `tokenizer.json` does not
+    /// carry: `bos` names the token (`None` keeps the one found by name), `add` whether
+    /// [`Tokenizer::encode`] prepends it. A `bos` the vocabulary lacks is an error naming it.
+    ///
+    /// ```no_run
+    /// # fn main() -> edgeai_llm::Result<()> {
+    /// let tok = edgeai_llm::Tokenizer::from_json_file("out/tokenizer.json")?
+    ///     .with_bos(Some("<s>"), true)?;
+    /// assert_eq!(tok.encode("hi")?.first().copied(), tok.bos_id());
+    /// # Ok(()) }
+    /// ```
+    pub fn with_bos(mut self, bos: Option<&str>, add: bool) -> Result<Self> {
+        if let Some(name) = bos {
+            let id = match &self.inner {
+                Model::Hf(t) => t.token_to_id(name),
+                Model::Spm(s) => s.ids.get(name),
+            };
+            self.bos = Some(id.ok_or_else(|| {
+                Error::Tokenizer(format!("bos_token `{name}` is not in the vocabulary"))
+            })?);
+        }
+        if add && self.bos.is_none() {
+            return Err(Error::Tokenizer(
+                "add_bos_token is set but the tokenizer has no BOS token".into(),
+            ));
+        }
+        self.add_bos = add;
+        Ok(self)
+    }
+
     fn finish(
         inner: Model,
         token_bytes: Pieces,

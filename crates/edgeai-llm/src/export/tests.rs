@@ -271,6 +271,17 @@ fn export_has_the_optimum_interface_and_only_the_intended_ops() {
         assert!(!ids.is_empty());
         assert_eq!(from_json.encode(text).unwrap(), ids, "{text:?}");
     }
+    // tokenizer_config.json's BOS settings, which tokenizer.json does not carry.
+    let bos = from_json.bos_id().unwrap();
+    let reload = || Tokenizer::from_json_file(dir.join("tokenizer.json")).unwrap();
+    let with = reload().with_bos(tc["bos_token"].as_str(), true).unwrap();
+    assert_eq!(with.bos_id(), Some(bos));
+    let plain = from_json.encode("ab a").unwrap();
+    let mut want = vec![bos];
+    want.extend(&plain);
+    assert_eq!(with.encode("ab a").unwrap(), want);
+    let e = reload().with_bos(Some("<nope>"), true).unwrap_err();
+    assert!(e.to_string().contains("<nope>"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
