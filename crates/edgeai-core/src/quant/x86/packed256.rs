@@ -19,7 +19,7 @@
 
 use std::arch::x86_64::*;
 
-use super::h2f;
+use super::{h2f, prefetch, PREFETCH_DISTANCE};
 use crate::quant::blocks::{BlockQ8K, BlockQ8_0};
 use crate::quant::packed::{tile_block_len, TILE};
 use crate::quant::GgmlType;
@@ -76,25 +76,6 @@ unsafe fn q6_quants(v: [__m256i; 2], h: __m256i) -> [__m256i; 4] {
         _mm256_or_si256(lo1, _mm256_and_si256(h, m30)),
         _mm256_or_si256(hi1, _mm256_and_si256(_mm256_srli_epi16::<2>(h), m30)),
     ]
-}
-
-/// How far ahead of the Q8_0 / Q4_0 / Q4_1 block being read the kernels prefetch (the
-/// K-quant kernels prefetch their next block, larger than this). A decode step streams
-/// every weight once from DRAM, where the hardware prefetchers alone leave bandwidth
-/// unused: measured on a Zen 3 (AVX2), Gemma 3 270M decodes about 10% faster at 1 thread
-/// with these prefetches (BENCHMARKS.md, session 15).
-const PREFETCH_DISTANCE: usize = 4096;
-
-/// Prefetches bytes `from..from + len` of `base` into L1, one request per cache line.
-#[inline(always)]
-unsafe fn prefetch(base: *const u8, from: usize, len: usize) {
-    let mut o = 0;
-    while o < len {
-        // `wrapping_add`: the address may lie past the slice (a prefetch never faults and
-        // reads nothing into the program; no pointer past the allocation is dereferenced).
-        _mm_prefetch::<_MM_HINT_T0>(base.wrapping_add(from.wrapping_add(o)).cast());
-        o += 64;
-    }
 }
 
 #[inline(always)]

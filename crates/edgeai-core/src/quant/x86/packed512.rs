@@ -3,10 +3,13 @@
 //! in `packed.rs` (exact integer dots, then the same `f32` multiplies and fused multiply-adds
 //! in the same order), so both give bit-identical outputs. `T` tiles (1 or 2, adjacent in
 //! memory) run together so that each activation broadcast feeds `T` multiply-adds.
+//!
+//! On a unit's last pass (`stream`: its bytes come from memory) the kernels prefetch ahead as
+//! the AVX2 ones do ([`super::PREFETCH_DISTANCE`]); a prefetch changes no output.
 
 use std::arch::x86_64::*;
 
-use super::h2f;
+use super::{h2f, prefetch, PREFETCH_DISTANCE};
 use crate::quant::blocks::{BlockQ8K, BlockQ8_0};
 use crate::quant::packed::{tile_block_len, TILE};
 use crate::quant::GgmlType;
@@ -41,6 +44,7 @@ unsafe fn q8_family<const T: usize>(
     act: &[BlockQ8_0],
     sums: &[f32],
     isum: &[i32],
+    stream: bool,
 ) -> [[f32; TILE]; T] {
     let tbb = tile_block_len(ty);
     let nb = (data.len() / (T * tbb))
@@ -52,6 +56,9 @@ unsafe fn q8_family<const T: usize>(
     for b in 0..nb {
         // In bounds: (b * T + t) * tbb + (offset < tbb) <= nb * T * tbb <= data.len().
         let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        if stream {
+            prefetch(data.as_ptr(), b * T * tbb + PREFETCH_DISTANCE, T * tbb);
+        }
         let a = &act[b];
         let ys = a.qs.as_ptr();
         let dy = _mm512_set1_ps(h2f(a.d));
@@ -113,7 +120,7 @@ unsafe fn q8_family<const T: usize>(
 
 /// `data` holds a unit of `T` tiles, their blocks side by side.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T] {
+unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K], stream: bool) -> [[f32; TILE]; T] {
     let tbb = tile_block_len(GgmlType::Q4K);
     let nb = (data.len() / (T * tbb)).min(act.len());
     let m4 = _mm512_set1_epi8(0x0F);
@@ -121,6 +128,10 @@ unsafe fn q4k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T]
     for b in 0..nb {
         // In bounds: as in `q8_family`.
         let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        if stream {
+            // The next block (several KiB: more than PREFETCH_DISTANCE).
+            prefetch(data.as_ptr(), (b + 1) * T * tbb, T * tbb);
+        }
         let a = &act[b];
         let ys = a.qs.as_ptr();
         let bsums = a.bsums;
@@ -200,13 +211,17 @@ unsafe fn q6_quants(v: [__m512i; 2], h: __m512i) -> [__m512i; 4] {
 
 /// `data` holds a unit of `T` Q6_K tiles, their blocks side by side.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni,f16c,fma")]
-unsafe fn q6k<const T: usize>(data: &[u8], act: &[BlockQ8K]) -> [[f32; TILE]; T] {
+unsafe fn q6k<const T: usize>(data: &[u8], act: &[BlockQ8K], stream: bool) -> [[f32; TILE]; T] {
     let tbb = tile_block_len(GgmlType::Q6K);
     let nb = (data.len() / (T * tbb)).min(act.len());
     let mut acc = [_mm512_setzero_ps(); T];
     for b in 0..nb {
         // In bounds: as in `q8_family`.
         let blk: [*const u8; T] = std::array::from_fn(|t| data.as_ptr().add((b * T + t) * tbb));
+        if stream {
+            // The next block (several KiB: more than PREFETCH_DISTANCE).
+            prefetch(data.as_ptr(), (b + 1) * T * tbb, T * tbb);
+        }
         let a = &act[b];
         let ys = a.qs.as_ptr();
         let mut isum = [_mm512_setzero_si512(); T];
@@ -279,16 +294,16 @@ pub(crate) fn tiles_q8_family(
     act: &[BlockQ8_0],
     sums: &[f32],
     isum: &[i32],
-    _stream: bool,
+    stream: bool,
 ) -> [[f32; TILE]; 2] {
     // SAFETY: installed only in the AVX-512 VNNI kernel table, which exists only after
     // run-time detection of AVX-512 F, BW, VL and VNNI; the kernel bounds every pointer
     // offset by the slice lengths it is given.
     unsafe {
         if data.len() >= 2 * tile_bytes {
-            q8_family::<2>(ty, data, act, sums, isum)
+            q8_family::<2>(ty, data, act, sums, isum, stream)
         } else {
-            let [one] = q8_family::<1>(ty, data, act, sums, isum);
+            let [one] = q8_family::<1>(ty, data, act, sums, isum, stream);
             [one, [0.0; TILE]]
         }
     }
@@ -299,14 +314,14 @@ pub(crate) fn tiles_q4k(
     data: &[u8],
     tile_bytes: usize,
     act: &[BlockQ8K],
-    _stream: bool,
+    stream: bool,
 ) -> [[f32; TILE]; 2] {
     // SAFETY: as above.
     unsafe {
         if data.len() >= 2 * tile_bytes {
-            q4k::<2>(data, act)
+            q4k::<2>(data, act, stream)
         } else {
-            let [one] = q4k::<1>(data, act);
+            let [one] = q4k::<1>(data, act, stream);
             [one, [0.0; TILE]]
         }
     }
@@ -317,14 +332,14 @@ pub(crate) fn tiles_q6k(
     data: &[u8],
     tile_bytes: usize,
     act: &[BlockQ8K],
-    _stream: bool,
+    stream: bool,
 ) -> [[f32; TILE]; 2] {
     // SAFETY: as above.
     unsafe {
         if data.len() >= 2 * tile_bytes {
-            q6k::<2>(data, act)
+            q6k::<2>(data, act, stream)
         } else {
-            let [one] = q6k::<1>(data, act);
+            let [one] = q6k::<1>(data, act, stream);
             [one, [0.0; TILE]]
         }
     }
