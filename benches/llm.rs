@@ -3,7 +3,9 @@
 //! threads; the native engine, candle's engine on the same GGUF (`CandleLlama`,
 //! `CandleGemma3`) when built with `--features candle`, and SmolLM2 exported to ONNX (f32
 //! weights, `edgeai export-onnx`, into a temporary directory) on every graph backend compiled
-//! in (`onnx:tract`, `onnx:ort` with `--features ort`, ...).
+//! in (`onnx:tract`, `onnx:ort` with `--features ort`, ...); on ort and tract, which keep the
+//! KV cache in their own values between runs, also `onnx:<backend>-hostcache`, the cache
+//! copied through host tensors every run (`OnnxEngine::with_host_cache`).
 //!
 //! ```text
 //! cargo bench --bench llm                       # edgeai only
@@ -22,7 +24,8 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use edgeai::llm::export::{export_onnx, ExportOptions};
 use edgeai::llm::{
-    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, LlmOptions, Packing,
+    DecoderEngine, DecoderModel, EngineOptions, KvCacheType, LanguageModel, LlmEngine, LlmOptions,
+    OnnxEngine, Packing,
 };
 
 const MODEL: &str = "llm/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -80,8 +83,19 @@ fn engines(model: &str, threads: usize) -> Vec<(String, Box<dyn LanguageModel>)>
                 ..Default::default()
             };
             match edgeai::llm_engine(&name).and_then(|e| e.open(&dir, &opts)) {
-                Ok(llm) => v.push((name, llm.engine)),
+                Ok(llm) => v.push((name.clone(), llm.engine)),
                 Err(e) => eprintln!("skipping {name}: {e}"),
+            }
+            // Where the backend keeps the KV cache in its own values, the same engine with
+            // the cache copied through host tensors every run, for the difference.
+            if matches!(b, "ort" | "tract") {
+                let host = edgeai::backend(b)
+                    .map_err(edgeai::llm::Error::from)
+                    .and_then(|be| OnnxEngine::new(be).with_host_cache(true).open(&dir, &opts));
+                match host {
+                    Ok(llm) => v.push((format!("{name}-hostcache"), llm.engine)),
+                    Err(e) => eprintln!("skipping {name}-hostcache: {e}"),
+                }
             }
         }
     }
