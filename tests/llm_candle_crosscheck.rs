@@ -47,19 +47,7 @@ const TIE_GAP: f32 = 1.0;
 const STEPS: usize = 64;
 
 fn prompts() -> Vec<String> {
-    let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
-    vec![
-        "The capital of France is".into(),
-        chat("Write a haiku about the sea."),
-        "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".into(),
-        "Once upon a time, in a small village by the sea,".into(),
-        chat("What is the boiling point of water in Celsius?"),
-        "The three primary colors are".into(),
-        "import numpy as np\n\n# Compute the mean of a list\n".into(),
-        chat("Explain photosynthesis in one sentence."),
-        "Water is made of hydrogen and".into(),
-        "Dear Sir or Madam,\n\nI am writing to".into(),
-    ]
+    edgeai_testutil::smollm2_cross_check_prompts()
 }
 
 /// The same GGUF with every tensor dequantized to F32 (metadata unchanged).

@@ -295,13 +295,11 @@ fn tiny_left_padded_batch_matches_rows_run_alone() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The first three cross-check prompts (one plain, one ChatML, one code).
 fn smollm2_prompts() -> Vec<String> {
-    let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
-    vec![
-        "The capital of France is".into(),
-        chat("Write a haiku about the sea."),
-        "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".into(),
-    ]
+    let mut p = edgeai_testutil::smollm2_cross_check_prompts();
+    p.truncate(3);
+    p
 }
 
 #[test]

@@ -141,3 +141,21 @@ pub fn child_test(name: &str, arg: impl AsRef<std::ffi::OsStr>) -> Command {
         .env(CHILD_ENV, arg);
     c
 }
+
+/// The ten fixed SmolLM2 cross-check prompts (plain text, code, and ChatML turns) that the
+/// LLM tests compare engines on: the candle cross-check, the ONNX export and the ONNX engines.
+pub fn smollm2_cross_check_prompts() -> Vec<String> {
+    let chat = |q: &str| format!("<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n");
+    vec![
+        "The capital of France is".into(),
+        chat("Write a haiku about the sea."),
+        "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n".into(),
+        "Once upon a time, in a small village by the sea,".into(),
+        chat("What is the boiling point of water in Celsius?"),
+        "The three primary colors are".into(),
+        "import numpy as np\n\n# Compute the mean of a list\n".into(),
+        chat("Explain photosynthesis in one sentence."),
+        "Water is made of hydrogen and".into(),
+        "Dear Sir or Madam,\n\nI am writing to".into(),
+    ]
+}
