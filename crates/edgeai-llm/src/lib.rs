@@ -369,9 +369,10 @@ impl LlmEngine for OnnxEngine {
                 // The older form: {"content": "<s>", ...}.
                 other => other.get("content").and_then(|s| s.as_str()),
             });
-            let add = c.get("add_bos_token").and_then(|a| a.as_bool());
-            if bos.is_some() || add.is_some() {
-                tokenizer = tokenizer.with_bos(bos, add.unwrap_or(false))?;
+            // Only a BOS that is prepended must resolve; without add_bos_token an unknown
+            // bos_token is harmless and the tokenizer stays as loaded.
+            if c.get("add_bos_token").and_then(|a| a.as_bool()) == Some(true) {
+                tokenizer = tokenizer.with_bos(bos, true)?;
             }
         }
         let template = match tok_config
