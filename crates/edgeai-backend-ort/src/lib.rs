@@ -31,9 +31,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use edgeai_core::{
-    check_keep, validate_inputs, validate_values, Backend, BackendValue, DType, Dim, Error,
-    LoadOptions, Model, ModelFormat, ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec,
-    Value,
+    check_keep, validate_inputs, validate_values, Backend, DType, Dim, Error, Held, LoadOptions,
+    Model, ModelFormat, ModelSource, OptLevel, Result, Tensor, TensorData, TensorSpec, Value,
 };
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
@@ -363,64 +362,22 @@ fn from_value(v: &DynValue) -> Result<Tensor> {
 
 /// An ONNX Runtime value kept between runs ([`Model::run_values`]): the `OrtValue` an
 /// output came back as, fed to the next run as it is.
-#[derive(Debug)]
-pub struct OrtValue {
-    value: DynValue,
-    dtype: DType,
-    shape: Vec<usize>,
-}
+pub type OrtValue = Held<DynValue>;
 
-impl OrtValue {
-    fn new(value: DynValue) -> Result<Self> {
-        let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
-            return Err(run_err(format!(
-                "output {:?} is not a tensor",
-                value.dtype()
-            )));
-        };
-        let dtype = dtype_of(*ty).ok_or_else(|| {
-            run_err(format!(
-                "output element type {ty:?} is not supported by edgeai"
-            ))
-        })?;
-        let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
-        Ok(OrtValue {
-            value,
-            dtype,
-            shape,
-        })
-    }
-
-    /// The `ort` value.
-    pub fn value(&self) -> &DynValue {
-        &self.value
-    }
-}
-
-impl BackendValue for OrtValue {
-    fn backend(&self) -> &str {
-        NAME
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn to_tensor(&self) -> Result<Tensor> {
-        from_value(&self.value)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send + Sync> {
-        self
-    }
+fn ort_value(value: DynValue) -> Result<OrtValue> {
+    let ValueType::Tensor { ty, shape, .. } = value.dtype() else {
+        return Err(run_err(format!(
+            "output {:?} is not a tensor",
+            value.dtype()
+        )));
+    };
+    let dtype = dtype_of(*ty).ok_or_else(|| {
+        run_err(format!(
+            "output element type {ty:?} is not supported by edgeai"
+        ))
+    })?;
+    let shape = shape.iter().map(|&d| d.max(0) as usize).collect();
+    Ok(Held::new(NAME, value, dtype, shape, from_value))
 }
 
 impl OrtModel {
@@ -478,7 +435,7 @@ impl Model for OrtModel {
             .zip(inputs)
             .map(|(s, v)| {
                 let value = match v.downcast::<OrtValue>() {
-                    Ok(own) => own.value,
+                    Ok(own) => own.into_value(),
                     Err(other) => to_value(other.into_tensor()?)?,
                 };
                 Ok((s.name.clone(), value))
@@ -495,7 +452,7 @@ impl Model for OrtModel {
                         let v = outs
                             .remove(s.name.as_str())
                             .ok_or_else(|| run_err(format!("no output `{}`", s.name)))?;
-                        Ok(Value::Backend(Box::new(OrtValue::new(v)?)))
+                        Ok(Value::Backend(Box::new(ort_value(v)?)))
                     } else {
                         let v = outs
                             .get(s.name.as_str())

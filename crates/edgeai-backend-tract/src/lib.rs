@@ -41,8 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use edgeai_core::{
-    check_keep, guard_load, guard_run, validate_inputs, validate_values, Backend, BackendValue,
-    DType, Dim, Error, LoadOptions, Model, ModelFormat, ModelSource, OptLevel, Result, Tensor,
+    check_keep, guard_load, guard_run, validate_inputs, validate_values, Backend, DType, Dim,
+    Error, Held, LoadOptions, Model, ModelFormat, ModelSource, OptLevel, Result, Tensor,
     TensorData, TensorSpec, Value,
 };
 use tract_onnx::prelude::*;
@@ -528,7 +528,7 @@ impl Model for TractModel {
         let values = inputs
             .into_iter()
             .map(|v| match v.downcast::<TractValue>() {
-                Ok(own) => Ok(own.value),
+                Ok(own) => Ok(own.into_value()),
                 Err(other) => to_tract(other.into_tensor()?).map(TValue::from),
             })
             .collect::<Result<TVec<_>>>()?;
@@ -537,7 +537,7 @@ impl Model for TractModel {
             .enumerate()
             .map(|(i, v)| {
                 if keep_on_backend.get(i).copied().unwrap_or(false) {
-                    TractValue::new(v).map(|v| Value::Backend(Box::new(v)))
+                    tract_value(v).map(|v| Value::Backend(Box::new(v)))
                 } else {
                     from_tract(&v).map(Value::Host)
                 }
@@ -579,60 +579,18 @@ impl TractModel {
 
 /// A tract value kept between runs ([`Model::run_values`]): the reference-counted tensor an
 /// output came back as, fed to the next run as it is.
-#[derive(Debug)]
-pub struct TractValue {
-    value: TValue,
-    dtype: DType,
-    shape: Vec<usize>,
-}
+pub type TractValue = Held<TValue>;
 
-impl TractValue {
-    fn new(value: TValue) -> Result<Self> {
-        let dtype = dtype_of(value.datum_type()).ok_or_else(|| Error::Run {
-            backend: NAME.into(),
-            reason: format!(
-                "output dtype {:?} is not supported by edgeai",
-                value.datum_type()
-            ),
-        })?;
-        let shape = value.shape().to_vec();
-        Ok(TractValue {
-            value,
-            dtype,
-            shape,
-        })
-    }
-
-    /// The tract tensor.
-    pub fn tensor(&self) -> &tract_onnx::prelude::Tensor {
-        &self.value
-    }
-}
-
-impl BackendValue for TractValue {
-    fn backend(&self) -> &str {
-        NAME
-    }
-
-    fn dtype(&self) -> DType {
-        self.dtype
-    }
-
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-
-    fn to_tensor(&self) -> Result<Tensor> {
-        from_tract(&self.value)
-    }
-
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send + Sync> {
-        self
-    }
+fn tract_value(value: TValue) -> Result<TractValue> {
+    let dtype = dtype_of(value.datum_type()).ok_or_else(|| Error::Run {
+        backend: NAME.into(),
+        reason: format!(
+            "output dtype {:?} is not supported by edgeai",
+            value.datum_type()
+        ),
+    })?;
+    let shape = value.shape().to_vec();
+    Ok(Held::new(NAME, value, dtype, shape, |v| from_tract(v)))
 }
 
 /// The whole anyhow context chain in one line: tract's outer message alone ("Translating

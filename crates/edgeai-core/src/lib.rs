@@ -46,7 +46,7 @@ pub use model::{check_keep, validate_inputs, validate_values, Dim, Model, Tensor
 pub use pool::RunPool;
 pub use quant::{GgmlType, KernelPath, QMatrix, Scratch};
 pub use tensor::{DType, Element, Tensor, TensorData};
-pub use value::{BackendValue, Value};
+pub use value::{BackendValue, Held, Value};
 
 /// Re-exported so users convert tensors with the same `ndarray` version edgeai uses.
 pub use half;

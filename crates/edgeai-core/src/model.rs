@@ -102,29 +102,29 @@ impl TensorSpec {
 /// Backends call this before running so that every backend reports a wrong input the same
 /// way, naming the input and what it expected.
 pub fn validate_inputs(specs: &[TensorSpec], inputs: &[Tensor]) -> Result<()> {
-    if specs.len() != inputs.len() {
-        return Err(Error::InputCount {
-            expected: specs.len(),
-            got: inputs.len(),
-            names: names(specs),
-        });
-    }
+    check_count(specs, inputs.len())?;
     specs.iter().zip(inputs).try_for_each(|(s, t)| s.check(t))
 }
 
 /// [`validate_inputs`] for [`Value`]s (host tensors or backend values).
 pub fn validate_values(specs: &[TensorSpec], inputs: &[Value]) -> Result<()> {
-    if specs.len() != inputs.len() {
-        return Err(Error::InputCount {
-            expected: specs.len(),
-            got: inputs.len(),
-            names: names(specs),
-        });
-    }
+    check_count(specs, inputs.len())?;
     specs
         .iter()
         .zip(inputs)
         .try_for_each(|(s, v)| s.check_parts(v.dtype(), v.shape()))
+}
+
+fn check_count(specs: &[TensorSpec], got: usize) -> Result<()> {
+    if specs.len() == got {
+        Ok(())
+    } else {
+        Err(Error::InputCount {
+            expected: specs.len(),
+            got,
+            names: names(specs),
+        })
+    }
 }
 
 fn names(specs: &[TensorSpec]) -> String {

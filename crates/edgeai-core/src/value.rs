@@ -33,6 +33,78 @@ pub trait BackendValue: Send + Sync + fmt::Debug + Any {
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync>;
 }
 
+/// An engine's own value with its dtype and shape, as an adapter hands it back from
+/// [`Model::run_values`](crate::Model::run_values): the one [`BackendValue`] implementation
+/// the adapters share (ONNX Runtime's `DynValue`, tract's `TValue`...). `to_host` is the
+/// adapter's copy of `V` into a [`Tensor`].
+pub struct Held<V> {
+    backend: &'static str,
+    value: V,
+    dtype: DType,
+    shape: Vec<usize>,
+    to_host: fn(&V) -> Result<Tensor>,
+}
+
+impl<V> Held<V> {
+    /// `value` of `backend`, of element type `dtype` and shape `shape`.
+    pub fn new(
+        backend: &'static str,
+        value: V,
+        dtype: DType,
+        shape: Vec<usize>,
+        to_host: fn(&V) -> Result<Tensor>,
+    ) -> Self {
+        Held {
+            backend,
+            value,
+            dtype,
+            shape,
+            to_host,
+        }
+    }
+
+    /// The engine's value.
+    pub fn value(&self) -> &V {
+        &self.value
+    }
+
+    /// The engine's value, taken out (for the next run).
+    pub fn into_value(self) -> V {
+        self.value
+    }
+}
+
+impl<V> fmt::Debug for Held<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held")
+            .field("backend", &self.backend)
+            .field("dtype", &self.dtype)
+            .field("shape", &self.shape)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Send + Sync + 'static> BackendValue for Held<V> {
+    fn backend(&self) -> &str {
+        self.backend
+    }
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn to_tensor(&self) -> Result<Tensor> {
+        (self.to_host)(&self.value)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn Any + Send + Sync> {
+        self
+    }
+}
+
 /// A model input or output: a host [`Tensor`] or a [`BackendValue`].
 ///
 /// ```
